@@ -1,0 +1,48 @@
+/**
+ * postgres-ha: high availability for postgres.js users on Node, Deno and Bun.
+ *
+ * `postgresHa(url, options)` returns an `sql` with the postgres.js API that reads the cluster
+ * topology from the database, watches its hosts and, when the writer dies, finds the new writer
+ * itself.
+ *
+ * @example
+ * ```ts
+ * import { postgresHa } from '@postgres-ha/postgres-ha'
+ * const sql = postgresHa('postgres://app@my-cluster.cluster-abc.us-east-1.rds.amazonaws.com/app')
+ * const [{ now }] = await sql`select now()`
+ * ```
+ *
+ * @module
+ */
+
+export type {
+  ConnectionFactory,
+  ConnectPurpose,
+  ConnectRequest,
+  DbConnection,
+  ErrorKind,
+  StatementOptions,
+} from './src/core/connection-factory.ts'
+export {
+  ClientEndedError,
+  ConnectFailedError,
+  FailoverFailedError,
+  FailoverSuccessError,
+  HaError,
+  type HaErrorCode,
+  InvalidOptionError,
+  MissingDependencyError,
+  QueryTimeoutError,
+  TransactionResolutionUnknownError,
+} from './src/core/errors.ts'
+export type { HaEventMap, HaEventName, HaEvents } from './src/core/events.ts'
+export type { HostAddress, HostInfo, HostRole, TargetRole } from './src/core/host.ts'
+export type { Logger, LogLevel } from './src/core/logger.ts'
+export type {
+  ConnectContext,
+  ExecuteContext,
+  ExecuteKind,
+  HaPlugin,
+  PluginServices,
+} from './src/core/plugin.ts'
+export type { Topology } from './src/core/topology.ts'

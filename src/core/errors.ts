@@ -1,0 +1,179 @@
+/**
+ * The errors postgres-ha adds to those of postgres.js. Each has a stable `code` to branch on and
+ * keeps what caused it as `cause`. Ordinary SQL errors (a `PostgresError` with a SQLSTATE) pass
+ * through unchanged; these are only for what high availability changes.
+ *
+ * @module
+ */
+
+/** Stable codes of postgres-ha's own errors. */
+export type HaErrorCode =
+  | 'FAILOVER_SUCCESS'
+  | 'FAILOVER_FAILED'
+  | 'TRANSACTION_RESOLUTION_UNKNOWN'
+  | 'INVALID_OPTION'
+  | 'CLIENT_ENDED'
+  | 'QUERY_TIMEOUT'
+  | 'CONNECT_FAILED'
+  | 'MISSING_DEPENDENCY'
+
+/**
+ * Base class of every postgres-ha error.
+ *
+ * @example
+ * ```ts
+ * try { await sql`select 1` } catch (e) { if (e instanceof HaError) console.log(e.code) }
+ * ```
+ */
+export class HaError extends Error {
+  /** Stable machine-readable code; never changes between versions. */
+  readonly code: HaErrorCode
+
+  constructor(code: HaErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = new.target.name
+  }
+}
+
+/**
+ * The connection was lost and postgres-ha has switched to a healthy host. The statement that failed
+ * was sent but its fate is unknown outside a transaction it is safe to run again; re-run it.
+ *
+ * @example
+ * ```ts
+ * try { await sql`update jobs set done = true where id = ${id}` }
+ * catch (e) { if (e instanceof FailoverSuccessError) await sql`update jobs set done = true where id = ${id}` }
+ * ```
+ */
+export class FailoverSuccessError extends HaError {
+  /** The host the failed statement was sent to (`host:port`). */
+  readonly fromHost: string | undefined
+  /** The host now in use (`host:port`). */
+  readonly toHost: string
+
+  constructor(fromHost: string | undefined, toHost: string, options?: { cause?: unknown }) {
+    super(
+      'FAILOVER_SUCCESS',
+      `The connection to ${fromHost ?? 'the database'} was lost and postgres-ha switched to ${toHost}. ` +
+        'The statement may or may not have run there; re-run it if it is safe to do so.',
+      options,
+    )
+    this.fromHost = fromHost
+    this.toHost = toHost
+  }
+}
+
+/**
+ * The connection was lost inside a transaction. Whether the transaction committed is unknown;
+ * postgres-ha never retries it for you. Check your data, then decide whether to run it again.
+ *
+ * @example
+ * ```ts
+ * try { await sql.begin(tx => transfer(tx)) }
+ * catch (e) { if (e instanceof TransactionResolutionUnknownError) await reconcile() }
+ * ```
+ */
+export class TransactionResolutionUnknownError extends HaError {
+  /** The host the transaction ran on (`host:port`). */
+  readonly fromHost: string | undefined
+  /** The host now in use, when failover found one (`host:port`). */
+  readonly toHost: string | undefined
+
+  constructor(fromHost: string | undefined, toHost: string | undefined, options?: { cause?: unknown }) {
+    super(
+      'TRANSACTION_RESOLUTION_UNKNOWN',
+      `The connection to ${fromHost ?? 'the database'} was lost during a transaction; whether it committed is unknown. ` +
+        (toHost ? `postgres-ha switched to ${toHost}. ` : '') +
+        'Check the data before running the transaction again.',
+      options,
+    )
+    this.fromHost = fromHost
+    this.toHost = toHost
+  }
+}
+
+/**
+ * No usable host was found within `failoverTimeoutMs`. The statement did not run on a new host.
+ *
+ * @example
+ * ```ts
+ * catch (e) { if (e instanceof FailoverFailedError) alertOnCall(e.message) }
+ * ```
+ */
+export class FailoverFailedError extends HaError {
+  /** How long failover searched before giving up, in milliseconds. */
+  readonly elapsedMs: number
+
+  constructor(message: string, elapsedMs: number, options?: { cause?: unknown }) {
+    super('FAILOVER_FAILED', message, options)
+    this.elapsedMs = elapsedMs
+  }
+}
+
+/**
+ * An option has a value postgres-ha cannot use. The message names the option, the value received
+ * (secrets masked) and what would be valid.
+ *
+ * @example
+ * ```ts
+ * postgresHa({ failoverTimeoutMs: -1 }) // throws InvalidOptionError: failoverTimeoutMs ...
+ * ```
+ */
+export class InvalidOptionError extends HaError {
+  /** The option at fault, as the user spelled it. */
+  readonly option: string
+
+  constructor(option: string, message: string, options?: { cause?: unknown }) {
+    super('INVALID_OPTION', message, options)
+    this.option = option
+  }
+}
+
+/**
+ * A plugin needs an optional package that is not installed (for example `@aws-sdk/rds-signer`
+ * for `iam`). The message names the package to install.
+ */
+export class MissingDependencyError extends HaError {
+  /** The npm package to install. */
+  readonly packageName: string
+
+  constructor(packageName: string, plugin: string, options?: { cause?: unknown }) {
+    super(
+      'MISSING_DEPENDENCY',
+      `The ${plugin} plugin needs the package ${packageName}, which is not installed. ` +
+        `Install it (npm install ${packageName}) or remove "${plugin}" from the plugins option.`,
+      options,
+    )
+    this.packageName = packageName
+  }
+}
+
+/** A query was made after `sql.end()`. */
+export class ClientEndedError extends HaError {
+  constructor() {
+    super('CLIENT_ENDED', 'This postgres-ha client has been ended with sql.end(); create a new one.')
+  }
+}
+
+/** A statement took longer than `queryTimeoutMs`; it was cancelled on the server. */
+export class QueryTimeoutError extends HaError {
+  /** The limit that was exceeded, in milliseconds. */
+  readonly timeoutMs: number
+
+  constructor(timeoutMs: number, options?: { cause?: unknown }) {
+    super('QUERY_TIMEOUT', `The statement did not finish within queryTimeoutMs (${timeoutMs} ms).`, options)
+    this.timeoutMs = timeoutMs
+  }
+}
+
+/** No connection could be opened to a host within the connect timeout, or the host refused it. */
+export class ConnectFailedError extends HaError {
+  /** The host that could not be reached (`host:port`). */
+  readonly host: string
+
+  constructor(host: string, reason: string, options?: { cause?: unknown }) {
+    super('CONNECT_FAILED', `Could not connect to ${host}: ${reason}`, options)
+    this.host = host
+  }
+}

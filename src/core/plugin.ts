@@ -1,0 +1,105 @@
+/**
+ * The plugin interface. Every new connection and every statement passes through the enabled
+ * plugins in order; each may wrap, retry, observe or refuse by what it does around `next()`.
+ *
+ * @module
+ */
+import type { Clock } from '../runtime/clock.ts'
+import type { ConnectionFactory, ConnectPurpose, ErrorKind } from './connection-factory.ts'
+import type { HaEvents } from './events.ts'
+import type { HostAddress, TargetRole } from './host.ts'
+import type { Logger } from './logger.ts'
+import type { Topology } from './topology.ts'
+
+/**
+ * A new connection about to be opened. Plugins may change `user` and `password` before calling
+ * `next()` (the `iam` plugin puts a token in `password`); `next()` rejects if the connection fails.
+ */
+export interface ConnectContext {
+  readonly host: HostAddress
+  readonly purpose: ConnectPurpose
+  user: string
+  password: string | undefined
+}
+
+/** What an execution is: one statement, a whole `sql.begin` transaction, or a statement on a reserved connection. */
+export type ExecuteKind = 'statement' | 'transaction' | 'reserved' | 'listen'
+
+/**
+ * One statement (or one transaction) on its way to a server.
+ *
+ * The pipeline's last step picks `host` and sets `sent` as soon as anything may have reached the
+ * server; a plugin that sees `sent === false` after a failure knows a retry cannot run anything twice.
+ */
+export interface ExecuteContext {
+  readonly kind: ExecuteKind
+  /** Which role of host the statement needs. */
+  readonly targetRole: TargetRole
+  /** The host this attempt runs on; set when the attempt starts. Pinned for reserved connections. */
+  host: HostAddress | undefined
+  /** True when the statement runs inside an open transaction: its outcome can't be retried. */
+  inTransaction: boolean
+  /** Whether anything of this attempt may have reached a server. */
+  sent: boolean
+  /** Whether the caller has already received part of the result (cursor, forEach, COPY). */
+  delivered: boolean
+  /** 0 for the first attempt, incremented by each transparent retry. */
+  attempt: number
+  /** The statement text for logs (never its parameters); may be empty. */
+  readonly description: string
+}
+
+/** The client's services a plugin may use; handed to {@link HaPlugin.init} once. */
+export interface PluginServices {
+  /** The validated, frozen options of the client. */
+  readonly options: Readonly<Record<string, unknown>>
+  readonly clock: Clock
+  readonly logger: Logger
+  readonly events: HaEvents
+  /** Opens internal connections (through the connect pipeline, so IAM and secrets apply). */
+  readonly factory: ConnectionFactory
+  /** Classifies any driver error (see {@link ErrorKind}). */
+  classify(error: unknown): ErrorKind
+  /** The latest topology, if one has been read. */
+  topology(): Topology | undefined
+  /** Reads the topology now (shared with every client of the cluster); resolves with the new reading. */
+  refreshTopology(): Promise<Topology | undefined>
+  /** Asks the shared topology monitor to poll fast until the topology settles. */
+  requestFastPolling(reason: string): void
+  /** The host user statements targeting the writer go to. */
+  currentWriter(): HostAddress | undefined
+  /** Makes `host` the writer for this client's new statements (after it was verified writable). */
+  setWriter(host: HostAddress): void
+  /** Drops every connection of this client to `host` at once; statements on them reject. */
+  abortHost(host: HostAddress, reason: string): void
+  /** Hosts this client has user connections open to. */
+  connectedHosts(): HostAddress[]
+}
+
+/**
+ * A plugin: any of the hooks below, all optional.
+ *
+ * @example
+ * ```ts
+ * const timing: HaPlugin = {
+ *   name: 'timing',
+ *   async execute(ctx, next) {
+ *     const t0 = performance.now()
+ *     try { return await next() } finally { console.log(ctx.description, performance.now() - t0) }
+ *   },
+ * }
+ * const sql = postgresHa(url, { plugins: ['connectionTracker', 'failover', timing] })
+ * ```
+ */
+export interface HaPlugin {
+  /** A unique name, used in logs and in the `plugins` option. */
+  readonly name: string
+  /** Called once before the client's first connection, with the services of the client. */
+  init?(services: PluginServices): void | Promise<void>
+  /** Wraps opening a connection; may set credentials, observe failures or retry. */
+  connect?(ctx: ConnectContext, next: () => Promise<void>): Promise<void>
+  /** Wraps running one statement or transaction; may observe, retry, translate errors or refuse. */
+  execute?<T>(ctx: ExecuteContext, next: () => Promise<T>): Promise<T>
+  /** Releases what the plugin holds; called once by `sql.end()`. */
+  end?(): void | Promise<void>
+}

@@ -1,0 +1,44 @@
+/**
+ * The contract between a driver's `sql` surface and the core: the driver describes what it is about
+ * to run, and the core runs it through the plugin pipeline on the host it chooses.
+ *
+ * @module
+ */
+import type { HostAddress, TargetRole } from './host.ts'
+import type { ExecuteContext, ExecuteKind } from './plugin.ts'
+
+/** What the driver tells the core about a unit of work before running it. */
+export interface ExecuteRequest {
+  readonly kind: ExecuteKind
+  /** Default: the client's `targetRole`. */
+  readonly targetRole?: TargetRole
+  /** Run on exactly this host (a reserved connection); failover may still replace it. */
+  readonly pinnedHost?: HostAddress
+  /** True inside `sql.begin` or on a reserved connection with an open transaction. */
+  readonly inTransaction?: boolean
+  /** Statement text for logs, without parameters. */
+  readonly description?: string
+}
+
+/**
+ * One try at running the work on `host`. The driver must set `ctx.sent = true` as soon as anything
+ * may have reached the server, and `ctx.delivered = true` once part of a result was handed to the
+ * caller, so that plugins never replay work that may have run.
+ */
+export type Attempt<T> = (host: HostAddress, ctx: ExecuteContext) => Promise<T>
+
+/**
+ * Runs work through the plugins. Transparent retries call `attempt` again, possibly on another host.
+ *
+ * @example
+ * ```ts
+ * const rows = await executor.execute({ kind: 'statement', description: 'select 1' }, (host, ctx) => {
+ *   const q = poolFor(host)`select 1`
+ *   ctx.sent = true
+ *   return q
+ * })
+ * ```
+ */
+export interface Executor {
+  execute<T>(request: ExecuteRequest, attempt: Attempt<T>): Promise<T>
+}

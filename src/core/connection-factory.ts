@@ -26,6 +26,9 @@ export interface ConnectRequest {
   readonly purpose: ConnectPurpose
   /** Give up (and reject with a `connect-failed` error) after this long. */
   readonly timeoutMs: number
+  /** Credentials resolved by the connect plugins; the driver's own when absent. */
+  readonly user?: string
+  readonly password?: string
 }
 
 /** Options of a single statement on a {@link DbConnection}. */

@@ -74,6 +74,16 @@ export interface PluginServices {
   abortHost(host: HostAddress, reason: string): void
   /** Hosts this client has user connections open to. */
   connectedHosts(): HostAddress[]
+  /** Records that `host` failed: no statement is routed to it until {@link markHostUp}. */
+  markHostDown(host: HostAddress, reason: string): void
+  /** Records that `host` answers again. */
+  markHostUp(host: HostAddress): void
+  /** Whether `host` is currently marked down. */
+  isHostDown(host: HostAddress): boolean
+  /** Whether this client has ever completed a statement (failover only makes sense after that). */
+  hasConnected(): boolean
+  /** A signal aborted when the client ends, for plugin loops to stop on. */
+  readonly endSignal: AbortSignal
 }
 
 /**

@@ -1,0 +1,283 @@
+/**
+ * The core of a postgres-ha client: routes each statement to a host, runs it through the plugins,
+ * shares its cluster's topology monitor, and exposes events. Knows nothing of postgres.js.
+ *
+ * @module
+ */
+
+import type { ConnectionFactory, DbConnection } from './connection-factory.ts'
+import type { Dialect } from './dialect.ts'
+import { ClientEndedError } from './errors.ts'
+import { createEvents, type HaEvents } from './events.ts'
+import type { Attempt, ExecuteRequest, Executor } from './executor.ts'
+import { type HostAddress, type HostInfo, hostKey, sameHost, type TargetRole } from './host.ts'
+import type { HostPattern } from './host-pattern.ts'
+import { type Logger, safeLogger } from './logger.ts'
+import { acquireMonitor, type MonitorLease } from './monitor-registry.ts'
+import type { ResolvedHaOptions } from './options.ts'
+import { type ConnectChain, connectChain, type ExecuteChain, executeChain } from './pipeline.ts'
+import type { ConnectContext, ExecuteContext, HaPlugin, PluginServices } from './plugin.ts'
+import { type ReaderPicker, readerPicker } from './routing.ts'
+import type { Topology } from './topology.ts'
+
+/** What the driver gives the core. */
+export interface HaClientDeps {
+  readonly options: ResolvedHaOptions
+  /** The plugins, already resolved from names, in order. */
+  readonly plugins: readonly HaPlugin[]
+  /** The driver's own factory; the client wraps it with the connect plugins. */
+  readonly driverFactory: ConnectionFactory
+  /** The user's hosts, in order (the cluster endpoint, or every host of a self-managed cluster). */
+  readonly initialHosts: readonly HostAddress[]
+  readonly clusterId: string
+  readonly hostPattern: HostPattern
+  readonly dialect: Dialect | undefined
+  /** The user name postgres.js would use; plugins may replace it per connection. */
+  readonly user: string
+  /** Drops every user connection to a host. */
+  abortHost(host: HostAddress, reason: string): void
+  /** Hosts with open user connections. */
+  connectedHosts(): HostAddress[]
+  /** Open user connections to a host. */
+  connectionCount(host: HostAddress): number
+}
+
+/**
+ * The driver-agnostic client. The postgres.js `sql` surface calls {@link HaClient.execute} for
+ * every statement and {@link HaClient.runConnectPlugins} for every new connection.
+ *
+ * @example
+ * ```ts
+ * const client = new HaClient(deps)
+ * const rows = await client.execute({ kind: 'statement' }, (host, ctx) => runOn(host, ctx))
+ * ```
+ */
+export class HaClient implements Executor {
+  readonly events: HaEvents
+  readonly logger: Logger
+  readonly options: ResolvedHaOptions
+  /** Internal connections through the connect plugins. */
+  readonly factory: ConnectionFactory
+  readonly #deps: HaClientDeps
+  readonly #connect: ConnectChain
+  readonly #execute: ExecuteChain
+  readonly #pickReader: ReaderPicker
+  readonly #lease: MonitorLease
+  readonly #down = new Map<string, HostAddress>()
+  readonly #ended = new AbortController()
+  #writer: HostAddress | undefined
+  #ready: Promise<void> | undefined
+  #isReady = false
+  #connected = false
+  #pluginsInit: Promise<void> | undefined
+  /** The services handed to plugins. */
+  readonly services: PluginServices
+
+  constructor(deps: HaClientDeps) {
+    this.#deps = deps
+    this.options = deps.options
+    this.logger = safeLogger(deps.options.logger)
+    this.events = createEvents((error) =>
+      this.logger.warn('an event listener threw', { error: String(error) }),
+    )
+    this.#connect = connectChain(deps.plugins)
+    this.#execute = executeChain(deps.plugins)
+    this.#pickReader = readerPicker(deps.options.readerHostSelectorStrategy, deps.connectionCount)
+    const driver = deps.driverFactory
+    this.factory = {
+      classify: (e) => driver.classify(e),
+      connect: async (request) => {
+        const ctx: ConnectContext = {
+          host: request.host,
+          purpose: request.purpose,
+          user: request.user ?? deps.user,
+          password: request.password,
+        }
+        let conn: DbConnection | undefined
+        await this.#connect(ctx, async () => {
+          conn = await driver.connect({ ...request, user: ctx.user, password: ctx.password })
+        })
+        return conn!
+      },
+    }
+    this.#lease = acquireMonitor(
+      {
+        clusterId: deps.clusterId,
+        dialect: deps.dialect,
+        hostPattern: deps.hostPattern,
+        initialHosts: deps.initialHosts,
+        defaultPort: deps.initialHosts[0]?.port ?? 5432,
+        refreshMs: deps.options.topologyRefreshMs,
+        fastRefreshMs: deps.options.topologyFastRefreshMs,
+        probeTimeoutMs: deps.options.probeTimeoutMs,
+        clock: deps.options.clock,
+        logger: this.logger,
+      },
+      { factory: this.factory, onTopology: (t, previous) => this.#onTopology(t, previous) },
+    )
+    this.services = Object.freeze({
+      options: Object.freeze({ ...deps.options, ...deps.options.pluginOptions }),
+      clock: deps.options.clock,
+      logger: this.logger,
+      events: this.events,
+      factory: this.factory,
+      classify: (e: unknown) => driver.classify(e),
+      topology: () => this.topology(),
+      refreshTopology: () => this.#lease.monitor.refresh(),
+      requestFastPolling: (reason: string) => this.#lease.monitor.requestFastPolling(reason),
+      currentWriter: () => this.#writer,
+      setWriter: (host: HostAddress) => this.#setWriter(host, 'failover'),
+      abortHost: (host: HostAddress, reason: string) => deps.abortHost(host, reason),
+      connectedHosts: () => deps.connectedHosts(),
+      markHostDown: (host: HostAddress, reason: string) => this.#markDown(host, reason),
+      markHostUp: (host: HostAddress) => this.#markUp(host),
+      isHostDown: (host: HostAddress) => this.#down.has(hostKey(host)),
+      hasConnected: () => this.#connected,
+      endSignal: this.#ended.signal,
+    })
+    const current = this.#lease.monitor.current
+    if (current) this.#onTopology(current, undefined)
+  }
+
+  /** The latest topology reading of this client's cluster. */
+  topology(): Topology | undefined {
+    return this.#lease.monitor.current
+  }
+
+  /** The host writer-bound statements go to now. */
+  writer(): HostAddress | undefined {
+    return this.#writer
+  }
+
+  /** The shared monitor (tests and benchmarks count its reads). */
+  get monitor(): MonitorLease['monitor'] {
+    return this.#lease.monitor
+  }
+
+  /** Whether `sql.end()` was called. */
+  get ended(): boolean {
+    return this.#ended.signal.aborted
+  }
+
+  /** Runs a new connection's credentials through the connect plugins (the driver calls this for pool connections). */
+  runConnectPlugins(ctx: ConnectContext): Promise<void> {
+    return this.#connect(ctx, () => Promise.resolve())
+  }
+
+  /** Runs a unit of work through the plugins on the host routing chooses. */
+  execute<T>(request: ExecuteRequest, attempt: Attempt<T>): Promise<T> {
+    if (this.#ended.signal.aborted) return Promise.reject(new ClientEndedError())
+    const ctx: ExecuteContext = {
+      kind: request.kind,
+      targetRole: request.targetRole ?? this.options.targetRole,
+      host: request.pinnedHost,
+      inTransaction: request.inTransaction ?? false,
+      sent: false,
+      delivered: false,
+      attempt: 0,
+      description: request.description ?? '',
+    }
+    const pinned = request.pinnedHost
+    const run = (): Promise<T> => {
+      if (this.#ended.signal.aborted) return Promise.reject(new ClientEndedError())
+      const host = pinned && ctx.attempt === 0 ? pinned : this.route(ctx.targetRole)
+      ctx.host = host
+      ctx.sent = false
+      return attempt(host, ctx).then((result) => {
+        this.#connected = true
+        return result
+      })
+    }
+    if (this.#isReady) return this.#execute(ctx, run)
+    return this.ready().then(() => this.#execute(ctx, run))
+  }
+
+  /** Resolves once plugins are initialised and a first topology read was tried (bounded by `connectTimeoutMs`). */
+  ready(): Promise<void> {
+    this.#ready ??= this.#bootstrap().then(() => {
+      this.#isReady = true
+    })
+    return this.#ready
+  }
+
+  async #bootstrap(): Promise<void> {
+    this.#pluginsInit ??= (async () => {
+      const services = {
+        ...this.services,
+        clock: this.options.clock,
+        logger: this.logger,
+        events: this.events,
+      }
+      Object.assign(services, { factory: this.factory })
+      for (const plugin of this.#deps.plugins) await plugin.init?.(services as PluginServices)
+    })()
+    await this.#pluginsInit
+    if (this.#lease.monitor.current) return
+    let timer: ReturnType<typeof setTimeout> | undefined
+    // A cluster that doesn't answer must not hold the first statement longer than a connect would.
+    await Promise.race([
+      this.#lease.monitor.refresh().catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.options.connectTimeoutMs)
+      }),
+    ])
+    clearTimeout(timer)
+  }
+
+  /** The host for a statement that targets `role`. */
+  route(role: TargetRole): HostAddress {
+    if (role !== 'writer') {
+      const topology = this.#lease.monitor.current
+      const candidates = (role === 'reader' ? (topology?.readers ?? []) : (topology?.hosts ?? [])).filter(
+        (h: HostInfo) => h.role !== 'unknown' && !this.#down.has(hostKey(h)),
+      )
+      const picked = this.#pickReader(candidates)
+      if (picked) return { host: picked.host, port: picked.port }
+    }
+    return this.#writer ?? this.#deps.initialHosts[0]!
+  }
+
+  #onTopology(topology: Topology, previous: Topology | undefined): void {
+    this.events.emit('topology', { topology, previous })
+    const w = topology.writer
+    if (w && !this.#down.has(hostKey(w)) && !sameHost(w, this.#writer)) this.#setWriter(w, 'topology')
+  }
+
+  #setWriter(host: HostAddress, why: string): void {
+    const address = { host: host.host, port: host.port }
+    this.#down.delete(hostKey(address))
+    if (sameHost(address, this.#writer)) return
+    const from = this.#writer
+    this.#writer = address
+    if (from) this.logger.info('writer changed', { from: hostKey(from), to: hostKey(address), why })
+    this.events.emit('writerChanged', { from, to: address })
+  }
+
+  #markDown(host: HostAddress, reason: string): void {
+    const key = hostKey(host)
+    if (this.#down.has(key)) return
+    this.#down.set(key, { host: host.host, port: host.port })
+    this.logger.warn('host down', { host: key, reason })
+    this.events.emit('hostDown', { host, reason })
+  }
+
+  #markUp(host: HostAddress): void {
+    if (!this.#down.delete(hostKey(host))) return
+    this.logger.info('host up', { host: hostKey(host) })
+    this.events.emit('hostUp', { host })
+  }
+
+  /** Ends the plugins and lets go of the shared monitor. Safe to call twice. */
+  async end(): Promise<void> {
+    if (this.#ended.signal.aborted) return
+    this.#ended.abort(new ClientEndedError())
+    this.#lease.release()
+    for (const plugin of [...this.#deps.plugins].reverse()) {
+      try {
+        await plugin.end?.()
+      } catch (error) {
+        this.logger.warn('a plugin failed to end', { plugin: plugin.name, error: String(error) })
+      }
+    }
+  }
+}

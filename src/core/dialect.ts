@@ -1,0 +1,47 @@
+/**
+ * A dialect knows how one kind of cluster describes itself: how to read its topology and how to
+ * tell a writer from a reader. The core polls through it and never writes topology SQL itself.
+ *
+ * @module
+ */
+import type { DbConnection } from './connection-factory.ts'
+import type { HostAddress, HostInfo, HostRole } from './host.ts'
+import type { HostPattern } from './host-pattern.ts'
+import type { DialectName } from './options.ts'
+
+/** What a dialect needs besides the connection it reads through. */
+export interface TopologyContext {
+  /** Maps instance ids to endpoints. */
+  readonly hostPattern: HostPattern
+  /** Port of instance endpoints when the pattern has none. */
+  readonly defaultPort: number
+  /** The hosts the user listed (the cluster endpoint, or every host of a self-managed cluster). */
+  readonly initialHosts: readonly HostAddress[]
+  /** Asks another host for its role (used where one host cannot describe the others). */
+  probeRole(host: HostAddress): Promise<HostRole>
+}
+
+/**
+ * How a kind of cluster reports its topology.
+ *
+ * @example
+ * ```ts
+ * const hosts = await auroraPgDialect.readTopology(conn, context)
+ * ```
+ */
+export interface Dialect {
+  readonly name: DialectName
+  /** Reads every host of the cluster with its role, through `conn` (and `context.probeRole`). */
+  readTopology(conn: DbConnection, context: TopologyContext): Promise<HostInfo[]>
+  /** The role of the host `conn` is connected to, checked on the host itself. */
+  roleOf(conn: DbConnection): Promise<HostRole>
+}
+
+/** The statement every dialect uses to tell a writable host: a standby is in recovery. */
+export const ROLE_QUERY = 'select pg_catalog.pg_is_in_recovery() as is_reader'
+
+/** Runs {@link ROLE_QUERY} on `conn`. */
+export async function readRole(conn: DbConnection): Promise<HostRole> {
+  const [row] = await conn.query<{ is_reader: boolean }>(ROLE_QUERY)
+  return row?.is_reader ? 'reader' : 'writer'
+}

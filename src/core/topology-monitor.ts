@@ -1,0 +1,276 @@
+/**
+ * The topology monitor of one cluster, shared by every client of that cluster in the process.
+ * It polls slowly when all is calm and fast after any sign of trouble until the topology settles,
+ * reads from whichever host answers, and never keeps the process alive.
+ *
+ * @module
+ */
+
+import { detectDialect } from '../dialects/detect.ts'
+import { type Clock, startTimer, stopTimer, type TimerHandle } from '../runtime/mod.ts'
+import type { ConnectionFactory, DbConnection } from './connection-factory.ts'
+import { type Dialect, readRole, type TopologyContext } from './dialect.ts'
+import { type HostAddress, type HostRole, hostKey } from './host.ts'
+import type { HostPattern } from './host-pattern.ts'
+import type { Logger } from './logger.ts'
+import { makeTopology, sameShape, type Topology } from './topology.ts'
+
+/** How a monitor polls; fixed by the first client of the cluster. */
+export interface TopologyMonitorConfig {
+  readonly clusterId: string
+  /** A dialect, or `undefined` to detect it on the first connection. */
+  readonly dialect: Dialect | undefined
+  readonly hostPattern: HostPattern
+  readonly initialHosts: readonly HostAddress[]
+  readonly defaultPort: number
+  readonly refreshMs: number
+  readonly fastRefreshMs: number
+  readonly probeTimeoutMs: number
+  readonly clock: Clock
+  readonly logger: Logger
+}
+
+/** A client of the monitor: lends its connection factory and hears about changes. */
+export interface TopologySubscriber {
+  readonly factory: ConnectionFactory
+  onTopology(topology: Topology, previous: Topology | undefined): void
+}
+
+/** Consecutive identical readings with a writer after which fast polling stops. */
+const SETTLE_READS = 3
+
+/**
+ * Polls one cluster's topology for all its subscribers.
+ *
+ * @example
+ * ```ts
+ * const monitor = new TopologyMonitor(config)
+ * monitor.subscribe(subscriber)
+ * const topology = await monitor.refresh()
+ * ```
+ */
+export class TopologyMonitor {
+  readonly config: TopologyMonitorConfig
+  #dialect: Dialect | undefined
+  #current: Topology | undefined
+  #conn: DbConnection | undefined
+  #probes = new Map<string, DbConnection>()
+  #inflight: Promise<Topology | undefined> | undefined
+  #subscribers = new Set<TopologySubscriber>()
+  #timer: TimerHandle | undefined
+  #fast = false
+  #stableReads = 0
+  #stopped = false
+  /** Number of topology statements sent, for tests and the idle benchmark. */
+  reads = 0
+
+  constructor(config: TopologyMonitorConfig) {
+    this.config = config
+    this.#dialect = config.dialect
+  }
+
+  /** The latest reading, if any. */
+  get current(): Topology | undefined {
+    return this.#current
+  }
+
+  /** The dialect in use, once known. */
+  get dialect(): Dialect | undefined {
+    return this.#dialect
+  }
+
+  /** Whether the monitor is polling fast. */
+  get fast(): boolean {
+    return this.#fast
+  }
+
+  /** How many clients use this monitor. */
+  get subscriberCount(): number {
+    return this.#subscribers.size
+  }
+
+  subscribe(subscriber: TopologySubscriber): void {
+    this.#subscribers.add(subscriber)
+    if (!this.#timer && !this.#stopped)
+      this.#schedule(this.#fast ? this.config.fastRefreshMs : this.config.refreshMs)
+  }
+
+  /** Removes a client; the last one out stops the monitor. Returns true when it stopped. */
+  unsubscribe(subscriber: TopologySubscriber): boolean {
+    this.#subscribers.delete(subscriber)
+    if (this.#subscribers.size > 0) return false
+    this.stop()
+    return true
+  }
+
+  /** Polls fast until the topology settles. */
+  requestFastPolling(reason: string): void {
+    if (this.#stopped) return
+    if (!this.#fast)
+      this.config.logger.debug('topology: polling fast', { cluster: this.config.clusterId, reason })
+    this.#fast = true
+    this.#stableReads = 0
+    stopTimer(this.#timer)
+    this.#schedule(0)
+  }
+
+  /** Reads the topology now; concurrent calls share one read. */
+  refresh(): Promise<Topology | undefined> {
+    if (this.#stopped) return Promise.resolve(this.#current)
+    this.#inflight ??= this.#read().finally(() => {
+      this.#inflight = undefined
+    })
+    return this.#inflight
+  }
+
+  /** Stops polling and closes the monitor's connections. */
+  stop(): void {
+    this.#stopped = true
+    stopTimer(this.#timer)
+    this.#timer = undefined
+    this.#conn?.abort()
+    this.#conn = undefined
+    for (const c of this.#probes.values()) c.abort()
+    this.#probes.clear()
+  }
+
+  #schedule(ms: number): void {
+    this.#timer = startTimer(() => {
+      this.#timer = undefined
+      void this.refresh().finally(() => {
+        if (!this.#stopped && !this.#timer && this.#subscribers.size > 0)
+          this.#schedule(this.#fast ? this.config.fastRefreshMs : this.config.refreshMs)
+      })
+    }, ms)
+  }
+
+  #factory(): ConnectionFactory | undefined {
+    for (const s of this.#subscribers) return s.factory
+    return undefined
+  }
+
+  /** Hosts to read from, best first: the open connection's, the writer, the other known hosts, the listed ones. */
+  #candidates(): HostAddress[] {
+    const seen = new Set<string>()
+    const out: HostAddress[] = []
+    const add = (h: HostAddress | undefined) => {
+      if (h && !seen.has(hostKey(h))) {
+        seen.add(hostKey(h))
+        out.push({ host: h.host, port: h.port })
+      }
+    }
+    add(this.#conn && !this.#conn.closed ? this.#conn.host : undefined)
+    add(this.#current?.writer)
+    for (const h of this.#current?.readers ?? []) if (h.role !== 'unknown') add(h)
+    for (const h of this.config.initialHosts) add(h)
+    return out
+  }
+
+  async #read(): Promise<Topology | undefined> {
+    const factory = this.#factory()
+    if (!factory) return this.#current
+    let lastError: unknown
+    for (const host of this.#candidates()) {
+      if (this.#stopped) return this.#current
+      try {
+        const conn = await this.#connection(factory, host)
+        this.#dialect ??= await detectDialect(conn)
+        this.reads++
+        const hosts = await this.#dialect.readTopology(conn, this.#context(factory))
+        if (hosts.length === 0) throw new Error(`${hostKey(host)} reported an empty topology`)
+        this.#accept(makeTopology(this.config.clusterId, hosts, this.config.clock.wallNow(), hostKey(host)))
+        return this.#current
+      } catch (error) {
+        lastError = error
+        if (this.#conn && hostKey(this.#conn.host) === hostKey(host)) {
+          this.#conn.abort()
+          this.#conn = undefined
+        }
+      }
+    }
+    this.config.logger.debug('topology: no host answered', {
+      cluster: this.config.clusterId,
+      error: String((lastError as Error)?.message ?? lastError),
+    })
+    this.#fast = true
+    this.#stableReads = 0
+    return this.#current
+  }
+
+  async #connection(factory: ConnectionFactory, host: HostAddress): Promise<DbConnection> {
+    if (this.#conn && !this.#conn.closed && hostKey(this.#conn.host) === hostKey(host)) return this.#conn
+    this.#conn?.abort()
+    this.#conn = undefined
+    const conn = await factory.connect({ host, purpose: 'topology', timeoutMs: this.config.probeTimeoutMs })
+    if (this.#stopped) {
+      conn.abort()
+      throw new Error('topology monitor stopped')
+    }
+    this.#conn = conn
+    return this.#wrapTimeout(conn)
+  }
+
+  /** Bounds every topology statement by the probe timeout so a frozen host can't stall polling. */
+  #wrapTimeout(conn: DbConnection): DbConnection {
+    const timeoutMs = this.config.probeTimeoutMs
+    return {
+      host: conn.host,
+      get closed() {
+        return conn.closed
+      },
+      query: (text, params, options) => conn.query(text, params, { timeoutMs, ...options }),
+      close: () => conn.close(),
+      abort: () => conn.abort(),
+    }
+  }
+
+  #context(factory: ConnectionFactory): TopologyContext {
+    return {
+      hostPattern: this.config.hostPattern,
+      defaultPort: this.config.defaultPort,
+      initialHosts: this.config.initialHosts,
+      probeRole: (host) => this.#probeRole(factory, host),
+    }
+  }
+
+  async #probeRole(factory: ConnectionFactory, host: HostAddress): Promise<HostRole> {
+    const key = hostKey(host)
+    let conn = this.#probes.get(key)
+    try {
+      if (!conn || conn.closed) {
+        conn = await factory.connect({ host, purpose: 'topology', timeoutMs: this.config.probeTimeoutMs })
+        if (this.#stopped) {
+          conn.abort()
+          return 'unknown'
+        }
+        this.#probes.set(key, conn)
+      }
+      return await readRole(this.#wrapTimeout(conn))
+    } catch {
+      conn?.abort()
+      this.#probes.delete(key)
+      return 'unknown'
+    }
+  }
+
+  #accept(next: Topology): void {
+    const previous = this.#current
+    this.#current = next
+    const changed = !sameShape(previous, next)
+    if (changed || !next.writer) this.#stableReads = 0
+    else this.#stableReads++
+    if (this.#fast && this.#stableReads >= SETTLE_READS) {
+      this.#fast = false
+      this.config.logger.debug('topology: settled', { cluster: this.config.clusterId })
+    }
+    if (!next.writer) this.#fast = true
+    if (changed)
+      for (const s of [...this.#subscribers]) {
+        try {
+          s.onTopology(next, previous)
+        } catch (error) {
+          this.config.logger.warn('topology: a subscriber failed', { error: String(error) })
+        }
+      }
+  }
+}

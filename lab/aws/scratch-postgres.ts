@@ -1,0 +1,140 @@
+/**
+ * A throwaway single PostgreSQL server on 127.0.0.1 for the authentication tests: its own data
+ * directory in a temp folder, a random free port, password authentication on TCP, removed on
+ * `stop()`. As root it runs as the `postgres` user (PostgreSQL refuses to run as root).
+ *
+ * @example
+ * ```ts
+ * const pg = await startScratchPostgres()
+ * try { ... connect to pg.port as pg.superuser / pg.superuserPassword ... } finally { await pg.stop() }
+ * ```
+ *
+ * @module
+ */
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+/** A running scratch server. */
+export interface ScratchPostgres {
+  readonly host: '127.0.0.1'
+  readonly port: number
+  readonly superuser: 'postgres'
+  /** Random per run; test-only. */
+  readonly superuserPassword: string
+  /** Stops the server at once and deletes its directory; harmless twice. */
+  stop(): Promise<void>
+}
+
+/** Options of {@link startScratchPostgres}. */
+export interface ScratchPostgresOptions {
+  /** Extra pg_hba.conf lines placed before the default `host all all 127.0.0.1/32 scram-sha-256`. */
+  readonly hba?: readonly string[]
+}
+
+function run(command: string, args: string[], asUser: string | undefined): Promise<string> {
+  const [cmd, argv] = asUser ? ['runuser', ['-u', asUser, '--', command, ...args]] : [command, args]
+  return new Promise((resolve, reject) => {
+    execFile(cmd, argv, { timeout: 60_000 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} failed: ${stderr || error.message}`))
+      else resolve(String(stdout))
+    })
+  })
+}
+
+/** The directory of PostgreSQL's server binaries: `PG_BIN`, the newest /usr/lib/postgresql/N/bin, or PATH. */
+export function postgresBinDir(): string {
+  const fromEnv = process.env.PG_BIN
+  if (fromEnv && existsSync(join(fromEnv, 'initdb'))) return fromEnv
+  const root = '/usr/lib/postgresql'
+  if (existsSync(root)) {
+    const versions = readdirSync(root)
+      .filter((v) => existsSync(join(root, v, 'bin', 'initdb')))
+      .sort((a, b) => Number(b) - Number(a))
+    if (versions[0]) return join(root, versions[0], 'bin')
+  }
+  for (const dir of (process.env.PATH ?? '').split(':'))
+    if (dir && existsSync(join(dir, 'initdb'))) return dir
+  throw new Error('No PostgreSQL server binaries found (initdb); install PostgreSQL or set PG_BIN.')
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      const port = typeof address === 'object' && address ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** Starts a scratch server; see the module doc. */
+export async function startScratchPostgres(options: ScratchPostgresOptions = {}): Promise<ScratchPostgres> {
+  const bin = postgresBinDir()
+  const asRoot = process.getuid?.() === 0
+  const asUser = asRoot ? 'postgres' : undefined
+  const dir = mkdtempSync(join(tmpdir(), 'postgres-ha-scratch-'))
+  const data = join(dir, 'data')
+  const superuserPassword = randomBytes(12).toString('hex')
+  const owner = asRoot ? await postgresOwner() : undefined
+  if (owner) chownSync(dir, ...owner)
+  let port = 0
+  let started = false
+  const stop = async () => {
+    if (started) {
+      started = false
+      await run(join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop'], asUser).catch(() => {})
+    }
+    rmSync(dir, { recursive: true, force: true })
+  }
+  try {
+    const pwfile = join(dir, 'pwfile')
+    writeFileSync(pwfile, `${superuserPassword}\n`, { mode: 0o600 })
+    if (owner) chownSync(pwfile, ...owner)
+    await run(
+      join(bin, 'initdb'),
+      ['-D', data, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--no-sync'],
+      asUser,
+    )
+    const hba = [
+      'local all all scram-sha-256',
+      ...(options.hba ?? []),
+      'host all all 127.0.0.1/32 scram-sha-256',
+      '',
+    ].join('\n')
+    writeFileSync(join(data, 'pg_hba.conf'), hba)
+    if (owner) chownSync(join(data, 'pg_hba.conf'), ...owner)
+    for (let attempt = 0; attempt < 3 && !started; attempt++) {
+      port = await freePort()
+      const opts = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off -c max_connections=50`
+      try {
+        await run(
+          join(bin, 'pg_ctl'),
+          ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '30', '-o', opts, 'start'],
+          asUser,
+        )
+        started = true
+      } catch (e) {
+        if (attempt === 2) throw e
+      }
+    }
+  } catch (e) {
+    await stop()
+    throw e
+  }
+  return { host: '127.0.0.1', port, superuser: 'postgres', superuserPassword, stop }
+}
+
+async function postgresOwner(): Promise<[number, number]> {
+  const [uid, gid] = await Promise.all([
+    run('id', ['-u', 'postgres'], undefined),
+    run('id', ['-g', 'postgres'], undefined),
+  ])
+  return [Number(uid.trim()), Number(gid.trim())]
+}

@@ -20,6 +20,13 @@ import type { ConnectContext, ExecuteContext, HaPlugin, PluginServices } from '.
 import { type ReaderPicker, readerPicker } from './routing.ts'
 import type { Topology } from './topology.ts'
 
+/**
+ * How long a host stays marked down. Long enough that a stale topology reading can't route
+ * statements back to a dead writer during a failover; short enough that a host that came back
+ * (a restarted old writer, now a reader) is used again without a restart of the client.
+ */
+const DOWN_MARK_MS = 30_000
+
 /** What the driver gives the core. */
 export interface HaClientDeps {
   readonly options: ResolvedHaOptions
@@ -63,7 +70,8 @@ export class HaClient implements Executor {
   readonly #execute: ExecuteChain
   readonly #pickReader: ReaderPicker
   readonly #lease: MonitorLease
-  readonly #down = new Map<string, HostAddress>()
+  /** Hosts marked down, with when the mark expires: a host that came back is tried again then. */
+  readonly #down = new Map<string, number>()
   readonly #ended = new AbortController()
   #writer: HostAddress | undefined
   #ready: Promise<void> | undefined
@@ -131,7 +139,7 @@ export class HaClient implements Executor {
       connectedHosts: () => deps.connectedHosts(),
       markHostDown: (host: HostAddress, reason: string) => this.#markDown(host, reason),
       markHostUp: (host: HostAddress) => this.#markUp(host),
-      isHostDown: (host: HostAddress) => this.#down.has(hostKey(host)),
+      isHostDown: (host: HostAddress) => this.#isDown(host),
       hasConnected: () => this.#connected,
       endSignal: this.#ended.signal,
     })
@@ -229,7 +237,7 @@ export class HaClient implements Executor {
     if (role !== 'writer') {
       const topology = this.#lease.monitor.current
       const candidates = (role === 'reader' ? (topology?.readers ?? []) : (topology?.hosts ?? [])).filter(
-        (h: HostInfo) => h.role !== 'unknown' && !this.#down.has(hostKey(h)),
+        (h: HostInfo) => h.role !== 'unknown' && !this.#isDown(h),
       )
       const picked = this.#pickReader(candidates)
       if (picked) return { host: picked.host, port: picked.port }
@@ -240,7 +248,7 @@ export class HaClient implements Executor {
   #onTopology(topology: Topology, previous: Topology | undefined): void {
     this.events.emit('topology', { topology, previous })
     const w = topology.writer
-    if (w && !this.#down.has(hostKey(w)) && !sameHost(w, this.#writer)) this.#setWriter(w, 'topology')
+    if (w && !this.#isDown(w) && !sameHost(w, this.#writer)) this.#setWriter(w, 'topology')
   }
 
   #setWriter(host: HostAddress, why: string): void {
@@ -253,10 +261,19 @@ export class HaClient implements Executor {
     this.events.emit('writerChanged', { from, to: address })
   }
 
+  #isDown(host: HostAddress): boolean {
+    const until = this.#down.get(hostKey(host))
+    if (until === undefined) return false
+    if (this.options.clock.now() < until) return true
+    this.#down.delete(hostKey(host))
+    return false
+  }
+
   #markDown(host: HostAddress, reason: string): void {
     const key = hostKey(host)
-    if (this.#down.has(key)) return
-    this.#down.set(key, { host: host.host, port: host.port })
+    const wasDown = this.#isDown(host)
+    this.#down.set(key, this.options.clock.now() + DOWN_MARK_MS)
+    if (wasDown) return
     this.logger.warn('host down', { host: key, reason })
     this.events.emit('hostDown', { host, reason })
   }

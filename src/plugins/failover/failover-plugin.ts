@@ -1,0 +1,170 @@
+/**
+ * The `failover` plugin: when the connection to the writer is lost, find the new writer from the
+ * topology already known (never waiting for DNS) and tell the caller what happened, with the AWS
+ * drivers' contract: `FailoverSuccessError` (re-run), `TransactionResolutionUnknownError` (a
+ * transaction's fate is unknown) or `FailoverFailedError` (no writer in time). Work that provably
+ * never reached a server, and work queued during the failover, runs on the new writer unnoticed.
+ *
+ * @module
+ */
+import type { ErrorKind } from '../../core/connection-factory.ts'
+import {
+  FailoverFailedError,
+  FailoverSuccessError,
+  TransactionResolutionUnknownError,
+} from '../../core/errors.ts'
+import { type HostAddress, hostKey, sameHost } from '../../core/host.ts'
+import type { ExecuteContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
+import { pickOtherReader } from './reader-switch.ts'
+import { searchWriter } from './writer-search.ts'
+
+/** Why a failover started. */
+type Trigger = 'connection-lost' | 'connect-failed' | 'read-only'
+
+function triggerOf(kind: ErrorKind, ctx: ExecuteContext): Trigger | undefined {
+  if (kind === 'connection-lost' || kind === 'connect-failed') return kind
+  // A write refused as read-only on a connection meant for the writer: the writer was demoted.
+  if (kind === 'read-only' && ctx.targetRole === 'writer') return kind
+  return undefined
+}
+
+const describe = (h: HostAddress | undefined) => (h ? hostKey(h) : undefined)
+
+/**
+ * Creates the failover plugin (it is enabled by default; this is for custom plugin lists).
+ *
+ * @example
+ * ```ts
+ * const sql = postgresHa(url, { plugins: [failoverPlugin(), 'hostMonitoring'] })
+ * ```
+ */
+export function failoverPlugin(): HaPlugin {
+  let services: PluginServices
+  let running: Promise<HostAddress> | undefined
+  let generation = 0
+
+  const runFailover = async (failed: HostAddress | undefined, trigger: Trigger): Promise<HostAddress> => {
+    const { clock, options, events, logger } = services
+    const started = clock.now()
+    const atMs = clock.wallNow()
+    events.emit('failoverStart', { from: failed, reason: trigger, atMs })
+    logger.warn('failover started', { from: describe(failed), reason: trigger })
+    // Unreachable now is down now; a lost connection may be one terminated backend on a healthy
+    // writer, so that host is judged by the search instead.
+    if (failed && trigger === 'connect-failed') services.markHostDown(failed, trigger)
+    services.requestFastPolling('failover')
+    const timeoutMs = options['failoverTimeoutMs'] as number
+    const found = await searchWriter({
+      factory: services.factory,
+      clock,
+      candidates: () => candidateHosts(services, failed),
+      reportedWriter: () => services.topology()?.writer,
+      failed,
+      probeIntervalMs: options['failoverProbeIntervalMs'] as number,
+      probeTimeoutMs: options['probeTimeoutMs'] as number,
+      deadline: started + timeoutMs,
+      signal: services.endSignal,
+    })
+    const tookMs = clock.now() - started
+    if (!found) {
+      const error = new FailoverFailedError(
+        `No writable host found within failoverTimeoutMs (${timeoutMs} ms) after losing ${describe(failed) ?? 'the writer'}.`,
+        tookMs,
+      )
+      events.emit('failover', { from: failed, to: undefined, ok: false, tookMs, reason: trigger, error })
+      logger.error('failover failed', { from: describe(failed), tookMs })
+      throw error
+    }
+    services.setWriter(found)
+    if (failed && !sameHost(found, failed)) {
+      if (trigger !== 'read-only')
+        services.markHostDown(failed, `lost (${trigger}); the writer is now ${hostKey(found)}`)
+      services.abortHost(failed, 'the writer moved')
+      void services.refreshTopology().catch(() => {})
+    }
+    events.emit('failover', { from: failed, to: found, ok: true, tookMs, reason: trigger })
+    logger.info('failover done', { from: describe(failed), to: describe(found), tookMs: Math.round(tookMs) })
+    return found
+  }
+
+  /** Joins the failover under way, or starts one; a failure older than the last failover starts none. */
+  const failoverFor = (failed: HostAddress | undefined, seenGeneration: number, trigger: Trigger) => {
+    if (running) return running
+    const writer = services.currentWriter()
+    if (seenGeneration !== generation && writer && !sameHost(writer, failed)) return Promise.resolve(writer)
+    running = runFailover(failed, trigger).finally(() => {
+      running = undefined
+      generation++
+    })
+    return running
+  }
+
+  const readerFailover = async <T>(
+    ctx: ExecuteContext,
+    next: () => Promise<T>,
+    error: unknown,
+  ): Promise<T> => {
+    const failed = ctx.host
+    if (failed) services.markHostDown(failed, 'connection lost')
+    const replacement = pickOtherReader(services, failed)
+    if (!ctx.sent && !ctx.delivered && ctx.attempt < 3) {
+      ctx.attempt++
+      return next()
+    }
+    throw ctx.inTransaction
+      ? new TransactionResolutionUnknownError(describe(failed), describe(replacement), { cause: error })
+      : new FailoverSuccessError(describe(failed), describe(replacement) ?? 'another host', { cause: error })
+  }
+
+  return {
+    name: 'failover',
+    init(s) {
+      services = s
+    },
+    async execute<T>(ctx: ExecuteContext, next: () => Promise<T>): Promise<T> {
+      // Work that arrives during a failover waits for it and then goes to the new writer.
+      if (running && ctx.targetRole === 'writer' && ctx.kind !== 'reserved') await running
+      for (;;) {
+        const seen = generation
+        try {
+          return await next()
+        } catch (error) {
+          const kind = services.classify(error)
+          const trigger = triggerOf(kind, ctx)
+          // Before the first success there is no cluster to fail over in: report the real error.
+          if (!trigger || !services.hasConnected()) throw error
+          if (ctx.targetRole !== 'writer') return readerFailover(ctx, next, error)
+          const failed = ctx.host
+          const to = await failoverFor(failed, seen, trigger)
+          if (trigger === 'read-only' && sameHost(to, failed)) throw error
+          const neverSent = !ctx.sent && !ctx.delivered
+          if (neverSent && ctx.kind !== 'reserved' && ctx.attempt < 10) {
+            ctx.attempt++
+            continue
+          }
+          if (ctx.inTransaction && trigger !== 'read-only')
+            throw new TransactionResolutionUnknownError(describe(failed), describe(to), { cause: error })
+          throw new FailoverSuccessError(describe(failed), describe(to)!, { cause: error })
+        }
+      }
+    },
+  }
+}
+
+/** Every host worth probing for the writer: the topology's, then the user's when there is no topology. */
+function candidateHosts(services: PluginServices, failed: HostAddress | undefined): HostAddress[] {
+  const topology = services.topology()
+  const seen = new Set<string>()
+  const out: HostAddress[] = []
+  for (const h of topology?.hosts ?? []) {
+    const key = hostKey(h)
+    if (!seen.has(key)) {
+      seen.add(key)
+      out.push({ host: h.host, port: h.port })
+    }
+  }
+  const writer = services.currentWriter()
+  if (writer && !seen.has(hostKey(writer))) out.push(writer)
+  if (failed && !seen.has(hostKey(failed))) out.push(failed)
+  return out
+}

@@ -1,0 +1,119 @@
+/**
+ * Finds the writer after the old one failed: every known host is probed in parallel, each on its
+ * own loop with its own timeouts, so a black-holed host never slows the others down; the first
+ * host that proves writable (`pg_is_in_recovery()` false, checked on the host itself) wins.
+ *
+ * @module
+ */
+import type { ConnectionFactory, DbConnection } from '../../core/connection-factory.ts'
+import { readRole } from '../../core/dialect.ts'
+import { type HostAddress, hostKey, sameHost } from '../../core/host.ts'
+import type { Clock } from '../../runtime/clock.ts'
+import { sleep } from '../../runtime/timers.ts'
+
+/** What a search needs. */
+export interface WriterSearchInput {
+  readonly factory: ConnectionFactory
+  readonly clock: Clock
+  /** Hosts to probe; called each round so hosts the topology learns about join in. */
+  candidates(): HostAddress[]
+  /** The topology's current writer, preferred when two hosts claim to be writable. */
+  reportedWriter(): HostAddress | undefined
+  /** The host that failed; accepted only if no other host is writable. */
+  readonly failed: HostAddress | undefined
+  readonly probeIntervalMs: number
+  readonly probeTimeoutMs: number
+  readonly deadline: number
+  readonly signal: AbortSignal
+}
+
+/** Probes hosts until one is writable or the deadline passes; resolves with it, or undefined. */
+export async function searchWriter(input: WriterSearchInput): Promise<HostAddress | undefined> {
+  const stop = new AbortController()
+  const onAbort = () => stop.abort()
+  input.signal.addEventListener('abort', onAbort, { once: true })
+  const probing = new Map<string, Promise<void>>()
+  const writable = new Map<string, HostAddress>()
+  let wake: (() => void) | undefined
+  const conns: DbConnection[] = []
+  let failedSeenAt: number | undefined
+
+  const probeLoop = async (host: HostAddress) => {
+    let conn: DbConnection | undefined
+    while (!stop.signal.aborted && input.clock.now() < input.deadline) {
+      const left = input.deadline - input.clock.now()
+      try {
+        if (!conn || conn.closed) {
+          conn = await input.factory.connect({
+            host,
+            purpose: 'probe',
+            timeoutMs: Math.max(1, Math.min(input.probeTimeoutMs, left)),
+          })
+          conns.push(conn)
+          if (stop.signal.aborted) break
+        }
+        const role = await readRole({
+          ...conn,
+          host: conn.host,
+          closed: conn.closed,
+          query: (text, params) =>
+            conn!.query(text, params, { timeoutMs: Math.max(1, Math.min(input.probeTimeoutMs, left)) }),
+        })
+        if (role === 'writer') {
+          writable.set(hostKey(host), host)
+          wake?.()
+          // A writable host other than the failed one ends the search; the failed one waits a
+          // round for a better answer (it may be a stale writer that came back).
+          if (!sameHost(host, input.failed)) return
+        }
+      } catch {
+        conn?.abort()
+        conn = undefined
+      }
+      await sleep(input.probeIntervalMs, { signal: stop.signal, keepAlive: true }).catch(() => {})
+    }
+  }
+
+  try {
+    while (!stop.signal.aborted && input.clock.now() < input.deadline) {
+      for (const host of input.candidates()) {
+        const key = hostKey(host)
+        if (!probing.has(key)) probing.set(key, probeLoop(host))
+      }
+      const chosen = choose(writable, input.reportedWriter(), input.failed)
+      if (chosen && !sameHost(chosen, input.failed)) return chosen
+      // The failed host answering as writer is accepted one round later, if nobody better shows up:
+      // a lost connection on a healthy writer is common, a stale writer coming back is rare.
+      if (chosen) {
+        failedSeenAt ??= input.clock.now()
+        if (input.clock.now() - failedSeenAt >= input.probeIntervalMs) return chosen
+      }
+      await new Promise<void>((resolve) => {
+        wake = resolve
+        void sleep(Math.min(input.probeIntervalMs, Math.max(0, input.deadline - input.clock.now())), {
+          signal: stop.signal,
+          keepAlive: true,
+        })
+          .catch(() => {})
+          .then(resolve)
+      })
+      wake = undefined
+    }
+    return choose(writable, input.reportedWriter(), input.failed)
+  } finally {
+    stop.abort()
+    input.signal.removeEventListener('abort', onAbort)
+    for (const c of conns) c.abort()
+  }
+}
+
+function choose(
+  writable: Map<string, HostAddress>,
+  reported: HostAddress | undefined,
+  failed: HostAddress | undefined,
+): HostAddress | undefined {
+  if (writable.size === 0) return undefined
+  if (reported && writable.has(hostKey(reported)) && !sameHost(reported, failed)) return reported
+  for (const host of writable.values()) if (!sameHost(host, failed)) return host
+  return writable.values().next().value
+}

@@ -1,0 +1,150 @@
+/**
+ * The monitor of one host, shared by every client in the process. While any statement on the host
+ * has run longer than `failureDetectionTime`, it probes the host over its own connection every
+ * `failureDetectionInterval` (each connect and probe bounded by that interval); after
+ * `failureDetectionCount` failures in a row the host is declared down and every watcher is told.
+ *
+ * @module
+ */
+import type { ConnectionFactory, DbConnection } from '../../core/connection-factory.ts'
+import { type HostAddress, hostKey } from '../../core/host.ts'
+import { startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
+
+/** A statement being watched, and whom to tell if its host dies. */
+export interface HostWatch {
+  readonly factory: ConnectionFactory
+  readonly intervalMs: number
+  readonly count: number
+  /** Called at most once, when the host is declared down. */
+  onDown(reason: string): void
+}
+
+/** An idle monitor keeps its probe connection this long, for the next long statement. */
+const IDLE_CLOSE_MS = 10_000
+
+/** Probes one host while it is watched. */
+export class HostMonitor {
+  readonly host: HostAddress
+  #watches = new Set<HostWatch>()
+  #conn: DbConnection | undefined
+  #failures = 0
+  #timer: TimerHandle | undefined
+  #idleTimer: TimerHandle | undefined
+  #probing = false
+  #onIdle: () => void
+  /** Probes sent, for tests. */
+  probes = 0
+
+  constructor(host: HostAddress, onIdle: () => void) {
+    this.host = host
+    this.#onIdle = onIdle
+  }
+
+  /** Starts watching for one statement; returns the function that stops it. */
+  watch(w: HostWatch): () => void {
+    this.#watches.add(w)
+    stopTimer(this.#idleTimer)
+    this.#idleTimer = undefined
+    if (!this.#timer && !this.#probing) this.#schedule(0)
+    return () => this.#unwatch(w)
+  }
+
+  get watchCount(): number {
+    return this.#watches.size
+  }
+
+  #unwatch(w: HostWatch): void {
+    if (!this.#watches.delete(w) || this.#watches.size > 0) return
+    stopTimer(this.#timer)
+    this.#timer = undefined
+    this.#failures = 0
+    this.#idleTimer = startTimer(() => this.close(), IDLE_CLOSE_MS)
+  }
+
+  /** Closes the probe connection and forgets the monitor. */
+  close(): void {
+    stopTimer(this.#timer)
+    stopTimer(this.#idleTimer)
+    this.#timer = this.#idleTimer = undefined
+    this.#conn?.abort()
+    this.#conn = undefined
+    if (this.#watches.size === 0) this.#onIdle()
+  }
+
+  #settings(): HostWatch | undefined {
+    for (const w of this.#watches) return w
+    return undefined
+  }
+
+  #schedule(ms: number): void {
+    this.#timer = startTimer(() => {
+      this.#timer = undefined
+      void this.#probe()
+    }, ms)
+  }
+
+  async #probe(): Promise<void> {
+    const settings = this.#settings()
+    if (!settings) return
+    this.#probing = true
+    const started = performance.now()
+    let ok = false
+    try {
+      if (!this.#conn || this.#conn.closed) {
+        this.#conn = await settings.factory.connect({
+          host: this.host,
+          purpose: 'monitor',
+          timeoutMs: settings.intervalMs,
+        })
+      }
+      this.probes++
+      await this.#conn.query('select 1', [], { timeoutMs: settings.intervalMs })
+      ok = true
+    } catch {
+      this.#conn?.abort()
+      this.#conn = undefined
+    } finally {
+      this.#probing = false
+    }
+    if (this.#watches.size === 0) return
+    if (ok) this.#failures = 0
+    else if (++this.#failures >= settings.count) {
+      const reason = `no answer from ${hostKey(this.host)} to ${this.#failures} probes ${settings.intervalMs} ms apart`
+      this.#failures = 0
+      const watches = [...this.#watches]
+      this.#watches.clear()
+      for (const w of watches) w.onDown(reason)
+      this.#unwatchAllDone()
+      return
+    }
+    // Probes start one interval apart whatever each took, so detection time stays predictable.
+    this.#schedule(Math.max(0, settings.intervalMs - (performance.now() - started)))
+  }
+
+  #unwatchAllDone(): void {
+    stopTimer(this.#timer)
+    this.#timer = undefined
+    this.#idleTimer = startTimer(() => this.close(), IDLE_CLOSE_MS)
+  }
+}
+
+const monitors = new Map<string, HostMonitor>()
+
+/** The shared monitor of a host, created on first use. */
+export function hostMonitorFor(host: HostAddress): HostMonitor {
+  const key = hostKey(host)
+  let monitor = monitors.get(key)
+  if (!monitor) {
+    const created = new HostMonitor({ host: host.host, port: host.port }, () => {
+      if (monitors.get(key) === created) monitors.delete(key)
+    })
+    monitors.set(key, created)
+    monitor = created
+  }
+  return monitor
+}
+
+/** How many host monitors exist in this process (tests, idle benchmark). */
+export function hostMonitorCount(): number {
+  return monitors.size
+}

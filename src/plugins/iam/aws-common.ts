@@ -1,0 +1,115 @@
+/**
+ * What the two AWS plugins (`iam`, `secretsManager`) share: the `credentials` option, option specs
+ * with descriptions, option resolution, and loading an optional AWS SDK package on demand.
+ *
+ * @module
+ */
+import { InvalidOptionError, MissingDependencyError } from '../../core/errors.ts'
+import { type Check, describeValue } from '../../core/option-checks.ts'
+import type { OptionSpec } from '../../core/options.ts'
+
+/** AWS credentials as the AWS SDK takes them: static values or a provider function. */
+export type AwsCredentialsOption =
+  | { readonly accessKeyId: string; readonly secretAccessKey: string; readonly sessionToken?: string }
+  | (() => Promise<{
+      accessKeyId: string
+      secretAccessKey: string
+      sessionToken?: string
+      expiration?: Date
+    }>)
+
+/** An option spec with the type and description shown in the README option table. */
+export type DescribedOptionSpec = OptionSpec & { readonly description: string; readonly type: string }
+
+const credentialsCheck: Check = (v) =>
+  typeof v === 'function' ||
+  (v !== null &&
+    typeof v === 'object' &&
+    typeof (v as { accessKeyId?: unknown }).accessKeyId === 'string' &&
+    typeof (v as { secretAccessKey?: unknown }).secretAccessKey === 'string')
+    ? undefined
+    : 'an object { accessKeyId, secretAccessKey, sessionToken? } or a credential provider function'
+
+/** The `credentials` option, shared by the AWS plugins. */
+export const credentialsSpec: DescribedOptionSpec = Object.freeze({
+  check: credentialsCheck,
+  secret: true,
+  type: 'object | function',
+  description:
+    "AWS credentials for the AWS plugins; default: the AWS SDK's default credential provider chain.",
+  example: "fromIni({ profile: 'db' })",
+})
+
+/**
+ * Validates and defaults plugin options, later sources winning (the client's options, then a
+ * factory's overrides). The client validated its options already; a plugin made by hand has not.
+ */
+export function resolveSpecs<T>(
+  specs: Readonly<Record<string, DescribedOptionSpec>>,
+  sources: ReadonlyArray<Readonly<Record<string, unknown>> | undefined>,
+): T {
+  const out: Record<string, unknown> = {}
+  for (const [name, spec] of Object.entries(specs)) {
+    let value: unknown
+    for (const source of sources) {
+      if (!source) continue
+      for (const key of [...(spec.aliases ?? []), name]) if (source[key] !== undefined) value = source[key]
+    }
+    if (value === undefined) value = spec.default
+    if (value !== undefined) {
+      const problem = spec.check(value)
+      if (problem)
+        throw new InvalidOptionError(
+          name,
+          `Invalid option ${name}: got ${describeValue(value, spec.secret)}; expected ${problem}.` +
+            (spec.example ? ` Example: ${name}: ${spec.example}.` : ''),
+        )
+    }
+    out[name] = value
+  }
+  return Object.freeze(out) as T
+}
+
+/**
+ * Imports an optional AWS SDK package, turning "not installed" into a {@link MissingDependencyError}
+ * that names the package to install.
+ *
+ * @example
+ * ```ts
+ * const { Signer } = await loadOptional('@aws-sdk/rds-signer', 'iam', () => import('@aws-sdk/rds-signer'))
+ * ```
+ */
+export async function loadOptional<T>(
+  packageName: string,
+  plugin: string,
+  importer: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await importer()
+  } catch (e) {
+    const code = (e as { code?: unknown })?.code
+    const message = String((e as Error)?.message ?? e)
+    if (
+      code === 'ERR_MODULE_NOT_FOUND' ||
+      code === 'MODULE_NOT_FOUND' ||
+      /cannot find|could not find|not found|failed to resolve|unable to resolve/i.test(message)
+    )
+      throw new MissingDependencyError(packageName, plugin, { cause: e })
+    throw e
+  }
+}
+
+/**
+ * The `credentials` value to hand an AWS SDK client: static credentials are copied, because the
+ * SDK writes bookkeeping into the object (a frozen object, or one shared by two clients, breaks).
+ */
+export function sdkCredentials(credentials: AwsCredentialsOption | undefined): { credentials?: unknown } {
+  if (!credentials) return {}
+  if (typeof credentials === 'function') return { credentials }
+  const { accessKeyId, secretAccessKey, sessionToken } = credentials
+  return {
+    credentials: sessionToken
+      ? { accessKeyId, secretAccessKey, sessionToken }
+      : { accessKeyId, secretAccessKey },
+  }
+}

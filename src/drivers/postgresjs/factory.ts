@@ -1,0 +1,162 @@
+/**
+ * The core's {@link ConnectionFactory} on postgres.js: one `max: 1` instance per connection, on a
+ * socket of our own so that `abort()` is immediate, with a connect timeout and a per-statement
+ * timeout that aborts the connection. Internal connections use postgres.js's default parsers and no
+ * transform, whatever the user (or Drizzle) configured for their own queries.
+ *
+ * @module
+ */
+import postgres from 'postgres'
+import type {
+  ConnectionFactory,
+  ConnectRequest,
+  DbConnection,
+  StatementOptions,
+} from '../../core/connection-factory.ts'
+import { ConnectFailedError, QueryTimeoutError } from '../../core/errors.ts'
+import { hostKey } from '../../core/host.ts'
+import type { ConnectContext } from '../../core/plugin.ts'
+import { startTimer, stopTimer } from '../../runtime/mod.ts'
+import { classify } from './classify.ts'
+import type { ParsedConnection } from './parse.ts'
+import type { ConnectHook } from './pools.ts'
+import { connectionError, destroySockets, openTrackedSocket, type SocketSet } from './socket.ts'
+
+/** Options of {@link createConnectionFactory}. */
+export interface ConnectionFactoryOptions {
+  readonly parsed: ParsedConnection
+  /** Runs the connect pipeline before each connection (plugins may set `user`/`password`). */
+  readonly connectHook?: ConnectHook | undefined
+}
+
+const identityTransform = Object.freeze({
+  undefined: undefined,
+  column: {},
+  value: {},
+  row: {},
+})
+
+/**
+ * Creates the connection factory of a client.
+ *
+ * @example
+ * ```ts
+ * const factory = createConnectionFactory({ parsed: parseConnection(url), connectHook })
+ * const conn = await factory.connect({ host, purpose: 'probe', timeoutMs: 1000 })
+ * const [row] = await conn.query<{ r: boolean }>('select pg_is_in_recovery() as r', [], { timeoutMs: 500 })
+ * conn.abort()
+ * ```
+ */
+export function createConnectionFactory(opts: ConnectionFactoryOptions): ConnectionFactory {
+  const { parsed, connectHook } = opts
+  const o = parsed.options as unknown as Record<string, unknown>
+  // Taken now, before anyone (Drizzle) rewires the user's parsers.
+  const parsers = { ...(o.parsers as object) }
+  const serializers = { ...(o.serializers as object) }
+
+  async function connect(request: ConnectRequest): Promise<DbConnection> {
+    const { host, purpose, timeoutMs } = request
+    const started = performance.now()
+    const where = hostKey(host)
+    const ctx: ConnectContext = { host, purpose, user: parsed.user, password: await parsed.password() }
+    if (connectHook)
+      await withTimeout(connectHook(ctx), timeoutMs, () => new ConnectFailedError(where, 'timed out'))
+    const remainingMs = Math.max(1, timeoutMs - (performance.now() - started))
+    const sockets: SocketSet = { sockets: new Set() }
+    let closed = false
+    const sql = postgres({
+      ...o,
+      host: [host.host],
+      port: [host.port],
+      path: false,
+      user: ctx.user,
+      pass: ctx.password ?? '',
+      max: 1,
+      prepare: false,
+      fetch_types: false,
+      idle_timeout: null,
+      max_lifetime: null,
+      connect_timeout: remainingMs / 1000,
+      backoff: 0,
+      target_session_attrs: null,
+      no_subscribe: true,
+      onnotice: () => {},
+      onnotify: undefined,
+      onparameter: undefined,
+      onclose: () => {
+        closed = true
+      },
+      debug: false,
+      transform: identityTransform,
+      parsers,
+      serializers,
+      parameters: {},
+      shared: { retries: 0, typeArrayMap: {} },
+      socket: () => openTrackedSocket(host.host, host.port, [sockets]),
+    } as unknown as postgres.Options<Record<string, postgres.PostgresType>>)
+
+    function abort(): void {
+      closed = true
+      destroySockets(sockets, connectionError('CONNECTION_DESTROYED', 'aborted', host.host, host.port))
+      void sql.end({ timeout: 0 }).then(() => destroySockets(sockets))
+    }
+
+    try {
+      // An empty statement: connects, authenticates and costs nothing on the server.
+      await withTimeout(
+        sql.unsafe(''),
+        remainingMs,
+        () => new ConnectFailedError(where, `timed out after ${timeoutMs} ms`),
+      )
+    } catch (error) {
+      abort()
+      const kind = classify(error)
+      if (kind === 'connection-lost' || kind === 'connect-failed')
+        throw error instanceof ConnectFailedError
+          ? error
+          : new ConnectFailedError(where, (error as Error)?.message ?? String(error), { cause: error })
+      throw error
+    }
+
+    return {
+      host,
+      get closed() {
+        return closed
+      },
+      query<Row>(text: string, params?: readonly unknown[], options?: StatementOptions): Promise<Row[]> {
+        const q = sql.unsafe(text, (params ?? []) as never[]) as unknown as Promise<Row[]>
+        const timeoutMs = options?.timeoutMs
+        if (!timeoutMs) return q
+        return withTimeout(q, timeoutMs, () => {
+          abort()
+          return new QueryTimeoutError(timeoutMs)
+        })
+      },
+      async close() {
+        if (closed && sockets.sockets.size === 0) return
+        closed = true
+        await sql.end({ timeout: 1 })
+        destroySockets(sockets)
+      },
+      abort,
+    }
+  }
+
+  return { connect, classify }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = startTimer(() => reject(onTimeout()), ms, { keepAlive: true })
+    promise.then(
+      (value) => {
+        stopTimer(timer)
+        resolve(value)
+      },
+      (error) => {
+        stopTimer(timer)
+        reject(error)
+      },
+    )
+  })
+}

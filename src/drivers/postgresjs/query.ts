@@ -1,0 +1,160 @@
+/**
+ * Lazy queries. A query made by our `sql` is a subclass of postgres.js's own `Query` (so it works
+ * as a fragment inside any postgres.js query, and has every modifier postgres.js has), but instead
+ * of a connection its handler is the executor: each attempt builds a fresh postgres.js query on the
+ * pool of the host the core picked, copies the modifiers over, and reports `sent`/`delivered`.
+ *
+ * @module
+ */
+import type postgres from 'postgres'
+import type { ExecuteContext } from '../../core/plugin.ts'
+
+type RowCallback = (rows: unknown, result?: unknown) => unknown
+
+/** The fields of a postgres.js `Query` (src/query.js) this driver reads or writes. */
+export interface PgQuery extends Promise<unknown> {
+  strings: readonly string[]
+  args: unknown[]
+  options: { simple?: boolean; prepare?: boolean; [key: string]: unknown }
+  readonly tagged: boolean
+  handler: QueryHandler
+  canceller: ((q: PgQuery) => unknown) | null
+  state: unknown
+  active: boolean
+  executed: boolean
+  cancelled: unknown
+  resolve: (value: unknown) => void
+  reject: (error: unknown) => void
+  isRaw?: boolean | 'values'
+  cursorRows?: number
+  cursorFn?: RowCallback
+  forEachFn?: RowCallback
+  onlyDescribe?: boolean
+  handle(): Promise<void>
+  execute(): this
+  cancel(): unknown
+}
+
+/** What postgres.js calls with a query to run; `debug` is read by the `Query` constructor. */
+export type QueryHandler = ((q: PgQuery) => void) & { debug?: unknown }
+
+type PgQueryClass = new (
+  strings: readonly string[],
+  args: unknown[],
+  handler: QueryHandler,
+  canceller: ((q: PgQuery) => unknown) | null,
+  options?: Record<string, unknown>,
+) => PgQuery
+
+/** One of our lazy queries; `inner` is the postgres.js query of its latest attempt. */
+export interface HaQuery extends PgQuery {
+  inner: PgQuery | undefined
+  /** Set by a reserved connection: which reservation runs it. */
+  owner: unknown
+}
+
+/** A postgres.js query of one attempt; setting `state` (a connection took it) marks `ctx.sent`. */
+interface AttemptQuery extends PgQuery {
+  ctx: ExecuteContext | undefined
+}
+
+export interface QueryClasses {
+  readonly HaQuery: new (
+    strings: readonly string[],
+    args: unknown[],
+    handler: QueryHandler,
+    canceller: (q: PgQuery) => unknown,
+    options?: Record<string, unknown>,
+  ) => HaQuery
+  readonly AttemptQuery: new (
+    strings: readonly string[],
+    args: unknown[],
+    handler: unknown,
+    canceller: unknown,
+    options?: Record<string, unknown>,
+  ) => AttemptQuery
+}
+
+let classes: QueryClasses | undefined
+
+/**
+ * The query classes, derived once from postgres.js's `Query` (which the package does not export;
+ * any query of any instance has it as constructor, and it is one class per module instance).
+ */
+export function queryClasses(base: postgres.Sql): QueryClasses {
+  if (classes) return classes
+  const probe = (base as unknown as (s: TemplateStringsArray) => PgQuery)(
+    Object.assign([''], { raw: [''] }) as unknown as TemplateStringsArray,
+  )
+  const Query = probe.constructor as PgQueryClass
+
+  class HaQueryImpl extends Query {
+    declare inner: PgQuery | undefined
+    declare owner: unknown
+  }
+
+  class AttemptQueryImpl extends Query {
+    declare ctx: ExecuteContext | undefined
+    declare _state: unknown
+    // The Query constructor assigns `state = null`; a connection assigns its backend when it
+    // executes the query, the moment the statement may reach the server.
+    override get state(): unknown {
+      return this._state
+    }
+    override set state(value: unknown) {
+      this._state = value
+      if (value !== null && this.ctx !== undefined) this.ctx.sent = true
+    }
+  }
+
+  classes = {
+    HaQuery: HaQueryImpl as unknown as QueryClasses['HaQuery'],
+    AttemptQuery: AttemptQueryImpl as unknown as QueryClasses['AttemptQuery'],
+  }
+  return classes
+}
+
+/**
+ * Builds the postgres.js query of one attempt of `q` on a pool (its handler and canceller) and
+ * starts it. Modifiers (`values`, `raw`, `describe`, `simple`, `cursor`, `forEach`) carry over.
+ */
+export function attemptQuery(
+  q: HaQuery,
+  handler: unknown,
+  canceller: unknown,
+  ctx: ExecuteContext,
+): Promise<unknown> {
+  if (q.cancelled) return Promise.reject(cancelError())
+  const { AttemptQuery } = classes!
+  const inner = new AttemptQuery(q.strings, q.args, handler, canceller, q.options)
+  inner.ctx = ctx
+  if (q.isRaw) inner.isRaw = q.isRaw
+  if (q.onlyDescribe) inner.onlyDescribe = true
+  if (q.cursorFn) {
+    inner.cursorRows = q.cursorRows
+    inner.cursorFn = (rows) => {
+      ctx.delivered = true
+      return q.cursorFn!(rows)
+    }
+  } else if (q.forEachFn) {
+    inner.forEachFn = (row, result) => {
+      ctx.delivered = true
+      return q.forEachFn!(row, result)
+    }
+  }
+  q.inner = inner
+  return inner.execute()
+}
+
+/** Cancels `q`: on the server if it runs, or before it starts (postgres.js semantics). */
+export function cancelQuery(q: PgQuery): unknown {
+  const inner = (q as HaQuery).inner
+  if (inner) return inner.cancel()
+  q.cancelled = true
+  q.reject(cancelError())
+  return undefined
+}
+
+function cancelError(): Error {
+  return Object.assign(new Error('57014: canceling statement due to user request'), { code: '57014' })
+}

@@ -1,0 +1,167 @@
+/**
+ * The postgres.js-shaped `sql` of a client: every statement, transaction, reserved connection and
+ * listener goes through the core's executor, which picks the host; the work itself runs on the
+ * per-host postgres.js pools.
+ *
+ * @module
+ */
+import postgres from 'postgres'
+import { ClientEndedError } from '../../core/errors.ts'
+import type { ExecuteRequest, Executor } from '../../core/executor.ts'
+import type { ExecuteContext } from '../../core/plugin.ts'
+import { makeSqlFunction } from './helpers.ts'
+import { createListener } from './listen.ts'
+import type { HostPools } from './pools.ts'
+import { attemptQuery, cancelQuery, type HaQuery, type PgQuery, type QueryHandler } from './query.ts'
+import { createReserve } from './reserve.ts'
+
+/**
+ * The `sql` a client returns: a postgres.js `Sql` (so Drizzle and Kysely accept it as it is)
+ * plus `ha`, the client's high-availability API.
+ */
+// biome-ignore lint/complexity/noBannedTypes: postgres.js's own default for `Sql<TTypes>`
+export type HaSql<Ha = unknown, TTypes extends Record<string, unknown> = {}> = postgres.Sql<TTypes> & {
+  readonly ha: Ha
+}
+
+/** What {@link createSql} needs. */
+export interface CreateSqlOptions<Ha> {
+  /** Runs every unit of work through the plugin pipeline on the host the core picks. */
+  readonly executor: Executor
+  readonly pools: HostPools
+  /** A postgres.js instance on the client's options that never connects (`ParsedConnection.base`). */
+  readonly base: postgres.Sql
+  /** Attached as `sql.ha`. */
+  readonly ha: Ha
+  /** Called once by `sql.end()` after every connection is closed (stop plugins, release the monitor). */
+  readonly onEnd?: (() => void | Promise<void>) | undefined
+}
+
+/** Driver-side controls of an `sql` the core may use (see {@link sqlControl}). */
+export interface SqlControl {
+  /** Re-listens every `sql.listen` channel on the host the core now gives (after a writer change). */
+  relisten(): Promise<void>
+  /** Whether `sql.end()` was called. */
+  ended(): boolean
+}
+
+const controls = new WeakMap<object, SqlControl>()
+const requests = new WeakMap<readonly string[], ExecuteRequest>()
+const TRANSACTION: ExecuteRequest = Object.freeze({
+  kind: 'transaction',
+  inTransaction: true,
+  description: 'begin',
+})
+
+/** The driver-side controls of an `sql` made by {@link createSql}. */
+export function sqlControl(sql: object): SqlControl | undefined {
+  return controls.get(sql)
+}
+
+function requestOf(q: PgQuery): ExecuteRequest {
+  if (!q.tagged) return { kind: 'statement', description: q.strings[0] ?? '' }
+  let request = requests.get(q.strings)
+  if (!request) {
+    request = Object.freeze({ kind: 'statement', description: q.strings.join('$?') })
+    requests.set(q.strings, request)
+  }
+  return request
+}
+
+/**
+ * Creates the `sql` of a client.
+ *
+ * @example
+ * ```ts
+ * const parsed = parseConnection(url)
+ * const pools = createHostPools({ parsed, connectHook })
+ * const sql = createSql({ executor, pools, base: parsed.base, ha })
+ * const [row] = await sql`select ${1}::int as x`
+ * ```
+ */
+export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
+  const { executor, pools, base, ha, onEnd } = input
+  let ended = false
+  let ending: Promise<void> | undefined
+  const isEnded = () => ended
+  const endedError = () => new ClientEndedError()
+
+  const handler: QueryHandler = (q) => {
+    if (ended) return q.reject(new ClientEndedError())
+    q.active = true
+    executor
+      .execute(requestOf(q), (host, ctx) => {
+        const entry = pools.entry(host)
+        return attemptQuery(q as HaQuery, entry.handler, entry.canceller, ctx)
+      })
+      .then(
+        (value) => q.resolve(value),
+        (error) => q.reject(error),
+      )
+  }
+  handler.debug = pools.options.debug
+
+  const sql = makeSqlFunction(base, handler, cancelQuery)
+  const reserved = createReserve({ executor, pools, base, fallback: handler, isEnded, endedError })
+  const listener = createListener({ executor, pools, isEnded, endedError })
+
+  function begin(mode: unknown, fn?: unknown): Promise<unknown> {
+    if (fn === undefined) {
+      fn = mode
+      mode = ''
+    }
+    if (ended) return Promise.reject(new ClientEndedError())
+    const body = fn as (tx: postgres.TransactionSql) => unknown
+    return executor.execute(TRANSACTION, (host, ctx: ExecuteContext) =>
+      pools.get(host).begin(String(mode), (tx) => {
+        // From here on the caller's function runs: never replay it.
+        ctx.sent = true
+        return body(tx)
+      }),
+    )
+  }
+
+  function end(options?: { timeout?: number | null }): Promise<void> {
+    if (ending) return ending
+    ended = true
+    ending = (async () => {
+      await Promise.all([listener.end(), reserved.end()])
+      await pools.endAll({ timeout: options?.timeout ?? null })
+      await onEnd?.()
+    })()
+    return ending
+  }
+
+  async function close(): Promise<void> {
+    await Promise.all(pools.hosts().map((h) => pools.close(h)))
+  }
+
+  function unsupported(name: string) {
+    return () => Promise.reject(new Error(`sql.${name}() is not supported by postgres-ha`))
+  }
+
+  Object.assign(sql, {
+    CLOSE: (postgres as unknown as { CLOSE?: unknown }).CLOSE ?? base.CLOSE,
+    END: base.CLOSE,
+    PostgresError: postgres.PostgresError,
+    options: pools.options,
+    begin,
+    reserve: reserved.reserve,
+    listen: listener.listen,
+    end,
+    close,
+    subscribe: unsupported('subscribe'),
+    largeObject: unsupported('largeObject'),
+    ha,
+  })
+  Object.defineProperty(sql, 'parameters', {
+    get: () => (pools.options as unknown as { parameters: unknown }).parameters,
+    enumerable: true,
+  })
+  Object.defineProperty(sql, Symbol.for('nodejs.util.inspect.custom'), {
+    value: (_depth: number, opts: unknown, inspect?: (v: unknown, o: unknown) => string) =>
+      `PostgresHa ${inspect ? inspect(pools.options, opts) : ''}`,
+  })
+  controls.set(sql, { relisten: listener.relisten, ended: isEnded })
+  return sql as unknown as HaSql<Ha>
+}

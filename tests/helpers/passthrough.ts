@@ -1,0 +1,66 @@
+import type { Attempt, ExecuteRequest, Executor } from '../../src/core/executor.ts'
+import type { HostAddress } from '../../src/core/host.ts'
+import type { ExecuteContext } from '../../src/core/plugin.ts'
+
+/** What a pass-through executor saw: every request and the context of every attempt. */
+export interface Recorded {
+  request: ExecuteRequest
+  ctx: ExecuteContext
+  error?: unknown
+}
+
+/**
+ * A stand-in for the core: runs every attempt once on `host()` (the pinned host when there is one),
+ * with a fresh context, and records what it saw.
+ */
+export function passthroughExecutor(host: () => HostAddress): Executor & { log: Recorded[] } {
+  const log: Recorded[] = []
+  return {
+    log,
+    async execute<T>(request: ExecuteRequest, attempt: Attempt<T>): Promise<T> {
+      const target = request.pinnedHost ?? host()
+      const ctx: ExecuteContext = {
+        kind: request.kind,
+        targetRole: request.targetRole ?? 'writer',
+        host: target,
+        inTransaction: request.inTransaction ?? false,
+        sent: false,
+        delivered: false,
+        attempt: 0,
+        description: request.description ?? '',
+      }
+      const entry: Recorded = { request, ctx }
+      if (log.length > 1000) log.splice(0, 500)
+      log.push(entry)
+      try {
+        return await attempt(target, ctx)
+      } catch (error) {
+        entry.error = error
+        throw error
+      }
+    },
+  }
+}
+
+import type postgres from 'postgres'
+import { createHostPools, createSql, type HaSql, parseConnection } from '../../src/drivers/postgresjs/mod.ts'
+import type { HostPools } from '../../src/drivers/postgresjs/pools.ts'
+
+/** A driver-only client: the postgres.js-shaped `sql` on a pass-through executor to the first host. */
+export function driverClient(
+  url: string,
+  options: postgres.Options<Record<string, postgres.PostgresType>> = {},
+  ha: unknown = {},
+): {
+  sql: HaSql
+  pools: HostPools
+  executor: ReturnType<typeof passthroughExecutor>
+  target: { host: HostAddress }
+} {
+  const parsed = parseConnection(url, { onnotice: () => {}, ...options })
+  const pools = createHostPools({ parsed })
+  const target = { host: parsed.hosts[0]! }
+  const executor = passthroughExecutor(() => target.host)
+  const sql = createSql({ executor, pools, base: parsed.base, ha })
+  return { sql, pools, executor, target }
+}

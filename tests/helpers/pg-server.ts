@@ -1,0 +1,193 @@
+/**
+ * A throwaway PostgreSQL 15 server for driver tests: a fresh data directory (copied from a cached
+ * `initdb` template), a random free port on 127.0.0.1, SCRAM password auth for a test user. Run as
+ * root it runs the server as the `postgres` user. `stop()` shuts it down and removes the directory.
+ */
+import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { chmod, chown, cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+const BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin'
+const TEMPLATE = join(tmpdir(), 'postgres-ha-pg15-template-v1')
+
+export interface PgServer {
+  readonly host: string
+  readonly port: number
+  readonly user: string
+  readonly password: string
+  readonly database: string
+  /** `postgres://user:password@127.0.0.1:port/database` */
+  readonly url: string
+  /** The same server as the superuser `postgres` (same password). */
+  readonly adminUrl: string
+  stop(): Promise<void>
+}
+
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
+
+function run(cmd: string, args: string[], timeoutMs = 60_000, asPostgres = true): Promise<string> {
+  const [file, argv] =
+    isRoot && asPostgres ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env, PGPASSWORD: PASSWORD, PGCONNECT_TIMEOUT: '10' }
+    execFile(file, argv, { timeout: timeoutMs, env }, (error, stdout, stderr) =>
+      error ? reject(new Error(`${cmd} failed: ${error.message}\n${stderr}`)) : resolve(stdout),
+    )
+  })
+}
+
+async function owned(path: string): Promise<void> {
+  if (!isRoot) return
+  const { uid, gid } = await postgresIds()
+  await chown(path, uid, gid)
+}
+
+let ids: Promise<{ uid: number; gid: number }> | undefined
+function postgresIds(): Promise<{ uid: number; gid: number }> {
+  ids ??= new Promise((resolve, reject) =>
+    execFile('id', ['-u', 'postgres'], (e1, uid) =>
+      e1
+        ? reject(e1)
+        : execFile('id', ['-g', 'postgres'], (e2, gid) =>
+            e2 ? reject(e2) : resolve({ uid: +uid, gid: +gid }),
+          ),
+    ),
+  )
+  return ids
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+const PASSWORD = 'pgha-test-secret'
+
+async function template(): Promise<string> {
+  if (existsSync(join(TEMPLATE, 'PG_VERSION'))) return TEMPLATE
+  const staging = await mkdtemp(join(tmpdir(), 'postgres-ha-pg15-staging-'))
+  await chmod(staging, 0o700)
+  await owned(staging)
+  const pwfile = join(staging, 'pw')
+  await writeFile(pwfile, PASSWORD)
+  await owned(pwfile)
+  const data = join(staging, 'data')
+  await run(join(BIN, 'initdb'), [
+    '-D',
+    data,
+    '-U',
+    'postgres',
+    '--auth=scram-sha-256',
+    `--pwfile=${pwfile}`,
+    '-E',
+    'UTF8',
+    '--no-sync',
+  ])
+  try {
+    await rename(data, TEMPLATE)
+  } catch {
+    // Another process made it first.
+  }
+  await rm(staging, { recursive: true, force: true })
+  return TEMPLATE
+}
+
+/**
+ * Starts a server; resolves once it accepts connections.
+ *
+ * @example
+ * ```ts
+ * const pg = await startPgServer()
+ * try { ... postgres(pg.url) ... } finally { await pg.stop() }
+ * ```
+ */
+export async function startPgServer(options: { settings?: Record<string, string> } = {}): Promise<PgServer> {
+  const source = await template()
+  const dir = await mkdtemp(join(tmpdir(), 'postgres-ha-pg-'))
+  await chmod(dir, 0o700)
+  const data = join(dir, 'data')
+  await cp(source, data, { recursive: true })
+  if (isRoot) await run('chown', ['-R', 'postgres:postgres', dir], 60_000, false)
+  await mkdir(join(dir, 'sock'), { recursive: true }).then(() => owned(join(dir, 'sock')))
+  const port = await freePort()
+  const settings = {
+    listen_addresses: '127.0.0.1',
+    port: String(port),
+    unix_socket_directories: join(dir, 'sock'),
+    fsync: 'off',
+    synchronous_commit: 'off',
+    full_page_writes: 'off',
+    max_connections: '200',
+    shared_buffers: '16MB',
+    ...options.settings,
+  }
+  const args = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])
+  try {
+    await run(join(BIN, 'pg_ctl'), [
+      '-D',
+      data,
+      '-l',
+      join(dir, 'log'),
+      '-w',
+      '-t',
+      '60',
+      '-o',
+      args.map(quote).join(' '),
+      'start',
+    ])
+  } catch (error) {
+    await run(join(BIN, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => {})
+    await rm(dir, { recursive: true, force: true })
+    throw error
+  }
+  const server: PgServer = {
+    host: '127.0.0.1',
+    port,
+    user: 'pgha',
+    password: PASSWORD,
+    database: 'pgha',
+    url: `postgres://pgha:${PASSWORD}@127.0.0.1:${port}/pgha`,
+    adminUrl: `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`,
+    async stop() {
+      await run(join(BIN, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => {})
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+  const psql = (sql: string, db = 'postgres') =>
+    run(join(BIN, 'psql'), [
+      '-h',
+      join(dir, 'sock'),
+      '-p',
+      String(port),
+      '-U',
+      'postgres',
+      '-d',
+      db,
+      '-w',
+      '-v',
+      'ON_ERROR_STOP=1',
+      '-qAtc',
+      sql,
+    ])
+  try {
+    await psql(`create user pgha with password '${PASSWORD}' createdb`)
+    await psql('create database pgha owner pgha')
+  } catch (error) {
+    await server.stop()
+    throw error
+  }
+  return server
+}
+
+function quote(arg: string): string {
+  return /^[\w=.\-/:]+$/.test(arg) ? arg : `'${arg.replace(/'/g, "'\\''")}'`
+}

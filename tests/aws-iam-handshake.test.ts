@@ -174,3 +174,30 @@ test('aws-iam-handshake: a role without rds_iam authenticates with the server as
   const wrong = await login('plain_user', 'not-the-password').catch((e) => e)
   assert.equal(wrong.code, '28P01')
 })
+
+test('aws-iam-handshake: cancel requests reach the upstream server', async () => {
+  options = {}
+  const sql = postgres({
+    host: '127.0.0.2',
+    port,
+    user: 'iam_user',
+    password: await token(),
+    database: 'postgres',
+    ssl: { rejectUnauthorized: false },
+    max: 1,
+    connect_timeout: 5,
+    onnotice: () => {},
+  })
+  try {
+    await sql`select 1`
+    const started = Date.now()
+    const q = sql`select pg_sleep(10)`
+    const outcome = q.catch((e) => e)
+    setTimeout(() => q.cancel(), 200)
+    const error = await outcome
+    assert.equal(error.code, '57014')
+    assert.ok(Date.now() - started < 5000)
+  } finally {
+    await sql.end({ timeout: 1 })
+  }
+})

@@ -20,7 +20,7 @@ export interface PortHarness {
   start(): Promise<HaSql>
   server(): PgServer
   /** A new client on the test server with extra options (postgres.js's `postgres(options)`). */
-  client(options?: AnyOptions): HaSql
+  client(urlOrOptions?: string | AnyOptions, options?: AnyOptions): HaSql
   /** postgres.js's `t`: the test passes when `expected === got`. */
   t(name: string, options: unknown, fn?: () => Promise<unknown[]> | unknown[]): void
   /** A file in a temporary directory, for `sql.file`. */
@@ -60,8 +60,9 @@ export function portHarness(prefix = 'sql: ', serverSettings?: Record<string, st
       if (!pg) throw new Error('start() first')
       return pg
     },
-    client(extra = {}) {
-      const { sql } = driverClient(harness.server().url, extra)
+    client(urlOrOptions = {}, extra = {}) {
+      const url = typeof urlOrOptions === 'string' ? urlOrOptions : harness.server().url
+      const { sql } = driverClient(url, typeof urlOrOptions === 'string' ? extra : urlOrOptions)
       clients.push(sql)
       return sql
     },

@@ -59,6 +59,8 @@ export function createListener(deps: ListenerDeps): Listener {
   let conn: ListenConnection | undefined
   let connecting: Promise<ListenConnection> | undefined
   let retrying = false
+  // One state object for every listen result, updated on each (re)connect as postgres.js's is.
+  const state: Record<string, unknown> = {}
 
   function quote(name: string): string {
     return '"' + name.replace(/"/g, '""') + '"'
@@ -121,7 +123,9 @@ export function createListener(deps: ListenerDeps): Listener {
           const result = await c.dedicated.sql.unsafe(
             names.length ? names.map((n) => `listen ${quote(n)}`).join(';') : 'select 1',
           )
-          c.state = ((Array.isArray(result[0]) ? result[0] : result) as unknown as { state: unknown }).state
+          const backend = ((Array.isArray(result[0]) ? result[0] : result) as unknown as { state: object })
+            .state
+          c.state = Object.assign(state, backend)
           for (const n of names) c.listening.add(n)
         } catch (error) {
           c.closing = true
@@ -182,7 +186,7 @@ export function createListener(deps: ListenerDeps): Listener {
       }
       onlisten?.()
       return {
-        state: c.state,
+        state,
         async unlisten() {
           const current = channels.get(channel)
           if (!current?.delete(entry) || current.size > 0) return

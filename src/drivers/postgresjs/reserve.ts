@@ -45,6 +45,9 @@ export interface ReserveDeps {
   readonly fallback: QueryHandler
   isEnded(): boolean
   endedError(): Error
+  /** Count a statement as under way (so `sql.end()` waits for it), and as done. */
+  enter(): void
+  leave(): void
 }
 
 const OPENS = /^(BEGIN|START TRANSACTION)$/
@@ -144,6 +147,7 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
       if (r.released) return deps.fallback(q)
       if (deps.isEnded()) return q.reject(deps.endedError())
       q.active = true
+      deps.enter()
       const request: ExecuteRequest = {
         kind: 'reserved',
         pinnedHost: r.slot?.host,
@@ -153,8 +157,14 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
       executor
         .execute(request, (host, ctx) => attempt(r, q as HaQuery, host, ctx))
         .then(
-          (value) => settle(r, q as HaQuery, value),
-          (error) => fail(r, q as HaQuery, error),
+          (value) => {
+            deps.leave()
+            settle(r, q as HaQuery, value)
+          },
+          (error) => {
+            deps.leave()
+            fail(r, q as HaQuery, error)
+          },
         )
     }
     handler.debug = pools.options.debug

@@ -10,6 +10,7 @@ import { startTimer } from '../../runtime/mod.ts'
 
 /** How long a socket we half-closed may wait for the peer's FIN before we destroy it. */
 const HALF_CLOSE_GRACE_MS = 1000
+const CANCEL_REQUEST_BYTES = 16
 
 /** The live sockets of one host (or of one dedicated connection); see {@link openTrackedSocket}. */
 export interface SocketSet {
@@ -45,7 +46,8 @@ export function openTrackedSocket(host: string, port: number, sets: readonly Soc
     set.onSocketOpen?.(socket)
   }
   const onEnd = () => {
-    if (socket.bytesRead === 0)
+    // A cancel request (exactly 16 bytes) is answered by a close without a byte; that is no error.
+    if (socket.bytesRead === 0 && socket.bytesWritten !== CANCEL_REQUEST_BYTES)
       socket.destroy(
         connectionError('ECONNRESET', `${host}:${port} closed the connection before it started`, host, port),
       )

@@ -83,26 +83,52 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
   const { executor, pools, base, ha, onEnd } = input
   let ended = false
   let ending: Promise<void> | undefined
+  // Executions under way, so that `end()` without a timeout lets them finish first.
+  let running = 0
+  let drained: (() => void) | undefined
   const isEnded = () => ended
   const endedError = () => new ClientEndedError()
+
+  const enter = () => {
+    running++
+  }
+  const leave = () => {
+    if (--running === 0 && drained) drained()
+  }
 
   const handler: QueryHandler = (q) => {
     if (ended) return q.reject(new ClientEndedError())
     q.active = true
+    enter()
     executor
       .execute(requestOf(q), (host, ctx) => {
         const entry = pools.entry(host)
         return attemptQuery(q as HaQuery, entry.handler, entry.canceller, ctx)
       })
       .then(
-        (value) => q.resolve(value),
-        (error) => q.reject(error),
+        (value) => {
+          leave()
+          q.resolve(value)
+        },
+        (error) => {
+          leave()
+          q.reject(error)
+        },
       )
   }
   handler.debug = pools.options.debug
 
   const sql = makeSqlFunction(base, handler, cancelQuery)
-  const reserved = createReserve({ executor, pools, base, fallback: handler, isEnded, endedError })
+  const reserved = createReserve({
+    executor,
+    pools,
+    base,
+    fallback: handler,
+    isEnded,
+    endedError,
+    enter,
+    leave,
+  })
   const listener = createListener({ executor, pools, isEnded, endedError })
 
   function begin(mode: unknown, fn?: unknown): Promise<unknown> {
@@ -112,21 +138,28 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     }
     if (ended) return Promise.reject(new ClientEndedError())
     const body = fn as (tx: postgres.TransactionSql) => unknown
-    return executor.execute(TRANSACTION, (host, ctx: ExecuteContext) =>
-      pools.get(host).begin(String(mode), (tx) => {
-        // From here on the caller's function runs: never replay it.
-        ctx.sent = true
-        return body(tx)
-      }),
-    )
+    enter()
+    return executor
+      .execute(TRANSACTION, (host, ctx: ExecuteContext) =>
+        pools.get(host).begin(String(mode), (tx) => {
+          // From here on the caller's function runs: never replay it.
+          ctx.sent = true
+          return body(tx)
+        }),
+      )
+      .finally(leave)
   }
 
   function end(options?: { timeout?: number | null }): Promise<void> {
     if (ending) return ending
-    ended = true
+    const timeout = options?.timeout ?? null
     ending = (async () => {
+      // As in postgres.js, a query made just before end() (its handler is a microtask away) still runs.
+      await 1
+      ended = true
+      if (timeout === null && running > 0) await new Promise<void>((resolve) => (drained = resolve))
       await Promise.all([listener.end(), reserved.end()])
-      await pools.endAll({ timeout: options?.timeout ?? null })
+      await pools.endAll({ timeout })
       await onEnd?.()
     })()
     return ending

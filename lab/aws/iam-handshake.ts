@@ -38,7 +38,12 @@ import { verifyRdsIamToken } from './rds-iam-token.ts'
 import { LAB_AWS_CREDENTIALS, type LabAwsCredentials } from './sigv4.ts'
 
 /** A per-connection startup hook for the lab's proxy; resolves with the client-side stream once joined. */
-export type IamHandshake = (client: Socket, connectUpstream: () => Promise<Socket>) => Promise<Duplex>
+export type IamHandshake = (
+  client: Socket,
+  connectUpstream: () => Promise<Socket>,
+  /** Where to read the connection's addresses from when `client` is not the TCP socket itself. */
+  addresses?: Pick<Socket, 'localAddress' | 'localPort' | 'remoteAddress'>,
+) => Promise<Duplex>
 
 /** Options of {@link createIamHandshake}. */
 export interface IamEndpointOptions {
@@ -57,7 +62,9 @@ export interface IamEndpointOptions {
    * The `host:port` names a token may be signed for (default: the address and port the client
    * connected to, i.e. this instance endpoint). Add the cluster endpoint's name to accept it too.
    */
-  readonly endpoints?: (client: Socket) => readonly { host: string; port: number }[]
+  readonly endpoints?: (
+    client: Pick<Socket, 'localAddress' | 'localPort'>,
+  ) => readonly { host: string; port: number }[]
   /** Accept IAM logins without TLS (RDS never does; default `false`). */
   readonly allowPlaintext?: boolean
   /** Epoch milliseconds now (default `Date.now`); tests move it to expire tokens. */
@@ -89,11 +96,13 @@ export function createIamHandshake(options: IamEndpointOptions): IamHandshake {
   const credentials = options.credentials ?? LAB_AWS_CREDENTIALS
   const endpoints =
     options.endpoints ??
-    ((client: Socket) => [{ host: bare(client.localAddress), port: client.localPort ?? 0 }])
+    ((client: Pick<Socket, 'localAddress' | 'localPort'>) => [
+      { host: bare(client.localAddress), port: client.localPort ?? 0 },
+    ])
   const now = options.now ?? Date.now
   const timeoutMs = options.handshakeTimeoutMs ?? 10_000
 
-  return async function iamHandshake(client, connectUpstream) {
+  return async function iamHandshake(client, connectUpstream, addresses = client) {
     let upstream: Socket | undefined
     let side: Duplex = client
     const timer = setTimeout(() => client.destroy(new Error('IAM handshake timed out')), timeoutMs)
@@ -160,16 +169,17 @@ export function createIamHandshake(options: IamEndpointOptions): IamHandshake {
       }
 
       const refuse = async (reason: string, fields: ErrorFields) => {
-        await fatal(fields)
+        // Reported before the client can see the error, so observers never lag behind it.
         const refusal = new IamRefusedError(user, reason)
         options.onRefused?.(refusal)
+        await fatal(fields)
         throw refusal
       }
       if (!encrypted && !options.allowPlaintext) {
         const database = params.get('database') ?? user
         await refuse('IAM authentication requires TLS', {
           C: '28000',
-          M: `pg_hba.conf rejects connection for host "${bare(client.remoteAddress)}", user "${user}", database "${database}", no encryption`,
+          M: `pg_hba.conf rejects connection for host "${bare(addresses.remoteAddress)}", user "${user}", database "${database}", no encryption`,
           F: 'auth.c',
           R: 'ClientAuthentication',
         })
@@ -183,7 +193,7 @@ export function createIamHandshake(options: IamEndpointOptions): IamHandshake {
         user,
         region,
         credentials,
-        endpoints: endpoints(client),
+        endpoints: endpoints(addresses),
         now: now(),
       })
       if (!verdict.ok)

@@ -1,0 +1,67 @@
+/**
+ * The control plane's event log: in memory for queries and waiters, appended to `events.jsonl`
+ * in the lab folder for post-mortems.
+ *
+ * @module
+ */
+import { appendFileSync } from 'node:fs'
+import { type LabEvent, nowMs } from './types.ts'
+
+/** Filter of `waitForEvent`. */
+export interface EventQuery {
+  type: string
+  /** Only events at or after this epoch time (default 0: any). */
+  afterMs?: number
+  node?: string
+  timeoutMs?: number
+}
+
+function matches(e: LabEvent, q: EventQuery): boolean {
+  return e.type === q.type && e.atMs >= (q.afterMs ?? 0) && (q.node === undefined || e.node === q.node)
+}
+
+export class EventLog {
+  readonly events: LabEvent[] = []
+  private waiters = new Set<(e: LabEvent) => void>()
+
+  constructor(
+    private readonly file?: string,
+    private readonly log: (m: string) => void = () => {},
+  ) {}
+
+  emit(type: LabEvent['type'], node?: string, detail?: Record<string, unknown>): LabEvent {
+    const event: LabEvent = { type, atMs: nowMs(), ...(node ? { node } : {}), ...(detail ? { detail } : {}) }
+    this.events.push(event)
+    this.log(`event ${type}${node ? ` ${node}` : ''}${detail ? ` ${JSON.stringify(detail)}` : ''}`)
+    if (this.file) {
+      try {
+        appendFileSync(this.file, `${JSON.stringify(event)}\n`)
+      } catch {}
+    }
+    for (const w of [...this.waiters]) w(event)
+    return event
+  }
+
+  /** The first matching event, waiting for it up to `timeoutMs` (default 30000). */
+  wait(q: EventQuery): Promise<LabEvent> {
+    const found = this.events.find((e) => matches(e, q))
+    if (found) return Promise.resolve(found)
+    return new Promise((resolve, reject) => {
+      const waiter = (e: LabEvent) => {
+        if (!matches(e, q)) return
+        clearTimeout(timer)
+        this.waiters.delete(waiter)
+        resolve(e)
+      }
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter)
+        const recent = this.events
+          .slice(-8)
+          .map((e) => `${e.type}${e.node ? `(${e.node})` : ''}`)
+          .join(', ')
+        reject(new Error(`no "${q.type}" event within ${q.timeoutMs ?? 30_000} ms; recent events: ${recent}`))
+      }, q.timeoutMs ?? 30_000)
+      this.waiters.add(waiter)
+    })
+  }
+}

@@ -1,0 +1,201 @@
+/**
+ * The failover lab's programmatic API: a local PostgreSQL cluster that fails over like Aurora,
+ * with fault injection, for tests, benchmarks and demos on Node, Deno and Bun. The cluster, its
+ * control plane and its fault proxies run in a background Node process; this module talks to it.
+ *
+ * @example
+ * ```ts
+ * import postgres from 'postgres'
+ * import { startLab } from './lab/mod.ts'
+ *
+ * await using lab = await startLab({ nodes: 3 })
+ * const sql = postgres(lab.url('cluster'))
+ * const before = performance.timeOrigin + performance.now()
+ * await lab.kill('writer')
+ * const ready = await lab.waitForEvent('writer-ready', { afterMs: before })
+ * await sql.end()
+ * ```
+ *
+ * @module
+ */
+import { join } from 'node:path'
+import { call, forceDown, spawnDaemon } from './client.ts'
+import type { LabFile } from './daemon.ts'
+import { repoRoot } from './pg-bin.ts'
+import type { LabEvent, LabNode, LabOptions, LabStatus } from './types.ts'
+
+export type { StartupHandler } from './proxy.ts'
+export type { LabDialect, LabEvent, LabNode, LabOptions, LabStatus, LabTargets } from './types.ts'
+export { nowMs } from './types.ts'
+
+/** Which endpoint `url()` points at: the cluster endpoint, the reader endpoint, or an instance id. */
+export type LabTarget = 'cluster' | 'reader' | (string & {})
+
+/** A running lab. Every method is a request to its control plane. */
+export interface Lab extends AsyncDisposable {
+  /** The lab's folder. */
+  readonly dir: string
+  status(): Promise<LabStatus>
+  /** `postgres://user:password@host:port/db` of an endpoint (default: the cluster endpoint). */
+  url(target?: LabTarget): string
+  /** SIGKILL of the instance's postmaster and every backend at once (`'writer'`: the current one). */
+  kill(target: string): Promise<void>
+  /** SIGSTOP of every process of the instance; `heal` resumes it (or fences a replaced writer). */
+  freeze(target: string): Promise<void>
+  /** Clean (fast) shutdown. */
+  stop(target: string): Promise<void>
+  /** Starts a stopped or killed instance; it rejoins as a reader unless it still is the writer. */
+  start(id: string): Promise<void>
+  /** Graceful: the writer stops cleanly, `id` (default: the most advanced reader) is promoted. */
+  switchover(id?: string): Promise<void>
+  /** The instance endpoint accepts and holds connections, moving no byte either way. */
+  blackhole(target: string): Promise<void>
+  /** Delays every chunk through the instance endpoint by `ms`, both directions. */
+  latency(target: string, ms: number): Promise<void>
+  /** Removes faults (and resumes frozen instances) of one instance or of all. */
+  heal(target?: string): Promise<void>
+  events(): Promise<LabEvent[]>
+  /** The first event of `type` at or after `afterMs` (default: any time), waiting up to `timeoutMs`. */
+  waitForEvent(
+    type: string,
+    opts?: { afterMs?: number; timeoutMs?: number; node?: string },
+  ): Promise<LabEvent>
+  /** Waits for a writable writer with every running reader streaming from it. */
+  waitForWriter(opts?: { timeoutMs?: number }): Promise<LabNode>
+  /** Kills everything, removes the lab's data; idempotent. */
+  down(): Promise<void>
+}
+
+class RemoteLab implements Lab {
+  private downed?: Promise<void>
+
+  constructor(
+    readonly dir: string,
+    private readonly file: LabFile,
+    private readonly initial: LabStatus,
+  ) {}
+
+  private op(op: string, ...args: unknown[]): Promise<any> {
+    if (this.downed) return Promise.reject(new Error('the lab is down'))
+    return call(this.file, op, args)
+  }
+
+  status(): Promise<LabStatus> {
+    return this.op('status')
+  }
+
+  url(target: LabTarget = 'cluster'): string {
+    const s = this.initial
+    const host =
+      target === 'cluster' ? s.clusterEndpoint.host : target === 'reader' ? s.readerEndpoint.host : target
+    if (target !== 'cluster' && target !== 'reader' && !s.nodes.some((n) => n.id === target)) {
+      throw new Error(
+        `unknown target "${target}"; use cluster, reader or one of ${s.nodes.map((n) => n.id).join(', ')}`,
+      )
+    }
+    return `postgres://${s.user}:${encodeURIComponent(s.password)}@${host}:${s.port}/${s.database}`
+  }
+
+  kill(target: string): Promise<void> {
+    return this.op('kill', target)
+  }
+  freeze(target: string): Promise<void> {
+    return this.op('freeze', target)
+  }
+  stop(target: string): Promise<void> {
+    return this.op('stop', target)
+  }
+  start(id: string): Promise<void> {
+    return this.op('start', id)
+  }
+  switchover(id?: string): Promise<void> {
+    return this.op('switchover', id)
+  }
+  blackhole(target: string): Promise<void> {
+    return this.op('blackhole', target)
+  }
+  latency(target: string, ms: number): Promise<void> {
+    return this.op('latency', target, ms)
+  }
+  heal(target?: string): Promise<void> {
+    return this.op('heal', target)
+  }
+  events(): Promise<LabEvent[]> {
+    return this.op('events')
+  }
+  waitForEvent(type: string, opts: { afterMs?: number; timeoutMs?: number; node?: string } = {}) {
+    return this.op('waitForEvent', type, opts)
+  }
+  waitForWriter(opts: { timeoutMs?: number } = {}): Promise<LabNode> {
+    return this.op('waitForWriter', opts)
+  }
+
+  down(): Promise<void> {
+    this.downed ??= forceDown(this.dir)
+    return this.downed
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.down()
+  }
+}
+
+function validate(o: LabOptions): void {
+  const int = (name: keyof LabOptions, min: number, max: number) => {
+    const v = o[name]
+    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)) {
+      throw new RangeError(`LabOptions.${name} must be an integer from ${min} to ${max}, got ${String(v)}`)
+    }
+  }
+  int('nodes', 1, 9)
+  int('promoteAfterMs', 0, 600_000)
+  int('endpointLagMs', 0, 3_600_000)
+  int('probeTimeoutMs', 100, 600_000)
+  int('port', 1, 65535)
+  if (o.dialect !== undefined && !['aurora-pg', 'rds-multi-az-pg', 'pg'].includes(o.dialect)) {
+    throw new RangeError(
+      `LabOptions.dialect must be aurora-pg, rds-multi-az-pg or pg, got ${String(o.dialect)}`,
+    )
+  }
+}
+
+/** Fills defaults; `removeDir` when the lab's folder is ours to delete. */
+export function daemonConfig(options: LabOptions, ownerPid?: number) {
+  validate(options)
+  const dir =
+    options.dir ??
+    join(
+      repoRoot,
+      '.lab',
+      `run-${process.pid}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`,
+    )
+  return {
+    nodes: options.nodes ?? 3,
+    dialect: options.dialect ?? 'aurora-pg',
+    promoteAfterMs: options.promoteAfterMs ?? 1000,
+    endpointLagMs: options.endpointLagMs ?? 30_000,
+    probeTimeoutMs: options.probeTimeoutMs ?? 1000,
+    async: options.async ?? false,
+    dir,
+    ...(options.port ? { port: options.port } : {}),
+    ...(options.proxyStartupModule ? { proxyStartupModule: options.proxyStartupModule } : {}),
+    ...(ownerPid ? { ownerPid } : {}),
+    removeDir: options.dir === undefined,
+  }
+}
+
+/**
+ * Starts a lab and resolves once its writer accepts writes and every reader streams. The lab is
+ * torn down by `down()` / `await using`, and also when the calling process dies.
+ *
+ * @example
+ * ```ts
+ * await using lab = await startLab({ dialect: 'rds-multi-az-pg', endpointLagMs: 0 })
+ * ```
+ */
+export async function startLab(options: LabOptions = {}): Promise<Lab> {
+  const config = daemonConfig(options, process.pid)
+  const file = await spawnDaemon(config)
+  const status = (await call(file, 'status')) as LabStatus
+  return new RemoteLab(config.dir, file, status)
+}

@@ -1,0 +1,113 @@
+/**
+ * The cached, cleanly shut down data directory every lab instance starts from. `initdb` and the
+ * role/database setup run once per PostgreSQL version; a lab then copies the template for the
+ * writer and for every reader (a cold copy of a cleanly stopped cluster is a valid base backup,
+ * so readers stream from the writer without `pg_basebackup`).
+ *
+ * @module
+ */
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import postgres from 'postgres'
+import { ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, DATABASE, Instance } from './instance.ts'
+import { chownR, type PgBin, runAs } from './pg-bin.ts'
+
+/** Bump when the template's contents change. */
+const TEMPLATE_VERSION = 1
+
+const HBA = `# written by the postgres-ha lab
+local all all trust
+host replication ${ADMIN_USER} 127.0.0.1/32 scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+`
+
+const SETUP_DATABASE = `
+CREATE SCHEMA lab_internal;
+REVOKE ALL ON SCHEMA lab_internal FROM PUBLIC;
+CREATE TABLE lab_internal.instances (
+  server_id text PRIMARY KEY,
+  session_id text NOT NULL,
+  role text NOT NULL,
+  down_since timestamptz,
+  lag_ms real NOT NULL DEFAULT 0,
+  cpu real NOT NULL DEFAULT 0,
+  port integer NOT NULL,
+  ord integer NOT NULL
+);
+`
+
+/** A free TCP port on `host`. */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, host, () => {
+      const port = (server.address() as { port: number }).port
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** Returns the template path for `bin`, creating it when missing. */
+export async function ensureTemplate(bin: PgBin, root: string, log: (m: string) => void): Promise<string> {
+  const name = `pg${bin.version}-${bin.embedded ? 'embedded' : 'system'}-v${TEMPLATE_VERSION}`
+  const path = join(root, 'templates', name)
+  if (existsSync(join(path, 'PG_VERSION'))) return path
+  log(`creating the template ${path} (once per PostgreSQL version)`)
+  const tmp = join(root, 'templates', `.tmp-${process.pid}-${Date.now()}`)
+  mkdirSync(tmp, { recursive: true, mode: 0o755 })
+  chownR(join(root, 'templates'))
+  const instance = new Instance(bin, 'template', await freePort(), tmp)
+  try {
+    mkdirSync(join(tmp, 'data'), { recursive: true })
+    writeFileSync(join(tmp, 'pw'), ADMIN_PASSWORD)
+    chownR(tmp)
+    await runAs(bin, 'initdb', [
+      '-D',
+      instance.dataDir,
+      '-U',
+      ADMIN_USER,
+      `--pwfile=${join(tmp, 'pw')}`,
+      '--auth-local=trust',
+      '--auth-host=scram-sha-256',
+      '-E',
+      'UTF8',
+      '--locale=C',
+      '--no-sync',
+    ])
+    writeFileSync(join(instance.dataDir, 'pg_hba.conf'), HBA)
+    instance.writeConfig({ syncNames: [], dialect: 'pg' })
+    await instance.start()
+    const connect = (database: string) =>
+      postgres({
+        host: '127.0.0.1',
+        port: instance.pgPort,
+        user: ADMIN_USER,
+        password: ADMIN_PASSWORD,
+        database,
+        max: 1,
+        onnotice: () => {},
+      })
+    const postgresDb = connect('postgres')
+    await postgresDb.unsafe(
+      `CREATE ROLE ${APP_USER} LOGIN PASSWORD '${APP_PASSWORD}'; GRANT pg_monitor TO ${APP_USER};`,
+    )
+    await postgresDb.unsafe(`CREATE DATABASE ${DATABASE} OWNER ${APP_USER}`)
+    await postgresDb.end()
+    const labDb = connect(DATABASE)
+    await labDb.unsafe(SETUP_DATABASE)
+    await labDb.end()
+    await instance.stop()
+    try {
+      renameSync(instance.dataDir, path)
+    } catch (e: any) {
+      // Another lab created it at the same time: use theirs.
+      if (!existsSync(join(path, 'PG_VERSION'))) throw e
+    }
+    return path
+  } finally {
+    await instance.kill().catch(() => {})
+    rmSync(tmp, { recursive: true, force: true })
+  }
+}

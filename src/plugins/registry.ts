@@ -4,10 +4,13 @@
  * @module
  */
 import { InvalidOptionError } from '../core/errors.ts'
+import { registerPluginOptions } from '../core/options.ts'
 import type { HaPlugin } from '../core/plugin.ts'
 import { connectionTrackerPlugin } from './connection-tracker.ts'
 import { failoverPlugin } from './failover/failover-plugin.ts'
 import { hostMonitoringPlugin } from './host-monitoring/host-monitoring-plugin.ts'
+import { iamOptionSpecs, iamPlugin } from './iam/mod.ts'
+import { secretsManagerOptionSpecs, secretsManagerPlugin } from './secrets-manager/mod.ts'
 
 /** Makes a fresh plugin instance for one client. */
 export type PluginMaker = () => HaPlugin
@@ -16,7 +19,12 @@ const makers = new Map<string, PluginMaker>([
   ['connectionTracker', connectionTrackerPlugin],
   ['failover', failoverPlugin],
   ['hostMonitoring', hostMonitoringPlugin],
+  ['iam', () => iamPlugin()],
+  ['secretsManager', () => secretsManagerPlugin()],
 ])
+
+// Their options are validated with the rest even when the plugin is off, so a typo is caught early.
+registerPluginOptions({ ...iamOptionSpecs, ...secretsManagerOptionSpecs })
 
 /** The AWS drivers' names that mean one of ours, so that their plugin strings work unchanged. */
 const ALIASES: Record<string, string> = {

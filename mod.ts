@@ -38,6 +38,7 @@ export {
 export type { HaEventMap, HaEventName, HaEvents } from './src/core/events.ts'
 export type { HostAddress, HostInfo, HostRole, TargetRole } from './src/core/host.ts'
 export type { Logger, LogLevel } from './src/core/logger.ts'
+export type { DialectName, HaOptions, ReaderStrategy } from './src/core/options.ts'
 export type {
   ConnectContext,
   ExecuteContext,
@@ -46,3 +47,10 @@ export type {
   PluginServices,
 } from './src/core/plugin.ts'
 export type { Topology } from './src/core/topology.ts'
+export type { HaApi } from './src/ha-api.ts'
+export { connectionTrackerPlugin } from './src/plugins/connection-tracker.ts'
+export { failoverPlugin } from './src/plugins/failover/failover-plugin.ts'
+export { hostMonitoringPlugin } from './src/plugins/host-monitoring/host-monitoring-plugin.ts'
+export { iamPlugin } from './src/plugins/iam/mod.ts'
+export { secretsManagerPlugin } from './src/plugins/secrets-manager/mod.ts'
+export { type PostgresHaOptions, type PostgresHaSql, postgresHa } from './src/postgres-ha.ts'

@@ -1,0 +1,48 @@
+/**
+ * `sql.ha`: the high-availability side of a client — events, the topology, the current writer.
+ *
+ * @module
+ */
+import type { HaClient } from './core/client.ts'
+import type { HaEventMap, HaEventName } from './core/events.ts'
+import type { HostAddress } from './core/host.ts'
+import type { Topology } from './core/topology.ts'
+
+/**
+ * The high-availability API of an `sql` made by `postgresHa()`.
+ *
+ * @example
+ * ```ts
+ * sql.ha.on('failover', (e) => console.log(`new writer ${e.to?.host} after ${e.tookMs} ms`))
+ * console.log(sql.ha.topology()?.writer)
+ * ```
+ */
+export interface HaApi {
+  /** Adds a listener; returns a function that removes it. */
+  on<K extends HaEventName>(name: K, listener: (event: HaEventMap[K]) => void): () => void
+  /** Removes a listener. */
+  off<K extends HaEventName>(name: K, listener: (event: HaEventMap[K]) => void): void
+  /** The latest topology reading, if one was taken. */
+  topology(): Topology | undefined
+  /** Reads the topology now. */
+  refreshTopology(): Promise<Topology | undefined>
+  /** The host statements for the writer go to now. */
+  writer(): HostAddress | undefined
+  /** The cluster id under which this client shares its topology monitor. */
+  readonly clusterId: string
+  /** Resolves once the client has read the topology (or found it cannot); the first statement does this anyway. */
+  ready(): Promise<void>
+}
+
+/** Builds `sql.ha` over a client. */
+export function createHaApi(client: HaClient, clusterId: string): HaApi {
+  return Object.freeze({
+    on: (name, listener) => client.events.on(name, listener),
+    off: (name, listener) => client.events.off(name, listener),
+    topology: () => client.topology(),
+    refreshTopology: () => client.monitor.refresh(),
+    writer: () => client.writer(),
+    clusterId,
+    ready: () => client.ready(),
+  } satisfies HaApi)
+}

@@ -1,0 +1,40 @@
+import type { Lab, LabStatus } from '../../lab/mod.ts'
+import type { PostgresHaOptions } from '../../src/postgres-ha.ts'
+
+/** A URL listing every instance endpoint of a lab (what a self-managed cluster's users write). */
+export function allInstancesUrl(lab: Lab, status: LabStatus): string {
+  const base = new URL(lab.url('cluster'))
+  const hosts = status.nodes.map((n) => `${n.host}:${n.port}`).join(',')
+  return `postgres://${base.username}:${base.password}@${hosts}${base.pathname}`
+}
+
+/** Options for a client on a lab: quick to give up, so that a failing test fails fast. */
+export function labClientOptions(extra: PostgresHaOptions = {}): PostgresHaOptions {
+  return { failoverTimeoutMs: 20_000, connectTimeoutMs: 5_000, max: 4, ...extra }
+}
+
+/** Waits until `check` returns true, polling every 20 ms, up to `timeoutMs`. */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  while (performance.now() < deadline) {
+    if (await check()) return
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+}
+
+/** Settles a promise into `{ ok, value | error, ms }` without throwing. */
+export async function settle<T>(
+  p: Promise<T>,
+): Promise<{ ok: true; value: T; ms: number } | { ok: false; error: any; ms: number }> {
+  const t0 = performance.now()
+  try {
+    return { ok: true, value: await p, ms: performance.now() - t0 }
+  } catch (error) {
+    return { ok: false, error, ms: performance.now() - t0 }
+  }
+}

@@ -622,7 +622,11 @@ export class Control {
   private async rebuild(m: Member, w: Member, forceCopy = false): Promise<string> {
     if (this.bin.rewind && !forceCopy) {
       try {
-        await m.inst.rewind(w.inst.pgPort)
+        // pg_rewind reads the source's timeline from its control file, which a just-promoted
+        // server updates only at its first checkpoint.
+        await w.inst.admin`CHECKPOINT`
+        const out = await m.inst.rewind(w.inst.pgPort)
+        this.log(`pg_rewind of ${m.inst.id}: ${out.trim().replaceAll('\n', ' | ')}`)
         return 'pg_rewind'
       } catch (e) {
         this.log(`pg_rewind of ${m.inst.id} failed, copying instead: ${(e as Error).message}`)
@@ -638,12 +642,17 @@ export class Control {
     while (Date.now() < deadline) {
       if (!m.inst.running) return false
       try {
-        const rows = await within(
+        // Streaming on the writer's timeline: a reader ahead of the fork point keeps reconnecting
+        // to stream the old timeline, and shows up as briefly "streaming" each time.
+        const [wr] = await within(
           1000,
           w.inst
-            .admin`SELECT 1 FROM pg_stat_replication WHERE application_name = ${m.inst.appName} AND state = 'streaming'`,
+            .admin`SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS tli,
+            EXISTS (SELECT 1 FROM pg_stat_replication WHERE application_name = ${m.inst.appName}
+              AND state = 'streaming') AS listed`,
         )
-        if (rows.length) return true
+        const [rr] = await within(1000, m.inst.admin`SELECT status, received_tli FROM pg_stat_wal_receiver`)
+        if (wr!.listed && rr?.status === 'streaming' && rr.received_tli === wr!.tli) return true
       } catch {}
       await sleep(20)
     }

@@ -265,9 +265,9 @@ export class Instance {
   }
 
   /** Rewinds this (stopped) ex-writer onto the timeline of the server at `sourcePort`. */
-  async rewind(sourcePort: number): Promise<void> {
+  async rewind(sourcePort: number): Promise<string> {
     rmSync(join(this.dataDir, 'standby.signal'), { force: true })
-    await runAs(this.bin, 'pg_rewind', [
+    return await runAs(this.bin, 'pg_rewind', [
       '-D',
       this.dataDir,
       `--source-server=host=127.0.0.1 port=${sourcePort} user=${ADMIN_USER} password=${ADMIN_PASSWORD} dbname=${DATABASE}`,

@@ -43,7 +43,10 @@ class Lane {
 
   push(item: Item, delayMs: number): void {
     const last = this.queue.at(-1)?.due ?? 0
-    if (delayMs <= 0 && this.queue.length === 0 && !this.conn.held) return this.deliver(item)
+    if (delayMs <= 0 && this.queue.length === 0 && !this.conn.held) {
+      this.deliver(item)
+      return
+    }
     this.queue.push({ due: Math.max(performance.now() + delayMs, last), item })
     this.schedule()
   }

@@ -1,0 +1,226 @@
+// The failover lab itself: up time, Aurora topology SQL on every node, promotion after a kill,
+// no acknowledged commit lost, endpoint lag, rejoin, cleanup, CLI usage errors.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { type Lab, type LabEvent, startLab } from '../lab/mod.ts'
+import { AURORA, client, processesIn, runCli, sleep } from './helpers/lab.ts'
+
+const ENDPOINT_LAG_MS = 2000
+let lab: Lab | undefined
+let oldWriter = ''
+
+function lastOf(events: LabEvent[], pred: (e: LabEvent) => boolean): LabEvent | undefined {
+  return events.filter(pred).at(-1)
+}
+
+function need(): Lab {
+  if (!lab) throw new Error('the lab did not start')
+  return lab
+}
+
+test('lab: a 3-node cluster is up within 10 s, with a non-superuser application user', async () => {
+  const started = performance.now()
+  lab = await startLab({ nodes: 3, endpointLagMs: ENDPOINT_LAG_MS })
+  const upMs = performance.now() - started
+  const status = await lab.status()
+  assert.ok(upMs <= 10_000, `up in ${Math.round(upMs)} ms`)
+  assert.ok(status.targets.upMs <= 10_000)
+  assert.equal(status.nodes.length, 3)
+  assert.equal(status.writer, '127.0.0.11')
+  assert.deepEqual(
+    status.nodes.map((n) => [n.id, n.role, n.host, n.port, n.state]),
+    [
+      ['127.0.0.11', 'writer', '127.0.0.11', status.port, 'running'],
+      ['127.0.0.12', 'reader', '127.0.0.12', status.port, 'running'],
+      ['127.0.0.13', 'reader', '127.0.0.13', status.port, 'running'],
+    ],
+  )
+  assert.equal(status.instanceHostPattern, '?')
+  const sql = client(lab.url('cluster'))
+  try {
+    const [me] = await sql`SELECT rolsuper, pg_has_role(current_user, 'pg_monitor', 'member') AS monitor
+      FROM pg_roles WHERE rolname = current_user`
+    assert.deepEqual({ ...me }, { rolsuper: false, monitor: true })
+    const standbys = await sql`SELECT application_name, sync_state FROM pg_stat_replication ORDER BY 1`
+    assert.deepEqual(
+      standbys.map((r) => [r.application_name, r.sync_state]),
+      [
+        ['n12', 'quorum'],
+        ['n13', 'quorum'],
+      ],
+    )
+  } finally {
+    await sql.end({ timeout: 0 })
+  }
+})
+
+test('lab: every node answers the AWS driver Aurora topology queries the same way', async () => {
+  const status = await need().status()
+  for (const node of status.nodes) {
+    const sql = client(need().url(node.id))
+    try {
+      const topology = await sql.unsafe(AURORA.topology)
+      assert.deepEqual(
+        topology.map((r) => [r.server_id, r.is_writer]),
+        [
+          ['127.0.0.11', true],
+          ['127.0.0.12', false],
+          ['127.0.0.13', false],
+        ],
+        `topology on ${node.id}`,
+      )
+      for (const r of topology) {
+        // Aurora 13.9+: NULL for the instance you are connected to.
+        if (r.server_id === node.id) assert.equal(r.last_update_timestamp, null)
+        else assert.ok(r.last_update_timestamp instanceof Date)
+      }
+      assert.equal((await sql.unsafe(AURORA.hostId))[0]!.host, node.id)
+      assert.equal((await sql.unsafe(AURORA.isReader))[0]!.is_reader, node.role === 'reader')
+      assert.equal((await sql.unsafe(AURORA.extensions))[0]!.aurora_stat_utils, true)
+      const writer = await sql.unsafe(AURORA.isWriter)
+      assert.deepEqual(
+        writer.map((r) => r.server_id),
+        node.role === 'writer' ? [node.id] : [],
+      )
+    } finally {
+      await sql.end({ timeout: 0 })
+    }
+  }
+})
+
+test('lab: kill writer promotes a reader that accepts writes within 1.5 s and has every acknowledged commit', async () => {
+  const l = need()
+  const before = await l.status()
+  oldWriter = before.writer!
+  const setup = client(l.url(oldWriter))
+  await setup`CREATE TABLE IF NOT EXISTS lab_acked (id bigint PRIMARY KEY, worker int)`
+  await setup.end({ timeout: 0 })
+
+  const acked: number[] = []
+  let stop = false
+  const writers = client(l.url(oldWriter), { max: 4 })
+  const worker = async (w: number) => {
+    for (let i = 0; !stop && i < 100_000; i++) {
+      const id = w * 1_000_000 + i
+      try {
+        await writers`INSERT INTO lab_acked VALUES (${id}, ${w})`
+        acked.push(id)
+      } catch {
+        return
+      }
+    }
+  }
+  const loops = [0, 1, 2, 3].map(worker)
+  await sleep(300)
+  await l.kill('writer')
+  await Promise.race([Promise.all(loops), sleep(5000)])
+  stop = true
+  await writers.end({ timeout: 0 })
+
+  const events = await l.events()
+  const kill = lastOf(events, (e) => e.type === 'fault' && e.node === oldWriter)!
+  const ready = await l.waitForEvent('writer-ready', { afterMs: kill.atMs, timeoutMs: 10_000 })
+  const promoted = (await l.events()).find((e) => e.type === 'promoted' && e.atMs >= kill.atMs)!
+  assert.notEqual(ready.node, oldWriter)
+  const killToReady = ready.atMs - kill.atMs
+  assert.ok(killToReady <= 1500, `kill -> writer-ready took ${Math.round(killToReady)} ms`)
+  assert.ok(acked.length > 20, `only ${acked.length} writes acknowledged before the kill`)
+
+  const sql = client(l.url(ready.node!))
+  try {
+    const [row] = await sql`SELECT count(*)::int AS n FROM lab_acked WHERE id = ANY(${acked})`
+    assert.equal(row!.n, acked.length, 'acknowledged commits missing on the promoted reader')
+    await sql`INSERT INTO lab_acked VALUES (-1, -1)`
+  } finally {
+    await sql.end({ timeout: 0 })
+  }
+
+  // Every live reader reports the new writer within 1 s of the change.
+  const status = await l.status()
+  for (const node of status.nodes.filter((n) => n.role === 'reader')) {
+    const r = client(l.url(node.id))
+    try {
+      const deadline = ready.atMs + 1000
+      let writer: string | undefined
+      do {
+        writer = (await r.unsafe(AURORA.topology)).find((x) => x.is_writer)?.server_id
+        if (writer === ready.node) break
+        await sleep(20)
+      } while (performance.timeOrigin + performance.now() < deadline)
+      assert.equal(writer, ready.node, `reader ${node.id} still reports writer ${writer}`)
+    } finally {
+      await r.end({ timeout: 0 })
+    }
+  }
+  assert.ok(promoted.atMs - kill.atMs >= 1000 - 50, 'promoted before promoteAfterMs')
+})
+
+test('lab: the cluster endpoint follows the new writer only after endpointLagMs', async () => {
+  const l = need()
+  const events = await l.events()
+  const promoted = lastOf(events, (e) => e.type === 'promoted')!
+  const moved = (await l.waitForEvent('endpoint-moved', {
+    afterMs: promoted.atMs,
+    timeoutMs: ENDPOINT_LAG_MS + 5000,
+  })) as LabEvent
+  assert.equal(moved.detail?.endpoint, 'cluster')
+  assert.equal(moved.node, promoted.node)
+  const lag = moved.atMs - promoted.atMs
+  assert.ok(lag >= ENDPOINT_LAG_MS - 50, `endpoint moved after ${Math.round(lag)} ms`)
+  const sql = client(l.url('cluster'))
+  try {
+    const [row] = await sql.unsafe(AURORA.hostId)
+    assert.equal(row!.host, promoted.node)
+  } finally {
+    await sql.end({ timeout: 0 })
+  }
+})
+
+test('lab: the killed writer rejoins as a streaming reader with the new data', async () => {
+  const l = need()
+  await l.start(oldWriter)
+  const rejoined = await l.waitForEvent('reader-rejoined', { node: oldWriter, timeoutMs: 1000 })
+  assert.ok(['pg_rewind', 'copy'].includes(String(rejoined.detail?.how)))
+  const status = await l.status()
+  assert.equal(status.nodes.find((n) => n.id === oldWriter)?.role, 'reader')
+  await l.waitForWriter({ timeoutMs: 10_000 })
+  const sql = client(l.url(oldWriter))
+  try {
+    assert.equal((await sql.unsafe(AURORA.isReader))[0]!.is_reader, true)
+    const [row] = await sql`SELECT count(*)::int AS n FROM lab_acked WHERE id = -1`
+    assert.equal(row!.n, 1)
+  } finally {
+    await sql.end({ timeout: 0 })
+  }
+})
+
+test('lab: down leaves no server or daemon process behind', async () => {
+  const l = need()
+  const dir = l.dir
+  assert.ok((await processesIn(dir)).length >= 4, 'expected the daemon and 3 servers to run')
+  await l.down()
+  await l.down()
+  let left: string[] = []
+  for (let i = 0; i < 50; i++) {
+    left = await processesIn(dir)
+    if (left.length === 0) break
+    await sleep(100)
+  }
+  assert.deepEqual(left, [])
+})
+
+test('lab: the CLI rejects unknown commands and bad flags with exit code 2', async () => {
+  const cases = [
+    ['bogus'],
+    ['kill'],
+    ['up', '--nodes', 'x'],
+    ['status', '--wat'],
+    ['latency', 'writer', 'slow'],
+  ]
+  const results = await Promise.all(cases.map((args) => runCli(args)))
+  for (const [i, r] of results.entries()) {
+    assert.equal(r.code, 2, `${cases[i]!.join(' ')}: exit ${r.code}, ${r.stderr}`)
+    assert.match(r.stderr, /^lab: .+/m)
+    assert.equal(r.stdout, '')
+  }
+})

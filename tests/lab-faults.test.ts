@@ -1,0 +1,134 @@
+// Fault injection of the failover lab: blackhole, latency, freeze, stop/start, switchover.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { type Lab, startLab } from '../lab/mod.ts'
+import { AURORA, client, processesIn, settlesWithin, sleep } from './helpers/lab.ts'
+
+let lab: Lab | undefined
+
+function need(): Lab {
+  if (!lab) throw new Error('the lab did not start')
+  return lab
+}
+
+test('lab: faults lab starts', async () => {
+  lab = await startLab({ nodes: 3, promoteAfterMs: 300, probeTimeoutMs: 500, endpointLagMs: 0 })
+  assert.equal((await lab.status()).writer, '127.0.0.11')
+})
+
+test('lab: blackhole holds existing and new connections without closing them; heal delivers', async () => {
+  const l = need()
+  const held = client(l.url('127.0.0.13'))
+  const fresh = client(l.url('127.0.0.13'), { connect_timeout: 30 })
+  try {
+    await held`SELECT 1`
+    await l.blackhole('127.0.0.13')
+    const q1 = held`SELECT 1 AS one`
+    const q2 = fresh`SELECT 2 AS two`
+    assert.equal(await settlesWithin(q1, 800), 'hung', 'a query on an existing connection got through')
+    assert.equal(await settlesWithin(q2, 200), 'hung', 'a new connection got an answer or was closed')
+    assert.equal((await l.status()).nodes.find((n) => n.id === '127.0.0.13')?.fault, 'blackhole')
+    await l.heal('127.0.0.13')
+    assert.equal(await settlesWithin(q1, 3000), 'answered')
+    assert.equal(await settlesWithin(q2, 3000), 'answered')
+  } finally {
+    await held.end({ timeout: 0 })
+    await fresh.end({ timeout: 0 })
+  }
+})
+
+test('lab: latency delays every round trip through the instance endpoint', async () => {
+  const l = need()
+  const sql = client(l.url('127.0.0.12'))
+  try {
+    await sql`SELECT 1`
+    await l.latency('127.0.0.12', 150)
+    let t = performance.now()
+    await sql`SELECT 1`
+    const slow = performance.now() - t
+    assert.ok(slow >= 290, `a round trip took ${Math.round(slow)} ms with 150 ms latency`)
+    await l.heal('127.0.0.12')
+    t = performance.now()
+    await sql`SELECT 1`
+    assert.ok(performance.now() - t < 150)
+  } finally {
+    await sql.end({ timeout: 0 })
+  }
+})
+
+test('lab: stop a reader; writes go on; start brings it back streaming', async () => {
+  const l = need()
+  await l.stop('127.0.0.13')
+  let status = await l.status()
+  assert.deepEqual(
+    status.nodes.filter((n) => n.id === '127.0.0.13').map((n) => [n.role, n.state]),
+    [['down', 'stopped']],
+  )
+  const sql = client(l.url(status.writer!))
+  try {
+    await sql`CREATE TABLE IF NOT EXISTS lab_faults (id int)`
+    await sql`INSERT INTO lab_faults VALUES (1)`
+  } finally {
+    await sql.end({ timeout: 0 })
+  }
+  await l.start('127.0.0.13')
+  status = await l.status()
+  assert.equal(status.nodes.find((n) => n.id === '127.0.0.13')?.role, 'reader')
+  await l.waitForWriter({ timeoutMs: 10_000 })
+})
+
+test('lab: freeze hangs the writer; it is replaced after the probe timeout and fenced on heal', async () => {
+  const l = need()
+  const old = (await l.status()).writer!
+  const sql = client(l.url(old))
+  try {
+    await sql`SELECT 1`
+    const t = performance.timeOrigin + performance.now()
+    await l.freeze('writer')
+    const q = sql`SELECT 1`
+    assert.equal(await settlesWithin(q, 800), 'hung', 'a frozen writer answered')
+    const lost = await l.waitForEvent('writer-lost', { afterMs: t, node: old, timeoutMs: 5000 })
+    assert.equal(lost.detail?.reason, 'unresponsive')
+    const ready = await l.waitForEvent('writer-ready', { afterMs: t, timeoutMs: 5000 })
+    assert.notEqual(ready.node, old)
+    await l.heal(old)
+    await l.waitForEvent('fenced', { afterMs: t, node: old, timeoutMs: 5000 })
+    assert.equal(await settlesWithin(q, 3000), 'failed', 'the fenced writer still answered')
+    await l.start(old)
+    const status = await l.status()
+    assert.equal(status.nodes.find((n) => n.id === old)?.role, 'reader')
+  } finally {
+    await sql.end({ timeout: 0 })
+  }
+})
+
+test('lab: switchover promotes the chosen reader and the old writer rejoins', async () => {
+  const l = need()
+  const before = await l.status()
+  const target = before.nodes.find((n) => n.role === 'reader')!.id
+  const t = performance.timeOrigin + performance.now()
+  await l.switchover(target)
+  const after = await l.status()
+  assert.equal(after.writer, target)
+  assert.equal(after.nodes.find((n) => n.id === before.writer)?.role, 'reader')
+  await l.waitForEvent('reader-rejoined', { afterMs: t, node: before.writer!, timeoutMs: 1000 })
+  const sql = client(l.url('cluster'))
+  try {
+    assert.equal((await sql.unsafe(AURORA.hostId))[0]!.host, target)
+    await sql`INSERT INTO lab_faults VALUES (2)`
+  } finally {
+    await sql.end({ timeout: 0 })
+  }
+})
+
+test('lab: faults lab goes down without leftovers', async () => {
+  const l = need()
+  await l.down()
+  let left: string[] = []
+  for (let i = 0; i < 50; i++) {
+    left = await processesIn(l.dir)
+    if (left.length === 0) break
+    await sleep(100)
+  }
+  assert.deepEqual(left, [])
+})

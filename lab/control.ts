@@ -209,7 +209,7 @@ export class Control {
   /** Rewrites the writer's `synchronous_standby_names` for the running readers. */
   private refreshSync(): void {
     const w = this.writer ? this.members.get(this.writer) : undefined
-    if (!w || !w.inst.running) return
+    if (!w?.inst.running) return
     w.inst.writeConfig(this.configFor(w), true)
     w.inst.reload()
   }
@@ -220,7 +220,7 @@ export class Control {
   private writeTopology(synchronous = false): Promise<void> {
     const run = async () => {
       const w = this.writer ? this.members.get(this.writer) : undefined
-      if (!w || w.state !== 'running') {
+      if (w?.state !== 'running') {
         this.topoDirty = true
         return
       }

@@ -1,0 +1,133 @@
+// Writer loss by SIGKILL: idle, mid-statement, mid-transaction, before and after COMMIT.
+// One lab for the file; each test brings the killed instance back as a reader before it ends.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { type Lab, startLab } from '../lab/mod.ts'
+import {
+  FailoverSuccessError,
+  type PostgresHaSql,
+  postgresHa,
+  TransactionResolutionUnknownError,
+} from '../mod.ts'
+import { labClientOptions, settle } from './helpers/ha.ts'
+
+let lab: Lab
+let sql: PostgresHaSql
+
+before(async () => {
+  lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  sql = postgresHa(lab.url('cluster'), labClientOptions())
+  await sql`create table kv (id int primary key, v text)`
+})
+
+after(async () => {
+  await sql?.end()
+  await lab?.down()
+})
+
+/** Kills the writer and returns its id; `restore` brings it back as a reader. */
+async function killWriter(): Promise<string> {
+  const old = (await lab.status()).writer!
+  await lab.kill(old)
+  return old
+}
+
+async function restore(old: string): Promise<void> {
+  await lab.start(old)
+  await lab.waitForWriter({ timeoutMs: 20_000 })
+}
+
+async function writerId(): Promise<string> {
+  const [row] =
+    await sql`select pg_catalog.aurora_db_instance_identifier() as id, pg_is_in_recovery() as reader`
+  assert.equal(row!.reader, false)
+  return row!.id as string
+}
+
+test('failover: writer killed while idle — the next statement succeeds transparently on the new writer', async () => {
+  await sql`insert into kv values (1, 'before')`
+  const old = await killWriter()
+  // Give the dead connections time to be noticed as closed, as they would be on an idle app.
+  await new Promise((r) => setTimeout(r, 150))
+  const [row] = await sql`insert into kv values (2, 'after') returning id`
+  assert.equal(row!.id, 2)
+  const now = await writerId()
+  assert.notEqual(now, old)
+  assert.equal((await lab.status()).writer, now)
+  await restore(old)
+})
+
+test('failover: writer killed mid-statement — FailoverSuccessError, then statements work', async () => {
+  const events: string[] = []
+  const off = sql.ha.on('failover', (e) => events.push(`${e.ok}:${e.from?.host}->${e.to?.host}`))
+  const running = settle(sql`select pg_sleep(5)`)
+  await new Promise((r) => setTimeout(r, 300))
+  const old = await killWriter()
+  const result = await running
+  off()
+  assert.equal(result.ok, false)
+  if (result.ok) return
+  assert.ok(result.error instanceof FailoverSuccessError, `got ${result.error}`)
+  assert.equal(result.error.code, 'FAILOVER_SUCCESS')
+  assert.equal(result.error.fromHost?.split(':')[0], old)
+  assert.ok(result.error.cause, 'keeps the original error as cause')
+  assert.equal(events.length, 1, `one failover: ${events}`)
+  assert.notEqual(await writerId(), old)
+  await restore(old)
+})
+
+test('failover: writer killed mid-transaction — TransactionResolutionUnknownError and no partial commit', async () => {
+  const running = settle(
+    sql.begin(async (tx) => {
+      await tx`insert into kv values (10, 'tx')`
+      await tx`select pg_sleep(5)`
+      await tx`insert into kv values (11, 'tx')`
+    }),
+  )
+  await new Promise((r) => setTimeout(r, 300))
+  const old = await killWriter()
+  const result = await running
+  assert.equal(result.ok, false)
+  if (result.ok) return
+  assert.ok(result.error instanceof TransactionResolutionUnknownError, `got ${result.error}`)
+  assert.equal(result.error.code, 'TRANSACTION_RESOLUTION_UNKNOWN')
+  const rows = await sql`select id from kv where id in (10, 11)`
+  assert.equal(rows.length, 0, 'nothing of the transaction is visible')
+  await restore(old)
+})
+
+test('failover: writer killed before COMMIT — TransactionResolutionUnknownError, nothing committed', async () => {
+  let old = ''
+  const result = await settle(
+    sql.begin(async (tx) => {
+      await tx`insert into kv values (20, 'tx')`
+      old = await killWriter()
+      await new Promise((r) => setTimeout(r, 100))
+    }),
+  )
+  assert.equal(result.ok, false)
+  if (result.ok) return
+  assert.ok(result.error instanceof TransactionResolutionUnknownError, `got ${result.error}`)
+  assert.equal((await sql`select id from kv where id = 20`).length, 0)
+  await restore(old)
+})
+
+test('failover: writer lost after COMMIT was sent — TransactionResolutionUnknownError, all or nothing', async () => {
+  let old = ''
+  const result = await settle(
+    sql.begin(async (tx) => {
+      await tx`insert into kv values (30, 'a')`
+      await tx`insert into kv values (31, 'b')`
+      old = (await lab.status()).writer!
+      // Frozen, the server never answers the COMMIT that follows; then it dies.
+      await lab.freeze(old)
+      setTimeout(() => void lab.kill(old), 300)
+    }),
+  )
+  assert.equal(result.ok, false)
+  if (result.ok) return
+  assert.ok(result.error instanceof TransactionResolutionUnknownError, `got ${result.error}`)
+  const rows = await sql`select id from kv where id in (30, 31)`
+  assert.ok(rows.length === 0 || rows.length === 2, `partial commit: ${rows.length} of 2 rows`)
+  await restore(old)
+})

@@ -13,12 +13,16 @@ export interface Recorded {
  * A stand-in for the core: runs every attempt once on `host()` (the pinned host when there is one),
  * with a fresh context, and records what it saw.
  */
-export function passthroughExecutor(host: () => HostAddress): Executor & { log: Recorded[] } {
+export function passthroughExecutor(
+  host: () => HostAddress,
+): Executor & { log: Recorded[]; ignorePinned: boolean } {
   const log: Recorded[] = []
   return {
     log,
+    /** Set to act like a core that moved a reserved connection to another host (failover). */
+    ignorePinned: false,
     async execute<T>(request: ExecuteRequest, attempt: Attempt<T>): Promise<T> {
-      const target = request.pinnedHost ?? host()
+      const target = (!this.ignorePinned && request.pinnedHost) || host()
       const ctx: ExecuteContext = {
         kind: request.kind,
         targetRole: request.targetRole ?? 'writer',

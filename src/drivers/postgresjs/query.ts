@@ -96,6 +96,8 @@ export function queryClasses(base: postgres.Sql): QueryClasses {
   class AttemptQueryImpl extends Query {
     declare ctx: ExecuteContext | undefined
     declare _state: unknown
+    declare _reject: (error: unknown) => void
+    declare _redispatched: boolean
     // The Query constructor assigns `state = null`; a connection assigns its backend when it
     // executes the query, the moment the statement may reach the server.
     override get state(): unknown {
@@ -105,6 +107,13 @@ export function queryClasses(base: postgres.Sql): QueryClasses {
       this._state = value
       if (value !== null && this.ctx !== undefined) this.ctx.sent = true
     }
+    // The Query constructor assigns its own `reject`; connections call it as `query.reject(e)`.
+    override get reject(): (error: unknown) => void {
+      return rejectUnlessStale
+    }
+    override set reject(fn: (error: unknown) => void) {
+      this._reject = fn
+    }
   }
 
   classes = {
@@ -112,6 +121,29 @@ export function queryClasses(base: postgres.Sql): QueryClasses {
     AttemptQuery: AttemptQueryImpl as unknown as QueryClasses['AttemptQuery'],
   }
   return classes
+}
+
+const STALE_CODES = new Set(['57P01', '57P02'])
+
+/**
+ * postgres.js keeps the shutdown error (57P01) of a connection that was terminated mid-statement
+ * and raises it again on the first statement of the reconnected connection (the statement was never
+ * executed: `state` is still null). Such a statement is handed back to its pool once instead.
+ */
+function rejectUnlessStale(
+  this: AttemptQuery & { _state: unknown; _reject(e: unknown): void; _redispatched?: boolean },
+  error: unknown,
+) {
+  if (
+    this._state === null &&
+    !this._redispatched &&
+    STALE_CODES.has((error as { code?: string })?.code ?? '')
+  ) {
+    this._redispatched = true
+    ;(this.handler as (q: PgQuery) => void)(this)
+    return
+  }
+  this._reject(error)
 }
 
 /**

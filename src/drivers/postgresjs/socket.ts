@@ -67,6 +67,7 @@ export function openTrackedSocket(host: string, port: number, sets: readonly Soc
     socket.on('error', noop)
   }
   attach()
+  holdErrorsUntilClose(socket)
   // postgres.js calls removeAllListeners() when it upgrades to TLS and when a socket closed; keep ours.
   const removeAll = socket.removeAllListeners
   socket.removeAllListeners = function (this: Socket, ...args: [string | symbol] | []) {
@@ -78,6 +79,46 @@ export function openTrackedSocket(host: string, port: number, sets: readonly Soc
 }
 
 const noop = () => {}
+
+/**
+ * Delivers a socket's 'error' together with its 'close', and only after the writes postgres.js
+ * queued for it (a `setImmediate`) ran. Two postgres.js flaws make both necessary:
+ * - it rejects the statements of a connection on 'error' but, when 'close' follows a tick later,
+ *   not those queued on the dying connection in between: they would wait forever;
+ * - its 'close' handler cancels a queued write without forgetting it, after which that connection
+ *   never writes again (every reconnect times out). Node runs immediates before 'close' callbacks;
+ *   Bun does not, so 'close' waits two rounds of immediates here.
+ */
+function holdErrorsUntilClose(socket: Socket): void {
+  const emit = socket.emit as (this: Socket, event: string | symbol, ...args: unknown[]) => boolean
+  let held: unknown
+  let holding = false
+  const flush = () => {
+    if (!holding) return
+    holding = false
+    emit.call(socket, 'error', held)
+  }
+  socket.emit = function (this: Socket, event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'error') {
+      if (holding) return true
+      held = args[0]
+      holding = true
+      // Node always follows an error with 'close'; never hold one forever regardless.
+      startTimer(flush, HALF_CLOSE_GRACE_MS)
+      return true
+    }
+    if (event === 'close') {
+      setImmediate(() =>
+        setImmediate(() => {
+          flush()
+          emit.call(socket, 'close', ...args)
+        }),
+      )
+      return true
+    }
+    return emit.call(this, event, ...args)
+  } as Socket['emit']
+}
 
 /** Destroys every socket of `set` at once; pending statements on them reject with `error`. */
 export function destroySockets(set: SocketSet, error?: Error): void {

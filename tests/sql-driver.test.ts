@@ -100,7 +100,10 @@ test('sql: ctx.delivered is set once cursor or forEach rows reached the caller',
 test('sql: a retry builds a fresh postgres.js query (the attempt can run twice)', async () => {
   const { sql, pools, target } = client()
   const twice = {
-    async execute<T>(request: never, attempt: (h: typeof target.host, ctx: never) => Promise<T>): Promise<T> {
+    async execute<T>(
+      _request: never,
+      attempt: (h: typeof target.host, ctx: never) => Promise<T>,
+    ): Promise<T> {
       const ctx = () => ({ kind: 'statement', sent: false, delivered: false, attempt: 0 }) as never
       const first = await attempt(target.host, ctx())
       const second = await attempt(target.host, ctx())

@@ -40,7 +40,6 @@ export function openTrackedSocket(host: string, port: number, sets: readonly Soc
   // postgres.js reads these for TLS server names and error messages.
   ;(socket as Socket & { host?: string; port?: number }).host = host
   ;(socket as Socket & { host?: string; port?: number }).port = port
-  socket.setNoDelay?.(true)
   for (const set of sets) {
     set.sockets.add(socket)
     set.onSocketOpen?.(socket)

@@ -3,8 +3,8 @@
  * `initdb` template), a random free port on 127.0.0.1, SCRAM password auth for a test user. Run as
  * root it runs the server as the `postgres` user. `stop()` shuts it down and removes the directory.
  */
-import { execFile } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { execFile, execFileSync } from 'node:child_process'
+import { existsSync, rmSync } from 'node:fs'
 import { chmod, chown, cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -24,6 +24,27 @@ export interface PgServer {
   /** The same server as the superuser `postgres` (same password). */
   readonly adminUrl: string
   stop(): Promise<void>
+}
+
+/** Data directories of servers still running, stopped synchronously if the process exits first. */
+const running = new Set<string>()
+let exitHook = false
+function stopOnExit(data: string): void {
+  running.add(data)
+  if (exitHook) return
+  exitHook = true
+  process.once('exit', () => {
+    for (const dir of running) {
+      const args = [join(BIN, 'pg_ctl'), '-D', dir, '-m', 'immediate', 'stop']
+      try {
+        if (isRoot) execFileSync('runuser', ['-u', 'postgres', '--', ...args], { stdio: 'ignore' })
+        else execFileSync(args[0]!, args.slice(1), { stdio: 'ignore' })
+      } catch {
+        // Already stopped.
+      }
+      rmSync(join(dir, '..'), { recursive: true, force: true })
+    }
+  })
 }
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
@@ -149,6 +170,7 @@ export async function startPgServer(options: { settings?: Record<string, string>
     await rm(dir, { recursive: true, force: true })
     throw error
   }
+  stopOnExit(data)
   const server: PgServer = {
     host: '127.0.0.1',
     port,
@@ -159,6 +181,7 @@ export async function startPgServer(options: { settings?: Record<string, string>
     adminUrl: `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`,
     async stop() {
       await run(join(BIN, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => {})
+      running.delete(data)
       await rm(dir, { recursive: true, force: true })
     },
   }

@@ -131,3 +131,26 @@ test('failover: writer lost after COMMIT was sent — TransactionResolutionUnkno
   assert.ok(rows.length === 0 || rows.length === 2, `partial commit: ${rows.length} of 2 rows`)
   await restore(old)
 })
+
+test('failover: writer killed inside a savepoint — TransactionResolutionUnknownError, the process survives', async () => {
+  const running = settle(
+    sql.begin(async (tx) => {
+      await tx`insert into kv values (40, 'outer')`
+      await tx.savepoint(async (sp) => {
+        await sp`insert into kv values (41, 'inner')`
+        await sp`select pg_sleep(5)`
+      })
+    }),
+  )
+  await new Promise((r) => setTimeout(r, 300))
+  const old = (await lab.status()).writer!
+  await lab.kill(old)
+  const result = await running
+  assert.equal(result.ok, false)
+  if (result.ok) return
+  assert.ok(result.error instanceof TransactionResolutionUnknownError, `got ${result.error}`)
+  assert.equal((await sql`select id from kv where id in (40, 41)`).length, 0)
+  // Outlive postgres.js's would-be ROLLBACK TO SAVEPOINT on the dead socket.
+  await new Promise((r) => setTimeout(r, 100))
+  await restore(old)
+})

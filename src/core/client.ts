@@ -7,7 +7,7 @@
 
 import type { ConnectionFactory, DbConnection } from './connection-factory.ts'
 import type { Dialect } from './dialect.ts'
-import { ClientEndedError } from './errors.ts'
+import { ClientEndedError, ConnectFailedError } from './errors.ts'
 import { createEvents, type HaEvents } from './events.ts'
 import type { Attempt, ExecuteRequest, Executor } from './executor.ts'
 import { type HostAddress, type HostInfo, hostKey, sameHost, type TargetRole } from './host.ts'
@@ -117,7 +117,7 @@ export class HaClient implements Executor {
         defaultPort: deps.initialHosts[0]?.port ?? 5432,
         refreshMs: deps.options.topologyRefreshMs,
         fastRefreshMs: deps.options.topologyFastRefreshMs,
-        probeTimeoutMs: deps.options.probeTimeoutMs,
+        probeTimeoutMs: Math.min(deps.options.probeTimeoutMs, deps.options.connectTimeoutMs),
         clock: deps.options.clock,
         logger: this.logger,
       },
@@ -202,9 +202,16 @@ export class HaClient implements Executor {
 
   /** Resolves once plugins are initialised and a first topology read was tried (bounded by `connectTimeoutMs`). */
   ready(): Promise<void> {
-    this.#ready ??= this.#bootstrap().then(() => {
-      this.#isReady = true
-    })
+    this.#ready ??= this.#bootstrap().then(
+      () => {
+        this.#isReady = true
+      },
+      (error) => {
+        // The next statement tries again: the cluster may be back by then.
+        this.#ready = undefined
+        throw error
+      },
+    )
     return this.#ready
   }
 
@@ -230,6 +237,16 @@ export class HaClient implements Executor {
       }),
     ])
     clearTimeout(timer)
+    if (this.#lease.monitor.current) return
+    // No host could be reached at all: say so now rather than let the statement time out again.
+    // Any other failure (no topology functions, no permission) falls back to the listed hosts.
+    const error = this.#lease.monitor.lastError
+    const kind = error === undefined ? 'other' : this.#deps.driverFactory.classify(error)
+    if (kind === 'auth-failed') throw error
+    if (kind === 'connect-failed' || kind === 'connection-lost') {
+      const hosts = this.#deps.initialHosts.map(hostKey).join(', ')
+      throw new ConnectFailedError(hosts, String((error as Error)?.message ?? error), { cause: error })
+    }
   }
 
   /** The host for a statement that targets `role`. */

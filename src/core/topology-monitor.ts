@@ -63,6 +63,8 @@ export class TopologyMonitor {
   #stopped = false
   /** Number of topology statements sent, for tests and the idle benchmark. */
   reads = 0
+  /** Why the last read failed on every host, cleared by a successful read. */
+  lastError: unknown
 
   constructor(config: TopologyMonitorConfig) {
     this.config = config
@@ -178,6 +180,7 @@ export class TopologyMonitor {
         this.reads++
         const hosts = await this.#dialect.readTopology(conn, this.#context(factory))
         if (hosts.length === 0) throw new Error(`${hostKey(host)} reported an empty topology`)
+        this.lastError = undefined
         this.#accept(makeTopology(this.config.clusterId, hosts, this.config.clock.wallNow(), hostKey(host)))
         return this.#current
       } catch (error) {
@@ -188,6 +191,7 @@ export class TopologyMonitor {
         }
       }
     }
+    this.lastError = lastError
     this.config.logger.debug('topology: no host answered', {
       cluster: this.config.clusterId,
       error: String((lastError as Error)?.message ?? lastError),

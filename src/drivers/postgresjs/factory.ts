@@ -58,7 +58,13 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
     const { host, purpose, timeoutMs } = request
     const started = performance.now()
     const where = hostKey(host)
-    const ctx: ConnectContext = { host, purpose, user: parsed.user, password: await parsed.password() }
+    // Credentials the core's connect plugins resolved win over the configured ones.
+    const ctx: ConnectContext = {
+      host,
+      purpose,
+      user: request.user ?? parsed.user,
+      password: request.password ?? (await parsed.password()),
+    }
     if (connectHook)
       await withTimeout(connectHook(ctx), timeoutMs, () => new ConnectFailedError(where, 'timed out'))
     const remainingMs = Math.max(1, timeoutMs - (performance.now() - started))

@@ -133,16 +133,23 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       }
       e = partial as unknown as PoolEntry
       entries.set(key, e)
-      const sql = makeInstance(hostOptions(address, [e]))
-      // A query that is never run: it carries the pool's handler and canceller.
-      const probe = (sql as unknown as (s: TemplateStringsArray) => { handler: unknown; canceller: unknown })(
-        Object.assign([''], { raw: [''] }) as unknown as TemplateStringsArray,
-      )
-      Object.assign(e, { sql, handler: probe.handler, canceller: probe.canceller })
+      attachInstance(e)
     }
     lastHost = address
     lastEntry = e
     return e
+  }
+
+  /** Gives an entry a fresh postgres.js instance; returns the one it had. */
+  function attachInstance(e: PoolEntry): postgres.Sql | undefined {
+    const previous = e.sql as postgres.Sql | undefined
+    const sql = makeInstance(hostOptions(e.address, [e]))
+    // A query that is never run: it carries the pool's handler and canceller.
+    const probe = (sql as unknown as (s: TemplateStringsArray) => { handler: unknown; canceller: unknown })(
+      Object.assign([''], { raw: [''] }) as unknown as TemplateStringsArray,
+    )
+    Object.assign(e, { sql, handler: probe.handler, canceller: probe.canceller })
+    return previous
   }
 
   function makeInstance(options: postgres.ParsedOptions): postgres.Sql {
@@ -168,6 +175,12 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
         e,
         connectionError('CONNECTION_DESTROYED', `aborted by postgres-ha: ${reason}`, host.host, host.port),
       )
+      if (ending) return
+      // postgres.js keeps a closed connection's last statement as "in flight": its end() would wait
+      // for it forever, and a late write to it (a transaction's ROLLBACK) throws. Terminating the
+      // old instance settles both; the host gets a fresh instance for what comes next.
+      const old = attachInstance(e)
+      if (old) void endInstance(old, { sockets: new Set() }, 0).catch(() => {})
     },
     async close(host) {
       const key = hostKey(host)
@@ -187,7 +200,10 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     endAll({ timeout } = {}) {
       if (ending) return ending
       const all = [...entries.values()]
-      ending = Promise.all(all.map((e) => endEntry(e, timeout ?? null))).then(() => {
+      // The sql surface ends pools only once its own statements are done, so with no timeout
+      // what is left is idle or dead (a closed connection postgres.js still counts as busy would
+      // make a graceful end wait forever): close them now.
+      ending = Promise.all(all.map((e) => endEntry(e, timeout ?? 0))).then(() => {
         entries.clear()
         lastHost = lastEntry = undefined
       })

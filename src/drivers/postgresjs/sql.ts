@@ -5,6 +5,7 @@
  *
  * @module
  */
+
 import postgres from 'postgres'
 import { ClientEndedError } from '../../core/errors.ts'
 import type { ExecuteRequest, Executor } from '../../core/executor.ts'
@@ -14,6 +15,7 @@ import { createListener } from './listen.ts'
 import type { HostPools } from './pools.ts'
 import { attemptQuery, cancelQuery, type HaQuery, type PgQuery, type QueryHandler } from './query.ts'
 import { createReserve } from './reserve.ts'
+import { transactionGuard } from './transaction-guard.ts'
 
 /**
  * The `sql` a client returns: a postgres.js `Sql` (so Drizzle and Kysely accept it as it is)
@@ -140,13 +142,22 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     const body = fn as (tx: postgres.TransactionSql) => unknown
     enter()
     return executor
-      .execute(TRANSACTION, (host, ctx: ExecuteContext) =>
-        pools.get(host).begin(String(mode), (tx) => {
-          // From here on the caller's function runs: never replay it.
-          ctx.sent = true
-          return body(tx)
-        }),
-      )
+      .execute(TRANSACTION, (host, ctx: ExecuteContext) => {
+        const guard = transactionGuard()
+        const guarded = guard.body(body)
+        return pools
+          .get(host)
+          .begin(String(mode), (tx) => {
+            // From here on the caller's function runs: never replay it.
+            ctx.sent = true
+            return guarded(tx)
+          })
+          .catch((error: unknown) => {
+            guard.abandon()
+            // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
+            throw guard.lost ?? error
+          })
+      })
       .finally(leave)
   }
 

@@ -144,6 +144,14 @@ export function hostMonitorFor(host: HostAddress): HostMonitor {
   return monitor
 }
 
+/**
+ * Closes every monitor nothing watches right now. A client's `end()` calls it so that no probe
+ * connection outlives the client; a monitor another client still uses is left alone.
+ */
+export function closeIdleHostMonitors(): void {
+  for (const monitor of [...monitors.values()]) if (monitor.watchCount === 0) monitor.close()
+}
+
 /** How many host monitors exist in this process (tests, idle benchmark). */
 export function hostMonitorCount(): number {
   return monitors.size

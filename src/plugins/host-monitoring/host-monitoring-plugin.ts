@@ -9,7 +9,7 @@
  */
 import type { ExecuteContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
 import { startTimer, stopTimer } from '../../runtime/timers.ts'
-import { hostMonitorFor } from './host-monitor.ts'
+import { closeIdleHostMonitors, hostMonitorFor } from './host-monitor.ts'
 
 /**
  * Creates the host monitoring plugin (enabled by default).
@@ -55,6 +55,9 @@ export function hostMonitoringPlugin(): HaPlugin {
         stopTimer(grace)
         unwatch?.()
       }
+    },
+    end() {
+      closeIdleHostMonitors()
     },
   }
 }

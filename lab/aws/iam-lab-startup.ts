@@ -3,27 +3,46 @@
  * becomes an IAM endpoint like RDS's. Configured by the environment of the lab daemon, because a
  * startup module takes no arguments:
  *
- * `POSTGRES_HA_LAB_IAM='{"region":"us-east-1","users":{"iam_user":"<real password>"}}'`
+ * `POSTGRES_HA_LAB_IAM='{"region":"us-east-1","users":{"iam_user":"<real password>"},"refusalLog":"/tmp/x.jsonl"}'`
  *
  * Roles listed in `users` must log in with an RDS IAM token signed with the lab's test credentials
  * (`LAB_AWS_CREDENTIALS`) for the endpoint connected to; other roles log in with their password.
+ * With `refusalLog`, every refused IAM login is appended to that file as one JSON line
+ * `{ atMs, user, reason }` (the reason RDS would log; never the token). `startIamLab()` in
+ * `lab-iam.ts` sets all of this up.
  *
  * @module
  */
+import { appendFileSync } from 'node:fs'
 import { createIamStartupHandler } from './iam-startup.ts'
 import { labTlsCertificate } from './test-tls.ts'
 
-interface LabIamConfig {
+/** What `POSTGRES_HA_LAB_IAM` holds. */
+export interface LabIamConfig {
   region?: string
   users?: Record<string, string>
+  refusalLog?: string
 }
 
 const config: LabIamConfig = JSON.parse(process.env.POSTGRES_HA_LAB_IAM || '{}')
 const users = new Map(Object.entries(config.users ?? {}))
+const refusalLog = config.refusalLog
 
 /** The lab proxy's startup hook for IAM endpoints. */
 export const startupHandler = createIamStartupHandler({
   tls: labTlsCertificate(),
   region: config.region ?? 'us-east-1',
   upstreamPassword: (user) => users.get(user),
+  ...(refusalLog
+    ? {
+        onRefused: (refusal) => {
+          try {
+            const line = { atMs: Date.now(), user: refusal.user, reason: refusal.reason }
+            appendFileSync(refusalLog, `${JSON.stringify(line)}\n`)
+          } catch {
+            // A log that cannot be written must not break the endpoint.
+          }
+        },
+      }
+    : {}),
 })

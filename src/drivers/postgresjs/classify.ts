@@ -56,6 +56,9 @@ const KINDS: Record<string, ErrorKind> = {
  */
 export function classify(error: unknown): ErrorKind {
   if (error === null || typeof error !== 'object') return 'other'
+  // The AWS plugins got no credentials (signing, Secrets Manager): the host is fine, failing over
+  // cannot help, and the caller must see that error itself.
+  if ((error as { credentialsUnavailable?: unknown }).credentialsUnavailable === true) return 'auth-failed'
   const { code, syscall } = error as { code?: unknown; syscall?: unknown }
   const kind = typeof code === 'string' ? KINDS[code] : undefined
   if (kind === undefined) return 'other'

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { InvalidOptionError, MissingDependencyError } from '../../core/errors.ts'
+import { ConnectFailedError, InvalidOptionError, MissingDependencyError } from '../../core/errors.ts'
 import { type Check, describeValue } from '../../core/option-checks.ts'
 import type { OptionSpec } from '../../core/options.ts'
 
@@ -17,6 +17,33 @@ export type AwsCredentialsOption =
       sessionToken?: string
       expiration?: Date
     }>)
+
+/**
+ * The AWS side failed to produce credentials for a connection: signing an IAM token or reading a
+ * Secrets Manager secret failed (no AWS credentials, access denied, throttling, network), or the
+ * secret has no usable user name and password. Nothing is wrong with the database host, so the
+ * driver classifies it as an authentication failure: it surfaces to the caller as itself and never
+ * starts a failover or marks the host down. `credentialsUnavailable` is the mark it is told by.
+ *
+ * @example
+ * ```ts
+ * try { await sql`select 1` } catch (e) { if (e instanceof CredentialsUnavailableError) alertOps(e.message) }
+ * ```
+ */
+export class CredentialsUnavailableError extends ConnectFailedError {
+  readonly credentialsUnavailable = true
+}
+
+/**
+ * Whether the database refused the credentials of a connection (so that fresh ones may work), as
+ * opposed to the AWS side failing to produce any ({@link CredentialsUnavailableError}).
+ */
+export function refusedByServer(classify: (error: unknown) => string, error: unknown): boolean {
+  return (
+    classify(error) === 'auth-failed' &&
+    (error as { credentialsUnavailable?: unknown })?.credentialsUnavailable !== true
+  )
+}
 
 /** An option spec with the type and description shown in the README option table. */
 export type DescribedOptionSpec = OptionSpec & { readonly description: string; readonly type: string }

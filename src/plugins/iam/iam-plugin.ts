@@ -5,11 +5,17 @@
  *
  * @module
  */
-import { ConnectFailedError, HaError, InvalidOptionError } from '../../core/errors.ts'
+import { HaError, InvalidOptionError } from '../../core/errors.ts'
 import { hostKey } from '../../core/host.ts'
 import type { ConnectContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
 import { rdsRegion } from '../../core/rds-hosts.ts'
-import { loadOptional, resolveSpecs, sdkCredentials } from './aws-common.ts'
+import {
+  CredentialsUnavailableError,
+  loadOptional,
+  refusedByServer,
+  resolveSpecs,
+  sdkCredentials,
+} from './aws-common.ts'
 import { assertIamTls, type IamOptions, iamOptionSpecs, type ResolvedIamOptions } from './options.ts'
 
 /** What the plugin needs of `@aws-sdk/rds-signer`. */
@@ -91,7 +97,7 @@ export function iamPlugin(input: IamPluginInput = {}): IamPlugin {
         token = await signer.getAuthToken()
       } catch (e) {
         // The SDK's message names the failing credential source, never a secret.
-        throw new ConnectFailedError(
+        throw new CredentialsUnavailableError(
           `${target.host}:${target.port}`,
           `could not sign an IAM authentication token: ${(e as Error)?.name ?? 'Error'}: ${(e as Error)?.message ?? e}`,
           { cause: e },
@@ -165,7 +171,7 @@ export function iamPlugin(input: IamPluginInput = {}): IamPlugin {
         await next()
       } catch (e) {
         // A cached token can be refused while still young (credentials revoked and replaced): sign once more.
-        if (!fromCache || services.classify(e) !== 'auth-failed') throw e
+        if (!fromCache || !refusedByServer(services.classify, e)) throw e
         cache.delete(key)
         ctx.password = await sign(key, t)
         await next()

@@ -15,6 +15,7 @@
  */
 export {
   type AwsCredentialsOption,
+  CredentialsUnavailableError,
   type DescribedOptionSpec,
   loadOptional,
   resolveSpecs,

@@ -14,6 +14,7 @@
  *
  * @module
  */
+export { CredentialsUnavailableError } from '../iam/aws-common.ts'
 export {
   type ResolvedSecretsManagerOptions,
   type SecretsManagerOptions,

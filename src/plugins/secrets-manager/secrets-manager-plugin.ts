@@ -6,10 +6,16 @@
  *
  * @module
  */
-import { ConnectFailedError, HaError, InvalidOptionError } from '../../core/errors.ts'
+import { HaError, InvalidOptionError } from '../../core/errors.ts'
 import { type HostAddress, hostKey } from '../../core/host.ts'
 import type { HaPlugin, PluginServices } from '../../core/plugin.ts'
-import { loadOptional, resolveSpecs, sdkCredentials } from '../iam/aws-common.ts'
+import {
+  CredentialsUnavailableError,
+  loadOptional,
+  refusedByServer,
+  resolveSpecs,
+  sdkCredentials,
+} from '../iam/aws-common.ts'
 import {
   type ResolvedSecretsManagerOptions,
   type SecretsManagerOptions,
@@ -102,7 +108,7 @@ export function secretsManagerPlugin(input: SecretsManagerPluginInput = {}): Sec
             "and the AWS SDK found no default region. Example: secretsManagerRegion: 'us-east-1'.",
           { cause: e },
         )
-      throw new ConnectFailedError(
+      throw new CredentialsUnavailableError(
         where,
         `could not read the credentials from AWS Secrets Manager secret "${secretId}": ${(e as Error)?.name ?? 'Error'}: ${message}`,
         { cause: e },
@@ -121,7 +127,7 @@ export function secretsManagerPlugin(input: SecretsManagerPluginInput = {}): Sec
     const user = record[userKey]
     const password = record[passwordKey]
     if (typeof user !== 'string' || !user || typeof password !== 'string' || !password)
-      throw new ConnectFailedError(
+      throw new CredentialsUnavailableError(
         where,
         `AWS Secrets Manager secret "${secretId}" is not a JSON object with non-empty string keys "${userKey}" and ` +
           `"${passwordKey}" (set secretsManagerSecretUsernameProperty / secretsManagerSecretPasswordProperty if it uses other keys)`,
@@ -199,7 +205,7 @@ export function secretsManagerPlugin(input: SecretsManagerPluginInput = {}): Sec
       try {
         await next()
       } catch (e) {
-        if (s.classify(e) !== 'auth-failed') throw e
+        if (!refusedByServer(s.classify, e)) throw e
         const fresh = await refreshed(used.generation, ctx.host)
         authRetries++
         ctx.user = fresh.user
@@ -217,7 +223,7 @@ export function secretsManagerPlugin(input: SecretsManagerPluginInput = {}): Sec
         return await next()
       } catch (e) {
         // Refused credentials mean the pool's new connection never logged in: nothing ran, so one retry is safe.
-        if (ctx.delivered || s.classify(e) !== 'auth-failed') throw e
+        if (ctx.delivered || !refusedByServer(s.classify, e)) throw e
         await refreshed(before, ctx.host)
         authRetries++
         ctx.attempt++

@@ -1,0 +1,180 @@
+/**
+ * One failover trial: fresh clients write steadily, a fault hits the writer, and the trial
+ * measures when the lab had a new writer and when each client's writes landed on it; then it
+ * checks the ledger and restores the lab's topology. Several clients may share one fault (the
+ * baseline compares them under the very same failover).
+ *
+ * @module
+ */
+import type { Lab } from '../../lab/mod.ts'
+import { addCounts } from './errors.ts'
+import { type Injected, inject, restore, type Scenario, writerReady } from './faults.ts'
+import { type LedgerCheck, verifyLedger } from './ledger.ts'
+import { sleep } from './report.ts'
+import { type AnySql, startWriteLoop, type WriteLoop, type WriteRecord } from './write-loop.ts'
+
+/** A client under test, made fresh for each trial. */
+export interface ClientUnderTest {
+  sql: AnySql
+  /** Epoch ms at which the client first reacted to the fault (postgres-ha's `failoverStart`), if it tells. */
+  detectedAfter?(faultMs: number): number | undefined
+  end(): Promise<void>
+}
+
+/** A client of a trial: its label (stored with its rows) and how to make it. */
+export interface TrialClient {
+  label: string
+  make(): Promise<ClientUnderTest>
+}
+
+/** What one trial measured for one client; times in ms, `null` when it never came within the cap. */
+export interface TrialResult {
+  trial: number
+  scenario: Scenario
+  client: string
+  oldWriter: string
+  newWriter: string | null
+  /** Fault → the lab's `writer-ready`. */
+  promotionMs: number | null
+  /** Fault → the first acknowledged write committed by another instance. */
+  firstWriteMs: number | null
+  /** First write on the new writer − `writer-ready`: what the driver added. */
+  driverAddedMs: number | null
+  /** Fault → the client's own detection (postgres-ha's `hostDown`/`failoverStart`). */
+  detectedMs: number | null
+  /** The longest time without an acknowledged write after the fault. */
+  writeGapMs: number | null
+  /** The trial hit its cap before a write landed on the new writer. */
+  capped: boolean
+  writes: number
+  errors: Record<string, number>
+  ledger: LedgerCheck
+}
+
+/** The options of {@link runTrial}. */
+export interface TrialOptions {
+  lab: Lab
+  scenario: Scenario
+  trial: number
+  clients: readonly TrialClient[]
+  nextId: () => number
+  /** Steady writes before the fault. */
+  warmupMs?: number
+  /** Writes after the last client's first one on the new writer, to see that they keep landing. */
+  tailMs?: number
+  /** Give up waiting for a write on the new writer this long after the fault. */
+  capMs: number
+}
+
+/**
+ * Runs one trial (one fault, every client writing through it) and restores the lab.
+ *
+ * @example
+ * ```ts
+ * const [r] = await runTrial({ lab, scenario: 'kill', trial: 1, clients: [ha], nextId, capMs: 10_000 })
+ * r.driverAddedMs // e.g. 7.9
+ * ```
+ */
+export async function runTrial(options: TrialOptions): Promise<TrialResult[]> {
+  const { lab, scenario, trial, nextId, warmupMs = 200, tailMs = 100, capMs } = options
+  const clients: ClientUnderTest[] = []
+  const loops: WriteLoop[] = []
+  let fault: Injected | undefined
+  try {
+    for (const c of options.clients) {
+      const client = await c.make()
+      clients.push(client)
+      const maxMs = warmupMs + capMs + 5_000
+      loops.push(startWriteLoop({ sql: client.sql, trial, client: c.label, nextId, maxMs }))
+    }
+    await sleep(warmupMs)
+    fault = await inject(lab, scenario)
+    const injected = fault
+    const ready = writerReady(lab, injected, capMs)
+    const deadline = performance.now() + capMs
+    const firsts = await Promise.all(loops.map((l) => firstWriteElsewhere(l.records, injected, deadline)))
+    if (firsts.some(Boolean)) await sleep(tailMs)
+    await Promise.all(loops.map((l, i) => l.stop(firsts[i] ? 2_000 : 100)))
+    const readyAt = (await ready)?.atMs
+    const writer = (await lab.status()).writer
+    const results: TrialResult[] = []
+    for (const [i, loop] of loops.entries()) {
+      const first = firsts[i]
+      const ledger = await verifyLedger(lab.url(writer ?? injected.oldWriter), loop.records)
+      const firstAt = first?.endMs
+      results.push({
+        trial,
+        scenario,
+        client: options.clients[i]!.label,
+        oldWriter: injected.oldWriter,
+        newWriter: first?.inst ?? writer,
+        promotionMs: since(readyAt, injected.faultMs),
+        firstWriteMs: since(firstAt, injected.faultMs),
+        driverAddedMs: since(firstAt, readyAt),
+        detectedMs: since(clients[i]!.detectedAfter?.(injected.faultMs), injected.faultMs),
+        writeGapMs: writeGap(loop.records, injected),
+        capped: !first,
+        writes: loop.records.length,
+        errors: errorCounts(loop.records),
+        ledger,
+      })
+    }
+    return results
+  } finally {
+    await Promise.all(loops.map((l) => l.stop(100)))
+    await Promise.all(clients.map((c) => Promise.race([c.end().catch(() => {}), sleep(3_000)])))
+    if (fault) await restore(lab, fault)
+  }
+}
+
+/** One progress line for a trial's result. */
+export function describeTrial(r: TrialResult): string {
+  const ms = (x: number | null) => (x === null ? '—' : `${x} ms`)
+  return (
+    `${r.scenario} #${r.trial} ${r.client}: promotion ${ms(r.promotionMs)}, first write ${ms(r.firstWriteMs)}, ` +
+    `driver-added ${ms(r.driverAddedMs)}, detected ${ms(r.detectedMs)}, lost ${r.ledger.lost}, ` +
+    `duplicated ${r.ledger.duplicated}, errors ${JSON.stringify(r.errors)}`
+  )
+}
+
+const round = (x: number) => Math.round(x * 10) / 10
+const since = (t: number | undefined, from: number | undefined) =>
+  t === undefined || from === undefined ? null : round(t - from)
+
+function errorCounts(records: readonly WriteRecord[]): Record<string, number> {
+  const errors: Record<string, number> = {}
+  for (const r of records) if (r.error) addCounts(errors, { [r.error]: 1 })
+  const pending = records.filter((r) => r.endMs === undefined).length
+  if (pending) addCounts(errors, { 'no answer (hung)': pending })
+  return errors
+}
+
+/** Polls the records for the first acknowledged write after the fault on another instance. */
+async function firstWriteElsewhere(
+  records: readonly WriteRecord[],
+  fault: Injected,
+  deadline: number,
+): Promise<WriteRecord | undefined> {
+  let scanned = 0
+  while (performance.now() < deadline) {
+    for (; scanned < records.length; scanned++) {
+      const r = records[scanned]!
+      if (r.endMs === undefined) break
+      if (r.inst !== undefined && r.inst !== fault.oldWriter && r.endMs > fault.faultMs) return r
+    }
+    await sleep(5)
+  }
+  return undefined
+}
+
+/** The longest span between consecutive acknowledged writes that ends after the fault. */
+function writeGap(records: readonly WriteRecord[], fault: Injected): number | null {
+  let previous: number | undefined
+  let gap: number | null = null
+  for (const r of records) {
+    if (r.inst === undefined || r.endMs === undefined) continue
+    if (previous !== undefined && r.endMs > fault.faultMs) gap = Math.max(gap ?? 0, r.endMs - previous)
+    previous = r.endMs
+  }
+  return gap === null ? null : round(gap)
+}

@@ -49,8 +49,12 @@ export async function searchWriter(input: WriterSearchInput): Promise<HostAddres
             purpose: 'probe',
             timeoutMs: Math.max(1, Math.min(input.probeTimeoutMs, left)),
           })
+          // A connect that finishes after the search ended must not outlive it.
+          if (stop.signal.aborted) {
+            conn.abort()
+            break
+          }
           conns.push(conn)
-          if (stop.signal.aborted) break
         }
         const role = await readRole({
           ...conn,

@@ -91,11 +91,17 @@ export class HostMonitor {
     let ok = false
     try {
       if (!this.#conn || this.#conn.closed) {
-        this.#conn = await settings.factory.connect({
+        const conn = await settings.factory.connect({
           host: this.host,
           purpose: 'monitor',
           timeoutMs: settings.intervalMs,
         })
+        // Closed while connecting: nobody would ever close this connection.
+        if (this.#watches.size === 0) {
+          conn.abort()
+          return
+        }
+        this.#conn = conn
       }
       this.probes++
       await this.#conn.query('select 1', [], { timeoutMs: settings.intervalMs })

@@ -9,7 +9,7 @@ import {
   postgresHa,
   TransactionResolutionUnknownError,
 } from '../mod.ts'
-import { labClientOptions, settle } from './helpers/ha.ts'
+import { eventually, labClientOptions, settle } from './helpers/ha.ts'
 
 let lab: Lab
 let sql: PostgresHaSql
@@ -59,21 +59,29 @@ test('failover: writer killed while idle — the next statement succeeds transpa
 
 test('failover: writer killed mid-statement — FailoverSuccessError, then statements work', async () => {
   const events: string[] = []
-  const off = sql.ha.on('failover', (e) => events.push(`${e.ok}:${e.from?.host}->${e.to?.host}`))
+  const offs = [
+    sql.ha.on('failover', (e) => events.push(`${e.ok}:${e.from?.host}->${e.to?.host}`)),
+    sql.ha.on('hostDown', (e) => events.push(`down:${e.host.host}`)),
+    sql.ha.on('hostUp', (e) => events.push(`up:${e.host.host}`)),
+  ]
+
   const running = settle(sql`select pg_sleep(5)`)
   await new Promise((r) => setTimeout(r, 300))
   const old = await killWriter()
   const result = await running
-  off()
   assert.equal(result.ok, false)
   if (result.ok) return
   assert.ok(result.error instanceof FailoverSuccessError, `got ${result.error}`)
   assert.equal(result.error.code, 'FAILOVER_SUCCESS')
   assert.equal(result.error.fromHost?.split(':')[0], old)
   assert.ok(result.error.cause, 'keeps the original error as cause')
-  assert.equal(events.length, 1, `one failover: ${events}`)
+  assert.equal(events.filter((e) => e.startsWith('true:')).length, 1, `one failover: ${events}`)
+  assert.ok(events.includes(`down:${old}`), `hostDown for ${old}: ${events}`)
   assert.notEqual(await writerId(), old)
   await restore(old)
+  // Back as a reader, the old writer is reported up again.
+  await eventually(() => events.includes(`up:${old}`), 5_000, `hostUp for ${old}`)
+  for (const o of offs) o()
 })
 
 test('failover: writer killed mid-transaction — TransactionResolutionUnknownError and no partial commit', async () => {

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { startTimer, stopTimer, type TimerHandle } from '../runtime/timers.ts'
 import type { ConnectionFactory, DbConnection } from './connection-factory.ts'
 import type { Dialect } from './dialect.ts'
 import { ClientEndedError, ConnectFailedError } from './errors.ts'
@@ -26,6 +27,9 @@ import type { Topology } from './topology.ts'
  * (a restarted old writer, now a reader) is used again without a restart of the client.
  */
 const DOWN_MARK_MS = 30_000
+
+/** How often hosts marked down are tried again, to report them up. */
+const RECHECK_MS = 1_000
 
 /** What the driver gives the core. */
 export interface HaClientDeps {
@@ -71,7 +75,8 @@ export class HaClient implements Executor {
   readonly #pickReader: ReaderPicker
   readonly #lease: MonitorLease
   /** Hosts marked down, with when the mark expires: a host that came back is tried again then. */
-  readonly #down = new Map<string, number>()
+  readonly #down = new Map<string, { host: HostAddress; until: number }>()
+  #recheckTimer: TimerHandle | undefined
   readonly #ended = new AbortController()
   #writer: HostAddress | undefined
   #ready: Promise<void> | undefined
@@ -270,7 +275,7 @@ export class HaClient implements Executor {
 
   #setWriter(host: HostAddress, why: string): void {
     const address = { host: host.host, port: host.port }
-    this.#down.delete(hostKey(address))
+    this.#markUp(address)
     if (sameHost(address, this.#writer)) return
     const from = this.#writer
     this.#writer = address
@@ -279,9 +284,9 @@ export class HaClient implements Executor {
   }
 
   #isDown(host: HostAddress): boolean {
-    const until = this.#down.get(hostKey(host))
-    if (until === undefined) return false
-    if (this.options.clock.now() < until) return true
+    const mark = this.#down.get(hostKey(host))
+    if (mark === undefined) return false
+    if (this.options.clock.now() < mark.until) return true
     this.#down.delete(hostKey(host))
     return false
   }
@@ -289,10 +294,43 @@ export class HaClient implements Executor {
   #markDown(host: HostAddress, reason: string): void {
     const key = hostKey(host)
     const wasDown = this.#isDown(host)
-    this.#down.set(key, this.options.clock.now() + DOWN_MARK_MS)
+    this.#down.set(key, {
+      host: { host: host.host, port: host.port },
+      until: this.options.clock.now() + DOWN_MARK_MS,
+    })
+    this.#scheduleRecheck()
     if (wasDown) return
     this.logger.warn('host down', { host: key, reason })
     this.events.emit('hostDown', { host, reason })
+  }
+
+  /** While hosts are down, tries each every {@link RECHECK_MS}; one that accepts a connection is up. */
+  #scheduleRecheck(): void {
+    if (this.#recheckTimer || this.#ended.signal.aborted) return
+    this.#recheckTimer = startTimer(() => {
+      this.#recheckTimer = undefined
+      void this.#recheck()
+    }, RECHECK_MS)
+  }
+
+  async #recheck(): Promise<void> {
+    await Promise.all(
+      [...this.#down.values()].map(async ({ host }) => {
+        try {
+          const conn = await this.factory.connect({
+            host,
+            purpose: 'probe',
+            timeoutMs: this.options.probeTimeoutMs,
+          })
+          conn.abort()
+          if (!this.#ended.signal.aborted) this.#markUp(host)
+        } catch {
+          // Still down.
+        }
+      }),
+    )
+    for (const [key, mark] of this.#down) if (this.options.clock.now() >= mark.until) this.#down.delete(key)
+    if (this.#down.size > 0) this.#scheduleRecheck()
   }
 
   #markUp(host: HostAddress): void {
@@ -305,6 +343,7 @@ export class HaClient implements Executor {
   async end(): Promise<void> {
     if (this.#ended.signal.aborted) return
     this.#ended.abort(new ClientEndedError())
+    stopTimer(this.#recheckTimer)
     this.#lease.release()
     for (const plugin of [...this.#deps.plugins].reverse()) {
       try {

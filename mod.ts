@@ -30,6 +30,7 @@ export {
   FailoverSuccessError,
   HaError,
   type HaErrorCode,
+  haErrorOf,
   InvalidOptionError,
   MissingDependencyError,
   QueryTimeoutError,

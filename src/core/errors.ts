@@ -177,3 +177,19 @@ export class ConnectFailedError extends HaError {
     this.host = host
   }
 }
+
+/**
+ * The postgres-ha error behind `error`, looking through `cause` chains: ORMs wrap driver errors
+ * (Drizzle throws its own `DrizzleQueryError` with ours as `cause`).
+ *
+ * @example
+ * ```ts
+ * try { await db.insert(users).values(row) }
+ * catch (e) { if (haErrorOf(e) instanceof FailoverSuccessError) await db.insert(users).values(row) }
+ * ```
+ */
+export function haErrorOf(error: unknown): HaError | undefined {
+  for (let e = error, depth = 0; e && depth < 10; e = (e as { cause?: unknown }).cause, depth++)
+    if (e instanceof HaError) return e
+  return undefined
+}

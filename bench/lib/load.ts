@@ -5,10 +5,20 @@
  * @module
  */
 
-/** What a batch measured: every statement's latency (ms) and the batch's wall time (ms). */
+/** What a batch measured: every statement's latency (ms), the batch's wall time (ms) and the process's CPU time (ms, `null` where the runtime has no `process.cpuUsage`). */
 export interface Batch {
   latencies: Float64Array
   wallMs: number
+  cpuMs: number | null
+}
+
+function cpuNowMs(): number | null {
+  try {
+    const { user, system } = process.cpuUsage()
+    return (user + system) / 1000
+  } catch {
+    return null
+  }
 }
 
 /**
@@ -34,7 +44,10 @@ export async function runBatch(
       latencies[i] = performance.now() - t
     }
   }
+  const cpu0 = cpuNowMs()
   const t0 = performance.now()
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
-  return { latencies, wallMs: performance.now() - t0 }
+  const wallMs = performance.now() - t0
+  const cpu1 = cpuNowMs()
+  return { latencies, wallMs, cpuMs: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0 }
 }

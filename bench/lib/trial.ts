@@ -64,6 +64,10 @@ export interface TrialOptions {
   tailMs?: number
   /** Give up waiting for a write on the new writer this long after the fault. */
   capMs: number
+  /** Called right before the fault and right after the last client's first write on the new writer (`Deno.bench`'s `b.start()`/`b.end()`). */
+  marks?: { start(): void; end(): void }
+  /** Bring the lab back to a full topology afterwards (default true; false for a throwaway lab). */
+  restore?: boolean
 }
 
 /**
@@ -88,11 +92,13 @@ export async function runTrial(options: TrialOptions): Promise<TrialResult[]> {
       loops.push(startWriteLoop({ sql: client.sql, trial, client: c.label, nextId, maxMs }))
     }
     await sleep(warmupMs)
+    options.marks?.start()
     fault = await inject(lab, scenario)
     const injected = fault
     const ready = writerReady(lab, injected, capMs)
     const deadline = performance.now() + capMs
     const firsts = await Promise.all(loops.map((l) => firstWriteElsewhere(l.records, injected, deadline)))
+    options.marks?.end()
     if (firsts.some(Boolean)) await sleep(tailMs)
     await Promise.all(loops.map((l, i) => l.stop(firsts[i] ? 2_000 : 100)))
     const readyAt = (await ready)?.atMs
@@ -123,7 +129,7 @@ export async function runTrial(options: TrialOptions): Promise<TrialResult[]> {
   } finally {
     await Promise.all(loops.map((l) => l.stop(100)))
     await Promise.all(clients.map((c) => Promise.race([c.end().catch(() => {}), sleep(3_000)])))
-    if (fault) await restore(lab, fault)
+    if (fault && options.restore !== false) await restore(lab, fault)
   }
 }
 

@@ -1,0 +1,129 @@
+#!/usr/bin/env node
+// `npm run bench`: every benchmark part on node, deno and bun, then a summary table across runtimes.
+// Usage: node scripts/bench.mjs [--runtimes node,deno,bun] [--parts failover,baseline,overhead,idle,deno-bench]
+//        [--trials 10] [--baseline-trials 1] [--idle-seconds 60] [--bench-iterations 3]
+// Each part prints one JSON document (saved to bench/results/<runtime>-<part>.json); their progress
+// goes to stderr as it happens. The timing-sensitive parts run one at a time; the idle parts of the
+// three runtimes run together at the end (they do nothing for a minute, by design).
+// The default run takes about 8-9 minutes on a 2-core machine.
+import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const bin = (name) => join(root, 'node_modules', '.bin', name)
+const ALL_RUNTIMES = ['node', 'deno', 'bun']
+const ALL_PARTS = ['failover', 'baseline', 'overhead', 'idle', 'deno-bench']
+
+const options = {
+  runtimes: ALL_RUNTIMES,
+  parts: ALL_PARTS,
+  trials: 10,
+  'baseline-trials': 1,
+  'idle-seconds': 60,
+  'bench-iterations': 3,
+}
+const argv = process.argv.slice(2)
+for (let i = 0; i < argv.length; i++) {
+  const name = argv[i].replace(/^--/, '')
+  const value = argv[++i]
+  const valid = { runtimes: ALL_RUNTIMES, parts: ALL_PARTS }[name]
+  if (!(name in options) || value === undefined) usage(`unknown flag or missing value: ${argv[i - 1]}`)
+  if (valid) {
+    options[name] = value.split(',').filter(Boolean)
+    for (const item of options[name]) if (!valid.includes(item)) usage(`--${name}: unknown "${item}"`)
+  } else if (!/^\d+$/.test(value)) usage(`--${name} must be a whole number, got ${value}`)
+  else options[name] = Number(value)
+}
+
+function usage(message) {
+  console.error(
+    `${message}\nusage: node scripts/bench.mjs [--runtimes ${ALL_RUNTIMES}] [--parts ${ALL_PARTS}] ` +
+      '[--trials 10] [--baseline-trials 1] [--idle-seconds 60] [--bench-iterations 3]',
+  )
+  process.exit(2)
+}
+
+/** The command that runs a TypeScript file on a runtime. */
+function command(runtime, file, args) {
+  if (runtime === 'node') return [process.execPath, ['--import', 'tsx', file, ...args]]
+  if (runtime === 'deno') return [bin('deno'), ['run', '-A', file, ...args]]
+  return [bin('bun'), [file, ...args]]
+}
+
+/** Runs a child; its stderr streams to ours, its stdout is collected. Killed after `timeoutMs`. */
+function run(label, cmd, args, { env = {}, timeoutMs = 300_000 } = {}) {
+  return new Promise((resolve) => {
+    const started = performance.now()
+    process.stderr.write(`\n=== ${label}\n`)
+    const child = spawn(cmd, args, {
+      cwd: root,
+      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => process.stderr.write(d))
+    const timer = setTimeout(() => {
+      process.stderr.write(`${label}: no result after ${timeoutMs / 1000} s, stopping it\n`)
+      child.kill('SIGTERM')
+      setTimeout(() => child.kill('SIGKILL'), 5_000).unref()
+    }, timeoutMs)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      const seconds = (performance.now() - started) / 1000
+      process.stderr.write(`=== ${label}: exit ${code} after ${seconds.toFixed(1)} s\n`)
+      resolve({ code, stdout, seconds })
+    })
+  })
+}
+
+const started = performance.now()
+const failures = []
+const partArgs = {
+  failover: ['--trials', String(options.trials)],
+  baseline: ['--trials', String(options['baseline-trials'])],
+  overhead: [],
+  idle: ['--seconds', String(options['idle-seconds'])],
+}
+
+// Timing-sensitive parts: one process at a time.
+for (const runtime of options.runtimes) {
+  for (const part of ['failover', 'baseline', 'overhead'].filter((p) => options.parts.includes(p))) {
+    const [cmd, args] = command(runtime, `bench/${part}.ts`, partArgs[part])
+    const result = await run(`${runtime} ${part}`, cmd, args)
+    if (result.code !== 0) failures.push(`${runtime} ${part} exited with ${result.code}`)
+  }
+}
+
+if (options.parts.includes('deno-bench')) {
+  const result = await run(
+    'deno bench bench/failover.bench.ts',
+    bin('deno'),
+    ['bench', '-A', '--json', 'bench/failover.bench.ts'],
+    { env: { BENCH_ITERATIONS: String(options['bench-iterations']) } },
+  )
+  if (result.code === 0)
+    writeFileSync(join(root, 'bench', 'results', 'deno-failover-bench.json'), result.stdout)
+  else failures.push(`deno bench exited with ${result.code}`)
+}
+
+// Idle parts: together, since each mostly waits.
+if (options.parts.includes('idle')) {
+  const results = await Promise.all(
+    options.runtimes.map((runtime) => {
+      const [cmd, args] = command(runtime, 'bench/idle.ts', partArgs.idle)
+      return run(`${runtime} idle`, cmd, args, { timeoutMs: (options['idle-seconds'] + 120) * 1000 })
+    }),
+  )
+  for (const [i, r] of results.entries())
+    if (r.code !== 0) failures.push(`${options.runtimes[i]} idle exited with ${r.code}`)
+}
+
+const summary = await run('summary', process.execPath, ['--import', 'tsx', 'bench/summary.ts'])
+process.stdout.write(`\n${summary.stdout}`)
+const minutes = (performance.now() - started) / 60_000
+process.stdout.write(`\nReproduce: npm run bench   (this run: ${minutes.toFixed(1)} min)\n`)
+for (const f of failures) process.stdout.write(`FAILED: ${f}\n`)
+process.exit(failures.length || summary.code ? 1 : 0)

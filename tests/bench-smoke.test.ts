@@ -1,0 +1,150 @@
+// A one-trial smoke of every benchmark part, on the runtime running the suite, so that the
+// benchmarks never rot: each part runs with tiny durations (all at once, each on its own lab) and
+// its one JSON document is checked for shape and sane values — never for timing targets.
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { repoRoot } from '../lab/pg-bin.ts'
+import { runtimeName } from '../src/runtime/mod.ts'
+import { sameRuntimeCommand } from './helpers/spawn-runtime.ts'
+
+interface Run {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+function run(command: string, args: string[], env: Record<string, string> = {}, timeoutMs = 90_000) {
+  return new Promise<Run>((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd: repoRoot,
+      env: { ...process.env, NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    const killer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(killer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+function part(name: string, args: string[]): Promise<Run> {
+  const { command, args: base } = sameRuntimeCommand(join(repoRoot, 'bench', `${name}.ts`))
+  return run(command, [...base, ...args, '--no-save'])
+}
+
+/** The one JSON document of a run that must have succeeded. */
+function json(r: Run): any {
+  assert.equal(r.code, 0, `exit ${r.code}\n${r.stderr.slice(-2000)}`)
+  return JSON.parse(r.stdout)
+}
+
+// Started together: each waits mostly on its own lab.
+const runs = {
+  failover: part('failover', ['--trials', '1', '--scenarios', 'kill']),
+  baseline: part('baseline', [
+    '--trials',
+    '1',
+    '--scenarios',
+    'kill',
+    '--endpoint-lag-ms',
+    '300',
+    '--cap-ms',
+    '3000',
+  ]),
+  overhead: part('overhead', ['--queries', '200', '--rounds', '2']),
+  idle: part('idle', ['--seconds', '2', '--clients', '3', '--settle-ms', '300']),
+  denoBench:
+    runtimeName() === 'deno'
+      ? run((globalThis as any).Deno.execPath(), ['bench', '-A', '--json', 'bench/failover.bench.ts'], {
+          BENCH_ITERATIONS: '1',
+        })
+      : Promise.resolve(undefined),
+}
+for (const p of Object.values(runs)) p.catch(() => {})
+
+const isTime = (x: unknown) => typeof x === 'number' && Number.isFinite(x) && x > -1_000 && x < 60_000
+
+test('bench: failover prints one JSON document with a kill trial, its times and a clean ledger', async () => {
+  const doc = json(await runs.failover)
+  assert.equal(doc.part, 'failover')
+  assert.equal(doc.runtime.name, runtimeName())
+  assert.ok(doc.machine.cpus >= 1)
+  assert.equal(doc.trialsPerScenario, 1)
+  const kill = doc.scenarios.kill
+  assert.equal(kill.trials, 1)
+  assert.equal(kill.results.length, 1)
+  const [trial] = kill.results
+  for (const field of ['promotionMs', 'firstWriteMs', 'driverAddedMs']) assert.ok(isTime(trial[field]), field)
+  assert.ok(trial.promotionMs > 0 && trial.firstWriteMs > 0)
+  assert.equal(kill.capped, 0)
+  assert.equal(kill.lost, 0)
+  assert.equal(kill.duplicated, 0)
+  assert.ok(kill.acknowledged > 10, `${kill.acknowledged} acknowledged writes`)
+  for (const key of ['p50', 'p95', 'p99', 'max']) assert.ok(isTime(kill.driverAddedMs[key]), key)
+  assert.ok(kill.targets.length >= 3 && kill.targets.every((t: any) => typeof t.met === 'boolean'))
+  assert.equal(typeof doc.targetsMet, 'boolean')
+  assert.ok(Array.isArray(doc.targetMissed))
+})
+
+test('bench: baseline compares postgres-ha with postgres.js on the cluster endpoint and multi-host', async () => {
+  const doc = json(await runs.baseline)
+  assert.equal(doc.part, 'baseline')
+  const kill = doc.scenarios.kill
+  for (const client of ['postgres-ha', 'postgres.js cluster', 'postgres.js multi-host']) {
+    assert.equal(kill[client].trials, 1, client)
+    assert.equal(kill[client].lost, 0, client)
+    assert.equal(kill[client].duplicated, 0, client)
+  }
+  assert.equal(kill['postgres-ha'].firstWriteMs.n, 1)
+  assert.equal(kill.results.length, 3)
+  for (const client of ['postgres.js cluster', 'postgres.js multi-host']) {
+    const r = kill.outageRatio[client]
+    assert.ok(r.ratio === null || r.ratio > 0, client)
+    assert.equal(typeof r.atLeast, 'boolean')
+  }
+})
+
+test('bench: overhead compares raw postgres.js with postgres-ha on both workloads', async () => {
+  const doc = json(await runs.overhead)
+  assert.equal(doc.part, 'overhead')
+  for (const workload of ['select $1', 'insert']) {
+    const r = doc.results[workload]
+    assert.equal(r['postgres.js'].queries, 200)
+    assert.equal(r['postgres-ha'].queries, 200)
+    assert.ok(r.throughputRatio > 0 && r.throughputRatio < 10, `ratio ${r.throughputRatio}`)
+    assert.equal(r.throughputRatioByRound.length, 2)
+    assert.ok(Number.isFinite(r.addedP50Us) && Number.isFinite(r.addedP99Us))
+  }
+  assert.equal(typeof doc.targetsMet, 'boolean')
+})
+
+test('bench: idle counts monitoring per cluster — several clients share one monitor', async () => {
+  const doc = json(await runs.idle)
+  assert.equal(doc.part, 'idle')
+  const { one, many } = doc.clusters
+  assert.equal(one.monitors, 1)
+  assert.equal(many.monitors, 1)
+  assert.equal(many.subscribers, 3)
+  assert.equal(one.backends.pool, 1)
+  assert.equal(many.backends.pool, 3)
+  assert.ok(one.monitoringQueriesPerSecond >= 0)
+  assert.ok(doc.idleSeconds >= 1.9)
+  assert.ok(doc.targets.length >= 4 && doc.targets.every((t: any) => typeof t.met === 'boolean'))
+  assert.ok(doc.process.timers.atEnd.live >= 0)
+})
+
+test('bench: deno bench runs the kill → first write cycle', { skip: runtimeName() !== 'deno' }, async () => {
+  const doc = json((await runs.denoBench)!)
+  const result = doc.benches[0].results[0].ok
+  assert.ok(result, JSON.stringify(doc.benches[0].results[0]))
+  assert.ok(result.n >= 1)
+  assert.ok(result.avg > 0)
+})

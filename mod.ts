@@ -26,6 +26,7 @@ export type {
 export {
   ClientEndedError,
   ConnectFailedError,
+  CredentialsUnavailableError,
   FailoverFailedError,
   FailoverSuccessError,
   HaError,

@@ -170,7 +170,7 @@ test('secrets: a missing secret or a bad secret fails clearly without showing th
   const missing = await setUp({ ...baseOptions(), secretsManagerSecretId: 'no/such/secret' })
   const e1 = await missing.connect().catch((e) => e)
   assert.ok(e1 instanceof HaError)
-  assert.equal(e1.code, 'CONNECT_FAILED')
+  assert.equal(e1.code, 'CREDENTIALS_UNAVAILABLE')
   assert.match(e1.message, /secret "no\/such\/secret": ResourceNotFoundException/)
 
   fake.setSecret('bad/json', '{"username": "app_user", "password": "leaky-test-only-pw"')

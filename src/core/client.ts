@@ -248,6 +248,7 @@ export class HaClient implements Executor {
     const error = this.#lease.monitor.lastError
     const kind = error === undefined ? 'other' : this.#deps.driverFactory.classify(error)
     if (kind === 'auth-failed') throw error
+    if (error instanceof ConnectFailedError) throw error
     if (kind === 'connect-failed' || kind === 'connection-lost') {
       const hosts = this.#deps.initialHosts.map(hostKey).join(', ')
       throw new ConnectFailedError(hosts, String((error as Error)?.message ?? error), { cause: error })

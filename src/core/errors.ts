@@ -16,6 +16,7 @@ export type HaErrorCode =
   | 'QUERY_TIMEOUT'
   | 'CONNECT_FAILED'
   | 'MISSING_DEPENDENCY'
+  | 'CREDENTIALS_UNAVAILABLE'
 
 /**
  * Base class of every postgres-ha error.
@@ -174,6 +175,28 @@ export class ConnectFailedError extends HaError {
 
   constructor(host: string, reason: string, options?: { cause?: unknown }) {
     super('CONNECT_FAILED', `Could not connect to ${host}: ${reason}`, options)
+    this.host = host
+  }
+}
+
+/**
+ * No credentials could be produced for a connection: signing an IAM token or reading a Secrets
+ * Manager secret failed (no AWS credentials, access denied, throttling, network), or the secret has
+ * no usable user name and password. Nothing is wrong with the database host, so this never starts
+ * a failover or marks the host down; `credentialsUnavailable` is the mark drivers classify it by.
+ *
+ * @example
+ * ```ts
+ * try { await sql`select 1` } catch (e) { if (e instanceof CredentialsUnavailableError) alertOps(e.message) }
+ * ```
+ */
+export class CredentialsUnavailableError extends HaError {
+  /** The host the connection was for (`host:port`). */
+  readonly host: string
+  readonly credentialsUnavailable = true
+
+  constructor(host: string, reason: string, options?: { cause?: unknown }) {
+    super('CREDENTIALS_UNAVAILABLE', `No credentials for ${host}: ${reason}`, options)
     this.host = host
   }
 }

@@ -106,9 +106,11 @@ export class HostMonitor {
       this.probes++
       await this.#conn.query('select 1', [], { timeoutMs: settings.intervalMs })
       ok = true
-    } catch {
+    } catch (error) {
       this.#conn?.abort()
       this.#conn = undefined
+      // A host that refuses the credentials answered: it is alive, whatever is wrong with them.
+      if (settings.factory.classify(error) === 'auth-failed') ok = true
     } finally {
       this.#probing = false
     }

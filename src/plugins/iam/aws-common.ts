@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { ConnectFailedError, InvalidOptionError, MissingDependencyError } from '../../core/errors.ts'
+import { InvalidOptionError, MissingDependencyError } from '../../core/errors.ts'
 import { type Check, describeValue } from '../../core/option-checks.ts'
 import type { OptionSpec } from '../../core/options.ts'
 
@@ -18,21 +18,7 @@ export type AwsCredentialsOption =
       expiration?: Date
     }>)
 
-/**
- * The AWS side failed to produce credentials for a connection: signing an IAM token or reading a
- * Secrets Manager secret failed (no AWS credentials, access denied, throttling, network), or the
- * secret has no usable user name and password. Nothing is wrong with the database host, so the
- * driver classifies it as an authentication failure: it surfaces to the caller as itself and never
- * starts a failover or marks the host down. `credentialsUnavailable` is the mark it is told by.
- *
- * @example
- * ```ts
- * try { await sql`select 1` } catch (e) { if (e instanceof CredentialsUnavailableError) alertOps(e.message) }
- * ```
- */
-export class CredentialsUnavailableError extends ConnectFailedError {
-  readonly credentialsUnavailable = true
-}
+export { CredentialsUnavailableError } from '../../core/errors.ts'
 
 /**
  * Whether the database refused the credentials of a connection (so that fresh ones may work), as

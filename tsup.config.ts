@@ -9,5 +9,6 @@ export default defineConfig({
   target: 'es2022',
   platform: 'neutral',
   sourcemap: true,
+  removeNodeProtocol: false,
   external: ['postgres', '@aws-sdk/rds-signer', '@aws-sdk/client-secrets-manager', /^node:/],
 })

@@ -44,7 +44,11 @@ interface Member {
   server?: Server
   role: Role
   state: LabNode['state']
-  /** Ran as a primary and lost that role: must be rewound (or recopied) before streaming. */
+  /**
+   * May hold WAL the writer does not have: it ran as a primary and lost that role, or it was down
+   * when another instance was promoted (it may have received WAL beyond the fork point). Must be
+   * rewound (or recopied) before streaming, and is never promoted.
+   */
   stale: boolean
   lastRole: 'writer' | 'reader'
   sessionId: string
@@ -65,10 +69,27 @@ export class Control {
   private topoChain: Promise<unknown> = Promise.resolve()
   private topoDirty = false
   private timers = new Set<ReturnType<typeof setTimeout>>()
-  private lost: { id: string; timer?: ReturnType<typeof setTimeout>; reason: string } | null = null
+  /**
+   * The lost writer, waiting for a promotion. `candidates`: the readers that were running at the
+   * loss, so had every commit it acknowledged (synchronous replication); only they may replace it.
+   */
+  private lost: {
+    id: string
+    timer?: ReturnType<typeof setTimeout>
+    reason: string
+    candidates: Set<string>
+  } | null = null
+  /**
+   * An instance being made the writer (promoted, or restarted as the writer): the probe leaves it
+   * alone until the operation ends; it is judged from then on, never from an older answer.
+   */
+  private settling: string | null = null
+  /** The readers in the writer's `synchronous_standby_names`: one of them has each commit. */
+  private syncSet = new Set<string>()
   private probeSql?: { id: string; sql: Sql }
   private probeInflight = false
   private lastProbeOk = 0
+  private lastTick = nowMs()
   private closed = false
   upMs = 0
 
@@ -144,6 +165,7 @@ export class Control {
     await this.waitForWriter(60_000)
     this.dns = this.desiredDns()
     this.resetProbe()
+    this.lastTick = nowMs()
     this.probeLoop()
     this.upMs = performance.now() - started
     this.events.emit('up', undefined, { ms: Math.round(this.upMs), nodes: o.nodes, pg: this.bin.version })
@@ -192,18 +214,19 @@ export class Control {
     return this.members.get(ids[this.readerTurn++ % ids.length]!)?.gate
   }
 
+  /**
+   * Everything but the writer runs as a standby: with no writer (all lost), it follows the lost
+   * writer, which is the writer again if it comes back, and stays read-only until then.
+   */
   private configFor(m: Member) {
-    const upstream =
-      m.role === 'writer' || !this.writer ? undefined : this.members.get(this.writer)!.inst.pgPort
-    const sync =
-      m.role === 'writer' && !this.options.async
-        ? this.readers((r) => r.state === 'running').map((r) => r.inst.appName)
-        : []
-    return {
-      upstreamPort: m.role === 'writer' ? undefined : upstream,
-      syncNames: sync,
-      dialect: this.options.dialect,
-    }
+    const isWriter = m.role === 'writer' && this.writer === m.inst.id
+    const follow = this.writer ?? this.lost?.id
+    const upstream = isWriter || !follow ? undefined : this.members.get(follow)!.inst.pgPort
+    const syncing = isWriter && !this.options.async ? this.readers((r) => r.state === 'running') : []
+    // Every configuration computed for the writer is written and applied at once.
+    if (isWriter) this.syncSet = new Set(syncing.map((r) => r.inst.id))
+    const sync = syncing.map((r) => r.inst.appName)
+    return { upstreamPort: upstream, standby: !isWriter, syncNames: sync, dialect: this.options.dialect }
   }
 
   /** Rewrites the writer's `synchronous_standby_names` for the running readers. */
@@ -302,6 +325,25 @@ export class Control {
 
   // ---------------------------------------------------------------- writer health
 
+  /** Makes `m` the writer; the probe gives it a full `probeTimeoutMs` from now. */
+  private setWriter(m: Member): void {
+    m.role = 'writer'
+    m.lastRole = 'writer'
+    this.writer = m.inst.id
+    this.resetProbe()
+  }
+
+  /** Runs `fn` while `m` becomes the writer: no probe verdict on it in between. */
+  private async settle<T>(m: Member, fn: () => Promise<T>): Promise<T> {
+    this.settling = m.inst.id
+    try {
+      return await fn()
+    } finally {
+      this.settling = null
+      this.resetProbe()
+    }
+  }
+
   private resetProbe(): void {
     const target = this.writer ?? this.lost?.id
     if (this.probeSql?.id !== target) {
@@ -325,11 +367,18 @@ export class Control {
   }
 
   private probe(): void {
+    // A control plane that did not run (a long synchronous step) saw nothing: that time counts
+    // against no server; only time it was watching does.
+    const now = nowMs()
+    const stalled = now - this.lastTick - 100
+    this.lastTick = now
+    if (stalled > 50) this.lastProbeOk = Math.min(now, this.lastProbeOk + stalled)
     if (this.topoDirty && this.writer) void this.writeTopology()
     const id = this.writer ?? (this.lost?.reason === 'unresponsive' ? this.lost.id : null)
     if (!id) return
     const m = this.members.get(id)!
-    if (!m.inst.running) return
+    // Not yet (or no longer) a server to judge: being started, promoted, or down.
+    if (this.settling === id || !m.inst.running || (m.state !== 'running' && m.state !== 'frozen')) return
     if (this.probeSql?.id !== id) {
       void this.probeSql?.sql.end({ timeout: 0 }).catch(() => {})
       this.probeSql = { id, sql: adminSql(m.inst.pgPort, 1) }
@@ -355,11 +404,11 @@ export class Control {
 
   private probeOk(m: Member): void {
     this.lastProbeOk = nowMs()
-    if (this.lost?.id === m.inst.id && !this.writer && m.state !== 'frozen') {
+    if (this.lost?.id === m.inst.id && !this.writer && m.state === 'running') {
       if (this.lost.timer) clearTimeout(this.lost.timer)
       this.lost = null
-      this.writer = m.inst.id
-      m.role = 'writer'
+      this.setWriter(m)
+      this.refreshSync()
       this.events.emit('writer-recovered', m.inst.id)
       this.changed()
     }
@@ -373,11 +422,18 @@ export class Control {
     m.downSince = new Date()
     m.lastRole = 'writer'
     this.events.emit('writer-lost', m.inst.id, { reason })
+    // Synchronous: a commit was acknowledged once one reader of the writer's sync set had it, and
+    // WAL is one stream, so the most advanced of them has all; asynchronous: no such promise.
+    const candidates = new Set(
+      this.readers(
+        (r) => r.state === 'running' && !r.stale && (this.options.async || this.syncSet.has(r.inst.id)),
+      ).map((r) => r.inst.id),
+    )
     const timer = this.later(this.options.promoteAfterMs, () => {
       if (this.lost) this.lost.timer = undefined
       void this.exclusive(() => this.failover()).catch((e) => this.log(`failover: ${(e as Error).message}`))
     })
-    this.lost = { id: m.inst.id, timer, reason }
+    this.lost = { id: m.inst.id, timer, reason, candidates }
   }
 
   private onExit(m: Member, code: number | null, signal: string | null): void {
@@ -402,18 +458,26 @@ export class Control {
 
   // ---------------------------------------------------------------- failover
 
-  /** The most advanced running reader (received WAL), preferring reachable endpoints. */
-  private async bestReader(exclude?: string): Promise<{ m: Member; lsn: string } | undefined> {
-    const candidates = this.readers((r) => r.state === 'running' && r.inst.id !== exclude)
+  /**
+   * The most advanced running standby (received WAL), preferring reachable endpoints, among the
+   * readers `eligible` accepts.
+   */
+  private async bestReader(
+    eligible: (m: Member) => boolean = () => true,
+  ): Promise<{ m: Member; lsn: string } | undefined> {
+    const candidates = this.readers((r) => r.state === 'running' && !r.stale && eligible(r))
     const scored = await Promise.all(
       candidates.map(async (m) => {
         try {
           const [row] = await within(
             1000,
             m.inst
-              .admin`SELECT coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), '0/0') - '0/0' AS pos,
-              coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS lsn`,
+              .admin`SELECT coalesce(greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), '0/0') - '0/0' AS pos,
+              greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS lsn,
+              pg_is_in_recovery() AS standby`,
           )
+          // Never "promote" a server that is not a standby: it would be a second primary.
+          if (!row!.standby) return undefined
           return { m, pos: BigInt(row!.pos), lsn: String(row!.lsn) }
         } catch {
           return undefined
@@ -440,9 +504,19 @@ export class Control {
       await lost.inst.kill()
       this.events.emit('fenced', lost.inst.id, { reason: 'stale writer still running' })
     }
-    const best = await this.bestReader()
+    // A reader that was down at the loss may lack commits the writer acknowledged without it; one
+    // of the sync set that is down now may hold the only copy of the last acknowledged commit.
+    const candidates = this.lost.candidates
+    const down = [...candidates].filter((id) => this.members.get(id)!.state !== 'running')
+    const best =
+      down.length && !this.options.async ? undefined : await this.bestReader((r) => candidates.has(r.inst.id))
     if (!best) {
-      this.events.emit('failover-failed', lost.inst.id, { reason: 'no running reader to promote' })
+      this.events.emit('failover-failed', lost.inst.id, {
+        reason: down.length
+          ? `waiting for ${down.join(', ')}: may hold the last acknowledged commits`
+          : 'no running reader to promote',
+        candidates: [...candidates],
+      })
       return
     }
     this.lost = null
@@ -453,29 +527,31 @@ export class Control {
   /** Re-points the other readers at `m`, promotes it, then waits for its first write. */
   private async promote(m: Member, from: string | null, lsn: string): Promise<void> {
     const others = this.readers((r) => r !== m)
-    m.role = 'writer'
-    this.writer = m.inst.id
-    m.lastRole = 'writer'
-    for (const r of others) {
-      if (!r.inst.running) continue
-      // Cascading from the candidate first: they follow its promotion without reconnecting.
-      r.inst.writeConfig(this.configFor(r))
-      r.inst.reload()
-    }
-    m.inst.writeConfig(this.configFor(m), true)
-    m.inst.reload()
-    const promoteStart = nowMs()
-    await m.inst.admin`SELECT pg_promote(false)`
-    const deadline = Date.now() + 30_000
-    for (;;) {
-      const [row] = await m.inst.admin`SELECT pg_is_in_recovery() AS r`
-      if (!row!.r) break
-      if (Date.now() > deadline) throw new Error(`${m.inst.id} did not leave recovery in 30 s`)
-      await sleep(5)
-    }
-    this.events.emit('promoted', m.inst.id, { from, lsn, ms: Math.round(nowMs() - promoteStart) })
-    this.resetProbe()
+    // Whoever is down now misses the fork of the new timeline, and may hold WAL beyond it.
+    for (const o of this.members.values()) if (o !== m && !o.inst.running) o.stale = true
+    this.setWriter(m)
+    await this.settle(m, async () => {
+      for (const r of others) {
+        if (!r.inst.running) continue
+        // Cascading from the candidate first: they follow its promotion without reconnecting.
+        r.inst.writeConfig(this.configFor(r))
+        r.inst.reload()
+      }
+      m.inst.writeConfig(this.configFor(m), true)
+      m.inst.reload()
+      const promoteStart = nowMs()
+      await m.inst.admin`SELECT pg_promote(false)`
+      const deadline = Date.now() + 30_000
+      for (;;) {
+        const [row] = await m.inst.admin`SELECT pg_is_in_recovery() AS r`
+        if (!row!.r) break
+        if (Date.now() > deadline) throw new Error(`${m.inst.id} did not leave recovery in 30 s`)
+        await sleep(5)
+      }
+      this.events.emit('promoted', m.inst.id, { from, lsn, ms: Math.round(nowMs() - promoteStart) })
+    })
     await this.writeTopology(true)
+    if (this.writer !== m.inst.id) throw new Error(`${m.inst.id} was lost right after its promotion`)
     this.events.emit('writer-ready', m.inst.id, { from })
     this.changed()
   }
@@ -540,6 +616,8 @@ export class Control {
           m.state = 'running'
           if (m.role === 'reader') this.refreshSync()
           this.events.emit('heal', m.inst.id, { fault: 'freeze' })
+          // A failover that waited for this reader.
+          if (m.role === 'reader' && this.lost && !this.lost.timer) await this.failover()
         }
       }
       if (wasFault !== 'none') {
@@ -558,24 +636,35 @@ export class Control {
       // The writer came back before any promotion: it is the writer again.
       if (this.lost.timer) clearTimeout(this.lost.timer)
       this.lost = null
-      m.role = 'writer'
-      this.writer = m.inst.id
-      m.inst.writeConfig(this.configFor(m))
-      await m.inst.start()
-      m.state = 'running'
-      this.resetProbe()
+      this.setWriter(m)
+      await this.settle(m, async () => {
+        m.inst.writeConfig(this.configFor(m))
+        await m.inst.start()
+        m.state = 'running'
+      })
       this.events.emit('writer-recovered', m.inst.id)
       await this.writeTopology(true)
+      if (this.writer !== m.inst.id) throw new Error(`${m.inst.id} was lost again right after its start`)
       this.events.emit('writer-ready', m.inst.id, { from: m.inst.id })
       this.changed()
       return
     }
     if (!this.writer) {
-      // No writer to follow yet: run as a standby, then let a pending failover use it.
+      if (m.stale) {
+        // It may have WAL no one else has; only a running writer can rewind it.
+        throw new Error(
+          `${m.inst.id} can rejoin only by a rewind from a running writer, and there is none; ` +
+            `start ${this.lost?.id ?? 'the lost writer'} first`,
+        )
+      }
+      // No writer to follow yet: run as a standby of the lost writer (it streams again if that one
+      // comes back), then let a pending failover use it.
       m.role = 'reader'
+      m.lastRole = 'reader'
       m.inst.writeConfig(this.configFor(m))
       await m.inst.start()
       m.state = 'running'
+      this.changed()
       if (this.lost && !this.lost.timer) await this.failover()
       return
     }
@@ -592,7 +681,7 @@ export class Control {
     }
     m.role = 'reader'
     m.inst.writeConfig(this.configFor(m))
-    await m.inst.start()
+    await this.startStandby(m, w)
     m.state = 'running'
     if (!(await this.streaming(m, w, 10_000))) {
       this.log(`${m.inst.id} does not stream after ${how}; rebuilding it`)
@@ -602,7 +691,7 @@ export class Control {
       how = await this.rebuild(m, w, how === 'pg_rewind')
       m.role = 'reader'
       m.inst.writeConfig(this.configFor(m))
-      await m.inst.start()
+      await this.startStandby(m, w)
       m.state = 'running'
       if (!(await this.streaming(m, w, 30_000)))
         throw new Error(`${m.inst.id} does not stream from ${w.inst.id}`)
@@ -618,10 +707,34 @@ export class Control {
     this.changed()
   }
 
+  /**
+   * Starts `m` as a standby of `w`. A rewound standby is consistent only once it replays a record
+   * past the point pg_rewind saw on the writer, and an idle writer may write none for 15 s (its
+   * next running-transactions record): a small WAL message every 100 ms provides one.
+   */
+  private async startStandby(m: Member, w: Member): Promise<void> {
+    let starting = true
+    const nudge = (async () => {
+      for (let i = 0; starting && i < 600; i++) {
+        await within(1000, w.inst.admin`SELECT pg_logical_emit_message(false, 'pgha-lab', 'rejoin')`).catch(
+          () => {},
+        )
+        await sleep(100)
+      }
+    })()
+    try {
+      await m.inst.start()
+    } finally {
+      starting = false
+      await nudge
+    }
+  }
+
   /** pg_rewind where available (and not `forceCopy`), else a fresh copy of the writer. */
   private async rebuild(m: Member, w: Member, forceCopy = false): Promise<string> {
     if (this.bin.rewind && !forceCopy) {
       try {
+        if (m.lastRole === 'reader') await this.shutDownInRecovery(m)
         // pg_rewind reads the source's timeline from its control file, which a just-promoted
         // server updates only at its first checkpoint.
         await w.inst.admin`CHECKPOINT`
@@ -634,6 +747,21 @@ export class Control {
     }
     await m.inst.copyFrom(w.inst)
     return 'copy'
+  }
+
+  /**
+   * Leaves a standby's data directory "shut down in recovery". pg_rewind would otherwise recover a
+   * crashed standby as a primary first (single-user mode), and the end-of-recovery checkpoint that
+   * writes forks it off the writer's history even when it was only behind; from a clean state
+   * pg_rewind reads how far it replayed and rewinds only if that is past the fork.
+   */
+  private async shutDownInRecovery(m: Member): Promise<void> {
+    m.inst.writeConfig({ syncNames: [], standby: true, dialect: this.options.dialect })
+    try {
+      await m.inst.start()
+    } finally {
+      await m.inst.stop()
+    }
   }
 
   /** Whether the writer reports `m` as streaming within `timeoutMs`. */

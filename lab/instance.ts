@@ -8,17 +8,15 @@
 import type { ChildProcess } from 'node:child_process'
 import {
   closeSync,
-  copyFileSync,
   cpSync,
   existsSync,
   mkdirSync,
   openSync,
-  readdirSync,
   readFileSync,
   rmSync,
-  statSync,
   writeFileSync,
 } from 'node:fs'
+import { copyFile, mkdir, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import postgres from 'postgres'
 import { chownR, type PgBin, runAs, spawnAs } from './pg-bin.ts'
@@ -34,6 +32,11 @@ export const DATABASE = 'lab'
 export interface InstanceConfig {
   /** Internal port of the server to stream from (standbys), or undefined (writer). */
   upstreamPort?: number
+  /**
+   * Runs as a standby (standby.signal), even with no upstream to stream from yet; default: whether
+   * there is an upstream. Only the writer may ever start without it.
+   */
+  standby?: boolean
   /** application_names the writer waits for (`ANY 1 (...)`); empty: asynchronous. */
   syncNames: string[]
   dialect: string
@@ -112,8 +115,8 @@ export class Instance {
   }
 
   /**
-   * Writes the whole configuration; standby.signal follows `config.upstreamPort` unless
-   * `keepSignal` (a standby about to be promoted: the startup process removes the file itself).
+   * Writes the whole configuration; standby.signal follows `config.standby` unless `keepSignal`
+   * (a standby about to be promoted: the startup process removes the file itself).
    */
   writeConfig(config: InstanceConfig, keepSignal = false): void {
     const lines = [
@@ -158,13 +161,14 @@ export class Instance {
     ]
     writeFileSync(join(this.dataDir, 'postgresql.conf'), lines.join('\n'))
     writeFileSync(join(this.dataDir, 'postgresql.auto.conf'), '')
-    const signalFile = join(this.dataDir, 'standby.signal')
-    if (keepSignal) return
-    if (config.upstreamPort) writeFileSync(signalFile, '')
-    else rmSync(signalFile, { force: true })
     chownR(join(this.dataDir, 'postgresql.conf'))
     chownR(join(this.dataDir, 'postgresql.auto.conf'))
-    if (config.upstreamPort) chownR(signalFile)
+    if (keepSignal) return
+    const signalFile = join(this.dataDir, 'standby.signal')
+    if (config.standby ?? config.upstreamPort !== undefined) {
+      writeFileSync(signalFile, '')
+      chownR(signalFile)
+    } else rmSync(signalFile, { force: true })
   }
 
   /** Re-reads the configuration without a restart (re-pointing a standby, sync names). */
@@ -298,7 +302,7 @@ export class Instance {
         'backup_label',
         'tablespace_map',
       ])
-      copyTree(source.dataDir, this.dataDir, (rel) => {
+      await copyTree(source.dataDir, this.dataDir, (rel) => {
         const [top, ...rest] = rel.split('/')
         if (rest.length > 0 && skipDirs.has(top!)) return false
         return !(rest.length === 0 && skipFiles.has(top!))
@@ -319,12 +323,15 @@ export class Instance {
   }
 }
 
-/** Copies a live directory tree; files that vanish while it runs are skipped (a base backup). */
-function copyTree(src: string, dst: string, keep: (rel: string) => boolean, rel = ''): void {
-  mkdirSync(dst, { recursive: true, mode: 0o700 })
+/**
+ * Copies a live directory tree; files that vanish while it runs are skipped (a base backup).
+ * Asynchronous: the control plane's probes and proxies keep running during the copy.
+ */
+async function copyTree(src: string, dst: string, keep: (rel: string) => boolean, rel = ''): Promise<void> {
+  await mkdir(dst, { recursive: true, mode: 0o700 })
   let entries: string[]
   try {
-    entries = readdirSync(src)
+    entries = await readdir(src)
   } catch {
     return
   }
@@ -332,8 +339,9 @@ function copyTree(src: string, dst: string, keep: (rel: string) => boolean, rel 
     const r = rel ? `${rel}/${name}` : name
     if (!keep(r)) continue
     try {
-      if (statSync(join(src, name)).isDirectory()) copyTree(join(src, name), join(dst, name), keep, r)
-      else copyFileSync(join(src, name), join(dst, name))
+      if ((await stat(join(src, name))).isDirectory())
+        await copyTree(join(src, name), join(dst, name), keep, r)
+      else await copyFile(join(src, name), join(dst, name))
     } catch (e: any) {
       if (e?.code !== 'ENOENT') throw e
     }

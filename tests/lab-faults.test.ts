@@ -1,8 +1,9 @@
-// Fault injection of the failover lab: blackhole, latency, freeze, stop/start, switchover.
+// Fault injection of the failover lab: blackhole, latency, freeze, stop/start, switchover, every
+// instance killed at once.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { type Lab, startLab } from '../lab/mod.ts'
-import { AURORA, client, processesIn, settlesWithin, sleep } from './helpers/lab.ts'
+import { AURORA, client, processesIn, roles, settlesWithin, sleep } from './helpers/lab.ts'
 
 let lab: Lab | undefined
 
@@ -118,6 +119,44 @@ test('lab: switchover promotes the chosen reader and the old writer rejoins', as
     await sql`INSERT INTO lab_faults VALUES (2)`
   } finally {
     await sql.end({ timeout: 0 })
+  }
+})
+
+test('lab: every instance killed at once, then started in any order: one writer, every other instance streams', async () => {
+  const l = need()
+  // Bounded: the bug this guards against (a reader coming back as a second primary) was a race.
+  const orders = ['writer first', 'readers first', 'writer first'] as const
+  for (const [i, order] of orders.entries()) {
+    const status = await l.status()
+    const writer = status.writer!
+    const ids = status.nodes.map((n) => n.id)
+    const t = performance.timeOrigin + performance.now()
+    await Promise.all(ids.map((id) => l.kill(id)))
+    await l.waitForEvent('failover-failed', { afterMs: t, timeoutMs: 5000 })
+    // Down for longer than the probe timeout: the last answer of any writer is older than that.
+    await sleep(Math.max(0, t + 600 - (performance.timeOrigin + performance.now())))
+    const readers = ids.filter((id) => id !== writer)
+    const starts = order === 'writer first' ? [writer, ...readers] : [...readers.reverse(), writer]
+    for (const id of starts) await l.start(id)
+    const w = await l.waitForWriter({ timeoutMs: 20_000 })
+    const seen = await roles(l)
+    const what = `round ${i} (${order}, started ${starts.join(', ')}): ${JSON.stringify(seen)}`
+    assert.deepEqual(seen.writable, [w.id], what)
+    assert.deepEqual(seen.notStreaming, [], what)
+    assert.deepEqual(seen.unreachable, [], what)
+    const after = await l.status()
+    assert.deepEqual(
+      after.nodes.map((n) => [n.id, n.role, n.state]),
+      ids.map((id) => [id, id === w.id ? 'writer' : 'reader', 'running']),
+      what,
+    )
+    // A writer is lost only by the kill, and never "unresponsive" while it was being brought back.
+    const lost = (await l.events()).filter((e) => e.type === 'writer-lost' && e.atMs >= t)
+    assert.deepEqual(
+      lost.map((e) => e.detail?.reason),
+      ['killed'],
+      what,
+    )
   }
 })
 

@@ -97,3 +97,48 @@ export async function processesIn(dir: string): Promise<string[]> {
   }
   return out
 }
+
+/**
+ * What every instance says of itself, asked directly at its instance endpoint (not the control
+ * plane's view): which are writable, and which standbys do not stream from the writable one.
+ */
+export async function roles(lab: {
+  status(): Promise<{ nodes: { id: string }[] }>
+  url(target: string): string
+}): Promise<{ writable: string[]; notStreaming: string[]; unreachable: string[] }> {
+  const ids = (await lab.status()).nodes.map((n) => n.id)
+  const answers = await Promise.all(
+    ids.map(async (id) => {
+      const sql = client(lab.url(id))
+      try {
+        const [row] = await sql`SELECT pg_is_in_recovery() AS standby,
+          (SELECT status FROM pg_stat_wal_receiver) AS receiver,
+          array(SELECT application_name::text FROM pg_stat_replication WHERE state = 'streaming') AS senders`
+        return {
+          id,
+          standby: row!.standby as boolean,
+          receiver: row!.receiver as string | null,
+          senders: row!.senders as string[],
+        }
+      } catch {
+        return { id, unreachable: true as const }
+      } finally {
+        await sql.end({ timeout: 0 })
+      }
+    }),
+  )
+  const up = answers.filter((a) => !('unreachable' in a)) as {
+    id: string
+    standby: boolean
+    receiver: string | null
+    senders: string[]
+  }[]
+  const writable = up.filter((a) => !a.standby).map((a) => a.id)
+  const senders = up.find((a) => !a.standby)?.senders ?? []
+  const notStreaming = up
+    .filter(
+      (a) => a.standby && (a.receiver !== 'streaming' || !senders.includes(`n${a.id.split('.').pop()}`)),
+    )
+    .map((a) => a.id)
+  return { writable, notStreaming, unreachable: answers.filter((a) => 'unreachable' in a).map((a) => a.id) }
+}

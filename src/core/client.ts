@@ -5,7 +5,7 @@
  * @module
  */
 
-import { startTimer, stopTimer, type TimerHandle } from '../runtime/timers.ts'
+import { holdOpenUntil, startTimer, stopTimer, type TimerHandle } from '../runtime/timers.ts'
 import type { ConnectionFactory, DbConnection } from './connection-factory.ts'
 import type { Dialect } from './dialect.ts'
 import { ClientEndedError, ConnectFailedError } from './errors.ts'
@@ -207,7 +207,7 @@ export class HaClient implements Executor {
 
   /** Resolves once plugins are initialised and a first topology read was tried (bounded by `connectTimeoutMs`). */
   ready(): Promise<void> {
-    this.#ready ??= this.#bootstrap().then(
+    this.#ready ??= holdOpenUntil(this.#bootstrap()).then(
       () => {
         this.#isReady = true
       },

@@ -7,6 +7,7 @@
 export { type Clock, systemClock } from './clock.ts'
 export { type RuntimeName, readEnv, runtimeName } from './env.ts'
 export {
+  holdOpenUntil,
   type SleepOptions,
   sleep,
   startInterval,

@@ -98,3 +98,18 @@ export function sleep(ms: number, options: SleepOptions = {}): Promise<void> {
     signal?.addEventListener('abort', onAbort, { once: true })
   })
 }
+
+/**
+ * Keeps the process alive until `work` settles. The driver's own connections never hold a process
+ * open, so work a caller is waiting for (the first topology read, a failover) holds it instead.
+ *
+ * @example
+ * ```ts
+ * const writer = await holdOpenUntil(searchWriter(input))
+ * ```
+ */
+export function holdOpenUntil<T>(work: Promise<T>): Promise<T> {
+  // An interval's only job here is to be a pending, ref'd handle; it never needs to fire.
+  const handle = setInterval(() => {}, 1 << 30)
+  return work.finally(() => clearInterval(handle))
+}

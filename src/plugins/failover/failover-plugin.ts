@@ -15,6 +15,7 @@ import {
 } from '../../core/errors.ts'
 import { type HostAddress, hostKey, sameHost } from '../../core/host.ts'
 import type { ExecuteContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
+import { holdOpenUntil } from '../../runtime/timers.ts'
 import { pickOtherReader } from './reader-switch.ts'
 import { searchWriter } from './writer-search.ts'
 
@@ -92,7 +93,8 @@ export function failoverPlugin(): HaPlugin {
     if (running) return running
     const writer = services.currentWriter()
     if (seenGeneration !== generation && writer && !sameHost(writer, failed)) return Promise.resolve(writer)
-    running = runFailover(failed, trigger).finally(() => {
+    // Callers wait on this; the probe connections alone would not keep the process alive.
+    running = holdOpenUntil(runFailover(failed, trigger)).finally(() => {
       running = undefined
       generation++
     })

@@ -15,6 +15,7 @@
  * @module
  */
 
+export type { Options as PostgresOptions, PostgresType, Sql } from 'postgres'
 export type {
   ConnectionFactory,
   ConnectPurpose,
@@ -53,6 +54,22 @@ export type { HaApi } from './src/ha-api.ts'
 export { connectionTrackerPlugin } from './src/plugins/connection-tracker.ts'
 export { failoverPlugin } from './src/plugins/failover/failover-plugin.ts'
 export { hostMonitoringPlugin } from './src/plugins/host-monitoring/host-monitoring-plugin.ts'
-export { iamPlugin } from './src/plugins/iam/mod.ts'
-export { secretsManagerPlugin } from './src/plugins/secrets-manager/mod.ts'
-export { type PostgresHaOptions, type PostgresHaSql, postgresHa } from './src/postgres-ha.ts'
+export {
+  type AwsCredentialsOption,
+  type IamOptions,
+  type IamPlugin,
+  type IamPluginInput,
+  type IamPluginStats,
+  iamPlugin,
+  type RdsSignerModule,
+} from './src/plugins/iam/mod.ts'
+export {
+  type SecretsManagerOptions,
+  type SecretsManagerPlugin,
+  type SecretsManagerPluginInput,
+  type SecretsManagerPluginStats,
+  type SecretsManagerSdk,
+  secretsManagerPlugin,
+} from './src/plugins/secrets-manager/mod.ts'
+export { type PostgresHaOptions, type PostgresHaSql, postgresHa, type TypesOf } from './src/postgres-ha.ts'
+export type { Clock } from './src/runtime/clock.ts'

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type postgres from 'postgres'
+import type { Options as PostgresOptions, PostgresType, Sql } from 'postgres'
 import { HaClient } from './core/client.ts'
 import { type HostAddress, hostKey } from './core/host.ts'
 import { parseHostPattern } from './core/host-pattern.ts'
@@ -15,7 +15,6 @@ import {
   createConnectionFactory,
   createHostPools,
   createSql,
-  type HaSql,
   parseConnection,
   sqlControl,
 } from './drivers/postgresjs/mod.ts'
@@ -23,14 +22,14 @@ import { createHaApi, type HaApi } from './ha-api.ts'
 import { resolvePlugins } from './plugins/registry.ts'
 
 /** Everything `postgresHa()` accepts: the postgres.js options plus postgres-ha's own. */
-export type PostgresHaOptions<T extends Record<string, postgres.PostgresType> = {}> = postgres.Options<T> &
-  HaOptions
+export type PostgresHaOptions<T extends Record<string, PostgresType> = {}> = PostgresOptions<T> & HaOptions
 
 /** The `sql` returned by `postgresHa()`: a postgres.js `Sql` plus `sql.ha`. */
-export type PostgresHaSql<T extends Record<string, unknown> = {}> = HaSql<HaApi, T>
+export type PostgresHaSql<T extends Record<string, unknown> = {}> = Sql<T> & { readonly ha: HaApi }
 
-type TypesOf<T extends Record<string, postgres.PostgresType>> =
-  Record<string, postgres.PostgresType> extends T
+/** The JavaScript types of custom postgres.js `types`, as postgres.js itself maps them. */
+export type TypesOf<T extends Record<string, PostgresType>> =
+  Record<string, PostgresType> extends T
     ? {}
     : {
         [type in keyof T]: T[type] extends {
@@ -55,10 +54,11 @@ type TypesOf<T extends Record<string, postgres.PostgresType>> =
  * await sql.end()
  * ```
  */
-export function postgresHa<T extends Record<string, postgres.PostgresType> = {}>(
+export function postgresHa<T extends Record<string, PostgresType> = {}>(
   options?: PostgresHaOptions<T>,
 ): PostgresHaSql<TypesOf<T>>
-export function postgresHa<T extends Record<string, postgres.PostgresType> = {}>(
+/** Creates a high-availability postgres.js client from a connection URL and options (see above). */
+export function postgresHa<T extends Record<string, PostgresType> = {}>(
   url: string,
   options?: PostgresHaOptions<T>,
 ): PostgresHaSql<TypesOf<T>>
@@ -71,8 +71,8 @@ export function postgresHa(
   const plugins = resolvePlugins(ha.plugins)
   const parsed =
     typeof url === 'string'
-      ? parseConnection(url, postgresJs as postgres.Options<{}>)
-      : parseConnection(postgresJs as postgres.Options<{}>)
+      ? parseConnection(url, postgresJs as PostgresOptions<{}>)
+      : parseConnection(postgresJs as PostgresOptions<{}>)
   const first = parsed.hosts[0]!
   const hostPattern =
     ha.clusterInstanceHostPattern ??

@@ -22,12 +22,15 @@ export type ConnectPurpose = 'user' | 'topology' | 'monitor' | 'probe'
 
 /** A request for one connection. */
 export interface ConnectRequest {
+  /** The host to connect to. */
   readonly host: HostAddress
+  /** Why the connection is opened. */
   readonly purpose: ConnectPurpose
   /** Give up (and reject with a `connect-failed` error) after this long. */
   readonly timeoutMs: number
-  /** Credentials resolved by the connect plugins; the driver's own when absent. */
+  /** User name resolved by the connect plugins; the driver's own when absent. */
   readonly user?: string
+  /** Password resolved by the connect plugins (an IAM token, a secret); the driver's own when absent. */
   readonly password?: string
 }
 
@@ -48,6 +51,7 @@ export interface StatementOptions {
  * ```
  */
 export interface DbConnection {
+  /** The host this connection is to. */
   readonly host: HostAddress
   /** Runs one statement and returns its rows. */
   query<Row = Record<string, unknown>>(

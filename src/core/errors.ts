@@ -30,6 +30,7 @@ export class HaError extends Error {
   /** Stable machine-readable code; never changes between versions. */
   readonly code: HaErrorCode
 
+  /** Creates an error with a stable `code`; `options.cause` keeps what caused it. */
   constructor(code: HaErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.code = code
@@ -53,6 +54,7 @@ export class FailoverSuccessError extends HaError {
   /** The host now in use (`host:port`). */
   readonly toHost: string
 
+  /** Creates the error; `options.cause` keeps what caused it. */
   constructor(fromHost: string | undefined, toHost: string, options?: { cause?: unknown }) {
     super(
       'FAILOVER_SUCCESS',
@@ -81,6 +83,7 @@ export class TransactionResolutionUnknownError extends HaError {
   /** The host now in use, when failover found one (`host:port`). */
   readonly toHost: string | undefined
 
+  /** Creates the error; `options.cause` keeps what caused it. */
   constructor(fromHost: string | undefined, toHost: string | undefined, options?: { cause?: unknown }) {
     super(
       'TRANSACTION_RESOLUTION_UNKNOWN',
@@ -106,6 +109,7 @@ export class FailoverFailedError extends HaError {
   /** How long failover searched before giving up, in milliseconds. */
   readonly elapsedMs: number
 
+  /** Creates the error; `elapsedMs` is how long failover searched. */
   constructor(message: string, elapsedMs: number, options?: { cause?: unknown }) {
     super('FAILOVER_FAILED', message, options)
     this.elapsedMs = elapsedMs
@@ -125,6 +129,7 @@ export class InvalidOptionError extends HaError {
   /** The option at fault, as the user spelled it. */
   readonly option: string
 
+  /** Creates the error; `options.cause` keeps what caused it. */
   constructor(option: string, message: string, options?: { cause?: unknown }) {
     super('INVALID_OPTION', message, options)
     this.option = option
@@ -139,6 +144,7 @@ export class MissingDependencyError extends HaError {
   /** The npm package to install. */
   readonly packageName: string
 
+  /** Creates the error; `options.cause` keeps what caused it. */
   constructor(packageName: string, plugin: string, options?: { cause?: unknown }) {
     super(
       'MISSING_DEPENDENCY',
@@ -152,6 +158,7 @@ export class MissingDependencyError extends HaError {
 
 /** A query was made after `sql.end()`. */
 export class ClientEndedError extends HaError {
+  /** Creates the error; `options.cause` keeps what caused it. */
   constructor() {
     super('CLIENT_ENDED', 'This postgres-ha client has been ended with sql.end(); create a new one.')
   }
@@ -162,6 +169,7 @@ export class QueryTimeoutError extends HaError {
   /** The limit that was exceeded, in milliseconds. */
   readonly timeoutMs: number
 
+  /** Creates the error; `options.cause` keeps what caused it. */
   constructor(timeoutMs: number, options?: { cause?: unknown }) {
     super('QUERY_TIMEOUT', `The statement did not finish within queryTimeoutMs (${timeoutMs} ms).`, options)
     this.timeoutMs = timeoutMs
@@ -173,6 +181,7 @@ export class ConnectFailedError extends HaError {
   /** The host that could not be reached (`host:port`). */
   readonly host: string
 
+  /** Creates the error; `options.cause` keeps what caused it. */
   constructor(host: string, reason: string, options?: { cause?: unknown }) {
     super('CONNECT_FAILED', `Could not connect to ${host}: ${reason}`, options)
     this.host = host
@@ -193,8 +202,10 @@ export class ConnectFailedError extends HaError {
 export class CredentialsUnavailableError extends HaError {
   /** The host the connection was for (`host:port`). */
   readonly host: string
+  /** Always true: the mark drivers classify this error by (an authentication problem, not a host failure). */
   readonly credentialsUnavailable = true
 
+  /** Creates the error; `options.cause` keeps what caused it. */
   constructor(host: string, reason: string, options?: { cause?: unknown }) {
     super('CREDENTIALS_UNAVAILABLE', `No credentials for ${host}: ${reason}`, options)
     this.host = host

@@ -6,7 +6,9 @@
 
 /** Where to connect: a host name or address and a port. */
 export interface HostAddress {
+  /** Host name or IP address. */
   readonly host: string
+  /** TCP port. */
   readonly port: number
 }
 
@@ -27,6 +29,7 @@ export type TargetRole = 'writer' | 'reader' | 'any'
 export interface HostInfo extends HostAddress {
   /** The instance id the database reports (Aurora `server_id`), when it has one. */
   readonly id?: string
+  /** Writer, reader, or unknown when the host did not answer. */
   readonly role: HostRole
   /** Replication lag reported by the topology, in milliseconds. */
   readonly lagMs?: number

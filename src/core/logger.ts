@@ -16,9 +16,13 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
  * ```
  */
 export interface Logger {
+  /** Detail useful when investigating (topology reads, polling changes). */
   debug(message: string, fields?: Record<string, unknown>): void
+  /** Normal but notable events (a failover done, a writer change). */
   info(message: string, fields?: Record<string, unknown>): void
+  /** Something failed and was handled (a host down, a failover started). */
   warn(message: string, fields?: Record<string, unknown>): void
+  /** Something failed and could not be handled (a failover that found no writer). */
   error(message: string, fields?: Record<string, unknown>): void
 }
 

@@ -16,9 +16,13 @@ import type { Topology } from './topology.ts'
  * `next()` (the `iam` plugin puts a token in `password`); `next()` rejects if the connection fails.
  */
 export interface ConnectContext {
+  /** The host the connection is for. */
   readonly host: HostAddress
+  /** Why it is opened: user statements, or the driver's own topology, monitoring or probe work. */
   readonly purpose: ConnectPurpose
+  /** The user to log in as; a plugin may replace it. */
   user: string
+  /** The password to log in with (`undefined`: the configured one); a plugin may replace it. */
   password: string | undefined
 }
 
@@ -32,6 +36,7 @@ export type ExecuteKind = 'statement' | 'transaction' | 'reserved' | 'listen'
  * server; a plugin that sees `sent === false` after a failure knows a retry cannot run anything twice.
  */
 export interface ExecuteContext {
+  /** What is being run. */
   readonly kind: ExecuteKind
   /** Which role of host the statement needs. */
   readonly targetRole: TargetRole
@@ -53,8 +58,11 @@ export interface ExecuteContext {
 export interface PluginServices {
   /** The validated, frozen options of the client. */
   readonly options: Readonly<Record<string, unknown>>
+  /** The client's source of time. */
   readonly clock: Clock
+  /** The client's logger (secrets masked); silent unless the user gave one. */
   readonly logger: Logger
+  /** The client's events (`sql.ha.on`); plugins may listen and emit. */
   readonly events: HaEvents
   /** Opens internal connections (through the connect pipeline, so IAM and secrets apply). */
   readonly factory: ConnectionFactory

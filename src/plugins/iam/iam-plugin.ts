@@ -20,6 +20,7 @@ import { assertIamTls, type IamOptions, iamOptionSpecs, type ResolvedIamOptions 
 
 /** What the plugin needs of `@aws-sdk/rds-signer`. */
 export interface RdsSignerModule {
+  /** The SDK's `Signer` class. */
   Signer: new (config: {
     hostname: string
     port: number
@@ -39,6 +40,7 @@ export interface IamPluginStats {
 
 /** The `iam` plugin, with its counters. */
 export interface IamPlugin extends HaPlugin {
+  /** How many tokens were signed and how many connects reused a cached one. */
   stats(): IamPluginStats
 }
 

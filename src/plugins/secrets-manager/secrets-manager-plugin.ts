@@ -25,12 +25,16 @@ import {
 
 /** What the plugin needs of `@aws-sdk/client-secrets-manager`. */
 export interface SecretsManagerSdk {
+  /** The SDK's client class. */
   SecretsManagerClient: new (config: {
     region?: string
     endpoint?: string
     credentials?: unknown
   }) => { send(command: unknown): Promise<{ SecretString?: string; VersionId?: string }>; destroy(): void }
-  GetSecretValueCommand: new (input: { SecretId: string }) => unknown
+  /** The SDK's `GetSecretValue` command class. */
+  GetSecretValueCommand: new (input: {
+    SecretId: string
+  }) => unknown
 }
 
 /** Counters for tests, benchmarks and dashboards. */
@@ -43,6 +47,7 @@ export interface SecretsManagerPluginStats {
 
 /** The `secretsManager` plugin, with its counters. */
 export interface SecretsManagerPlugin extends HaPlugin {
+  /** How many times the secret was read, and how many refused logins were retried with a fresh read. */
   stats(): SecretsManagerPluginStats
 }
 

@@ -85,6 +85,12 @@ if (checks) {
   const types = await run('typecheck', bin('tsc'), ['--noEmit', '-p', 'tsconfig.json'])
   summary.push(`typecheck: ${types.code === 0 ? 'ok' : 'FAILED'} (${types.seconds.toFixed(1)} s)`)
   if (types.code !== 0) failedSteps++
+  // JSR readiness: every public export documented, no slow types.
+  const docs = await run('jsr', bin('deno'), ['doc', '--lint', 'mod.ts'])
+  const publish =
+    docs.code === 0 ? await run('jsr', bin('deno'), ['publish', '--dry-run', '--allow-dirty']) : docs
+  summary.push(`jsr (doc lint, publish dry run): ${publish.code === 0 ? 'ok' : 'FAILED'}`)
+  if (publish.code !== 0) failedSteps++
 }
 
 let passed = 0

@@ -8,7 +8,7 @@ import {
   type IamEndpointOptions,
   type IamRefusedError,
 } from '../lab/aws/iam-handshake.ts'
-import { type ScratchPostgres, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
+import { type ScratchPostgres, scratchAdmin, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
 import { LAB_AWS_CREDENTIALS } from '../lab/aws/sigv4.ts'
 import { labTlsCertificate } from '../lab/aws/test-tls.ts'
 
@@ -30,15 +30,7 @@ before(async () => {
   pg = await startScratchPostgres({
     hba: ['host all md5_user 127.0.0.1/32 md5', 'host all clear_user 127.0.0.1/32 password'],
   })
-  const admin = postgres({
-    host: pg.host,
-    port: pg.port,
-    user: pg.superuser,
-    password: pg.superuserPassword,
-    database: 'postgres',
-    max: 1,
-    onnotice: () => {},
-  })
+  const admin = scratchAdmin(pg)
   await admin.unsafe(`create role iam_user login password '${passwords.get('iam_user')}'`)
   await admin.unsafe(`create role clear_user login password '${passwords.get('clear_user')}'`)
   await admin.unsafe(`create role plain_user login password '${PLAIN_PASSWORD}'`)

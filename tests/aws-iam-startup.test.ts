@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test'
 import { Signer } from '@aws-sdk/rds-signer'
 import postgres from 'postgres'
 import { createIamStartupHandler } from '../lab/aws/iam-startup.ts'
-import { type ScratchPostgres, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
+import { type ScratchPostgres, scratchAdmin, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
 import { LAB_AWS_CREDENTIALS } from '../lab/aws/sigv4.ts'
 import { labTlsCertificate } from '../lab/aws/test-tls.ts'
 
@@ -50,15 +50,7 @@ function proxyLike(
 
 before(async () => {
   pg = await startScratchPostgres()
-  const admin = postgres({
-    host: pg.host,
-    port: pg.port,
-    user: pg.superuser,
-    password: pg.superuserPassword,
-    database: 'postgres',
-    max: 1,
-    onnotice: () => {},
-  })
+  const admin = scratchAdmin(pg)
   await admin.unsafe(`create role iam_user login password '${REAL_PASSWORD}'`)
   await admin.end()
   relay = proxyLike(

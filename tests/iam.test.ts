@@ -2,10 +2,9 @@ import assert from 'node:assert/strict'
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net'
 import { after, before, test } from 'node:test'
 import { inspect } from 'node:util'
-import postgres from 'postgres'
 import { createIamHandshake, type IamRefusedError } from '../lab/aws/iam-handshake.ts'
 import { type PluginHarness, pluginHarness } from '../lab/aws/plugin-harness.ts'
-import { type ScratchPostgres, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
+import { type ScratchPostgres, scratchAdmin, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
 import { LAB_AWS_CREDENTIALS } from '../lab/aws/sigv4.ts'
 import { labTlsCertificate } from '../lab/aws/test-tls.ts'
 import { InvalidOptionError, MissingDependencyError } from '../src/core/errors.ts'
@@ -22,15 +21,7 @@ const refusals: IamRefusedError[] = []
 
 before(async () => {
   pg = await startScratchPostgres()
-  const admin = postgres({
-    host: pg.host,
-    port: pg.port,
-    user: pg.superuser,
-    password: pg.superuserPassword,
-    database: 'postgres',
-    max: 1,
-    onnotice: () => {},
-  })
+  const admin = scratchAdmin(pg)
   await admin.unsafe(`create role iam_user login password '${REAL_PASSWORD}'`)
   await admin.end()
   const handshake = createIamHandshake({

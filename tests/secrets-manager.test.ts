@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { inspect } from 'node:util'
-import postgres from 'postgres'
+import type postgres from 'postgres'
 import { pluginHarness } from '../lab/aws/plugin-harness.ts'
-import { type ScratchPostgres, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
+import { type ScratchPostgres, scratchAdmin, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
 import { type SecretsManagerFake, startSecretsManagerFake } from '../lab/aws/secrets-manager-fake.ts'
 import { HaError, InvalidOptionError, MissingDependencyError } from '../src/core/errors.ts'
 import { secretsManagerOptionSpecs, secretsManagerPlugin } from '../src/plugins/secrets-manager/mod.ts'
@@ -17,15 +17,7 @@ let admin: ReturnType<typeof postgres>
 
 before(async () => {
   ;[pg, fake] = await Promise.all([startScratchPostgres(), startSecretsManagerFake()])
-  admin = postgres({
-    host: pg.host,
-    port: pg.port,
-    user: pg.superuser,
-    password: pg.superuserPassword,
-    database: 'postgres',
-    max: 1,
-    onnotice: () => {},
-  })
+  admin = scratchAdmin(pg)
   await admin.unsafe(`create role app_user login password '${passwordNo(0)}'`)
   fake.setSecret('app/db', { username: 'app_user', password: passwordNo(0), engine: 'postgres' })
 })

@@ -11,12 +11,14 @@
  *
  * @module
  */
+
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import postgres from 'postgres'
 
 /** A running scratch server. */
 export interface ScratchPostgres {
@@ -137,4 +139,17 @@ async function postgresOwner(): Promise<[number, number]> {
     run('id', ['-g', 'postgres'], undefined),
   ])
   return [Number(uid.trim()), Number(gid.trim())]
+}
+
+/** A one-connection superuser client of a scratch server, for test set-up (create roles, ...). */
+export function scratchAdmin(pg: ScratchPostgres): postgres.Sql {
+  return postgres({
+    host: pg.host,
+    port: pg.port,
+    user: pg.superuser,
+    password: pg.superuserPassword,
+    database: 'postgres',
+    max: 1,
+    onnotice: () => {},
+  }) as unknown as postgres.Sql
 }

@@ -131,7 +131,13 @@ async function template(): Promise<string> {
  * try { ... postgres(pg.url) ... } finally { await pg.stop() }
  * ```
  */
-export async function startPgServer(options: { settings?: Record<string, string> } = {}): Promise<PgServer> {
+export async function startPgServer(
+  options: {
+    settings?: Record<string, string>
+    /** Turns `ssl` on with this PEM certificate and key (the key is written mode 600, owned by the server). */
+    tls?: { cert: string; key: string }
+  } = {},
+): Promise<PgServer> {
   const source = await template()
   const dir = await mkdtemp(join(tmpdir(), 'postgres-ha-pg-'))
   await chmod(dir, 0o700)
@@ -140,6 +146,22 @@ export async function startPgServer(options: { settings?: Record<string, string>
   if (isRoot) await run('chown', ['-R', 'postgres:postgres', dir], 60_000, false)
   await mkdir(join(dir, 'sock'), { recursive: true }).then(() => owned(join(dir, 'sock')))
   const port = await freePort()
+  const tls: Record<string, string> = {}
+  if (options.tls) {
+    for (const [name, pem] of [
+      ['server.crt', options.tls.cert],
+      ['server.key', options.tls.key],
+    ] as const) {
+      await writeFile(join(dir, name), pem, { mode: 0o600 })
+      await chmod(join(dir, name), 0o600)
+      await owned(join(dir, name))
+    }
+    Object.assign(tls, {
+      ssl: 'on',
+      ssl_cert_file: join(dir, 'server.crt'),
+      ssl_key_file: join(dir, 'server.key'),
+    })
+  }
   const settings = {
     listen_addresses: '127.0.0.1',
     port: String(port),
@@ -149,6 +171,7 @@ export async function startPgServer(options: { settings?: Record<string, string>
     full_page_writes: 'off',
     max_connections: '200',
     shared_buffers: '16MB',
+    ...tls,
     ...options.settings,
   }
   const args = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])

@@ -20,7 +20,8 @@ import { startTimer, stopTimer } from '../../runtime/mod.ts'
 import { classify } from './classify.ts'
 import type { ParsedConnection } from './parse.ts'
 import type { ConnectHook } from './pools.ts'
-import { connectionError, destroySockets, openTrackedSocket, type SocketSet } from './socket.ts'
+import { connectionError, destroySockets, openSocket, type SocketSet } from './socket.ts'
+import { tlsSettings } from './tls.ts'
 
 /** Options of {@link createConnectionFactory}. */
 export interface ConnectionFactoryOptions {
@@ -53,6 +54,7 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
   // Taken now, before anyone (Drizzle) rewires the user's parsers.
   const parsers = { ...(o.parsers as object) }
   const serializers = { ...(o.serializers as object) }
+  const tls = tlsSettings(o)
 
   async function connect(request: ConnectRequest): Promise<DbConnection> {
     const { host, purpose, timeoutMs } = request
@@ -75,6 +77,8 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
       host: [host.host],
       port: [host.port],
       path: false,
+      // TLS is negotiated in our socket function (see tls.ts).
+      ssl: false,
       user: ctx.user,
       pass: ctx.password ?? '',
       max: 1,
@@ -98,7 +102,7 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
       serializers,
       parameters: {},
       shared: { retries: 0, typeArrayMap: {} },
-      socket: () => openTrackedSocket(host.host, host.port, [sockets]),
+      socket: () => openSocket(host.host, host.port, [sockets], tls, remainingMs),
     } as unknown as postgres.Options<Record<string, postgres.PostgresType>>)
 
     function abort(): void {

@@ -25,6 +25,8 @@ export interface ParsedConnection {
   readonly hosts: readonly HostAddress[]
   /** The user to authenticate as. */
   readonly user: string
+  /** Whether the password is a function (called for every connection, and may fail). */
+  readonly passwordIsFunction: boolean
   /** Resolves the configured password (calls a password function each time). */
   password(): Promise<string | undefined>
 }
@@ -61,6 +63,7 @@ export function parseConnection(
     base,
     hosts,
     user: parsed.user,
+    passwordIsFunction: typeof secret === 'function',
     async password() {
       return typeof secret === 'function' ? await secret() : secret || undefined
     },

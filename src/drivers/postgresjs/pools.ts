@@ -1,15 +1,19 @@
 /**
  * One postgres.js instance per host, never postgres.js's own multi-host mode. Every instance is
  * made from the same parsed options (sharing `parsers`, `serializers`, `transform` and
- * `parameters`) with its own host, our own sockets and a password that runs the connect hook.
+ * `parameters`) with its own host and user, and our own sockets. The connect hook runs in our
+ * `socket` function, before each connection opens: postgres.js calls its `pass` function without
+ * catching, so a failing hook there would be an unhandled rejection.
  *
  * @module
  */
 import postgres from 'postgres'
 import { type HostAddress, hostKey } from '../../core/host.ts'
 import type { ConnectContext } from '../../core/plugin.ts'
+import { startTimer, stopTimer } from '../../runtime/mod.ts'
 import type { ParsedConnection } from './parse.ts'
-import { connectionError, destroySockets, openTrackedSocket, type SocketSet } from './socket.ts'
+import { connectionError, destroySockets, failedSocket, openSocket, type SocketSet } from './socket.ts'
+import { tlsSettings } from './tls.ts'
 
 /** Runs the connect pipeline (plugins may set `user`/`password`); resolves when credentials are ready. */
 export type ConnectHook = (ctx: ConnectContext) => Promise<void>
@@ -37,6 +41,12 @@ export interface HostPools {
   hosts(): HostAddress[]
   /** Open sockets to `host` (all instances of this client). */
   connectionCount(host: HostAddress): number
+  /**
+   * Logs new pool connections in as `user` (plugins resolved it): every pool gets a fresh
+   * instance for it and its old instance ends gracefully, letting its statements finish.
+   * Reserved and listening connections already open keep theirs.
+   */
+  setUser(user: string): void
   /** Ends every instance; after `timeout` seconds, drops what is left. Twice is harmless. */
   endAll(options?: { timeout?: number | null | undefined }): Promise<void>
   /**
@@ -69,6 +79,15 @@ export interface PoolEntry extends SocketSet {
   readonly handler: unknown
   readonly canceller: unknown
   readonly dedicated: Set<Dedicated>
+  /** The password the connect hook last resolved for this host, for postgres.js's `pass`. */
+  password?: string | undefined
+}
+
+/** What the `socket` function of one postgres.js instance needs to know about it. */
+interface InstanceState {
+  readonly user: string
+  /** Ended or being destroyed: a connection whose hook settles now must not open a socket. */
+  retired: boolean
 }
 
 /**
@@ -84,39 +103,94 @@ export interface PoolEntry extends SocketSet {
 export function createHostPools(opts: HostPoolsOptions): HostPools {
   const { parsed, connectHook, connectTimeoutMs } = opts
   const shared = parsed.options as postgres.ParsedOptions & { shared: { typeArrayMap: object } }
+  const tls = tlsSettings(shared)
+  const connectTimeout = connectTimeoutMs !== undefined ? connectTimeoutMs / 1000 : shared.connect_timeout
+  // Our own steps (connect hook, TLS) come before postgres.js starts its connect timer. Read per
+  // connection and only when needed: postgres.js reads `connect_timeout` itself (a `valueOf` may count).
+  const budgetMs = () => (Number(connectTimeout) > 0 ? Number(connectTimeout) * 1000 : 0)
+  const resolvesCredentials = connectHook !== undefined || parsed.passwordIsFunction
   const entries = new Map<string, PoolEntry>()
+  const states = new WeakMap<postgres.Sql, InstanceState>()
+  let user = parsed.user
   let lastHost: HostAddress | undefined
   let lastEntry: PoolEntry | undefined
   let ending: Promise<void> | undefined
 
-  function hostOptions(address: HostAddress, sets: SocketSet[], overrides?: Partial<postgres.ParsedOptions>) {
-    const { host, port } = address
-    return {
+  function hostOptions(pool: PoolEntry, sets: SocketSet[], overrides?: Partial<postgres.ParsedOptions>) {
+    const { host, port } = pool.address
+    const state: InstanceState = { user, retired: false }
+    const options = {
       ...shared,
       host: [host],
       port: [port],
       path: false,
+      user,
+      // TLS is negotiated in our socket function (see tls.ts).
+      ssl: false,
       target_session_attrs: null,
-      connect_timeout: connectTimeoutMs !== undefined ? connectTimeoutMs / 1000 : shared.connect_timeout,
+      connect_timeout: connectTimeout,
       // The core decides when to try a host again; postgres.js's own back-off grows to 20 s.
       backoff: 0,
       no_subscribe: true,
-      socket: () => openTrackedSocket(host, port, sets),
-      pass: () => password(address),
+      socket: resolvesCredentials
+        ? () => credentialsThenSocket(pool, state, sets)
+        : () => openSocket(host, port, sets, tls, tls ? budgetMs() : 0),
+      pass: resolvesCredentials ? () => password(pool, state) : () => parsed.password().then((p) => p ?? ''),
       shared: { retries: 0, typeArrayMap: shared.shared.typeArrayMap },
       ...overrides,
     } as unknown as postgres.ParsedOptions
+    return { options, state }
   }
 
-  async function password(host: HostAddress): Promise<string> {
-    const ctx: ConnectContext = {
-      host,
-      purpose: 'user',
-      user: parsed.user,
-      password: await parsed.password(),
+  /**
+   * Our `socket` function when credentials are resolved per connection: the configured password
+   * (a function is called each time) and the connect hook, within the connect timeout. Whatever
+   * fails is handed to the waiting statement as it is (a plugin's `credentialsUnavailable`
+   * error stays that error), through a socket that fails with it.
+   */
+  async function credentialsThenSocket(pool: PoolEntry, state: InstanceState, sets: SocketSet[]) {
+    const { host, port } = pool.address
+    const started = performance.now()
+    const budget = budgetMs()
+    let ctx: ConnectContext
+    try {
+      ctx = await withBudget(resolveCredentials(pool.address, state.user), budget, host, port)
+    } catch (error) {
+      return failedSocket(error, host, port)
     }
+    if (state.retired || ending)
+      return failedSocket(connectionError('CONNECTION_ENDED', 'the pool was ended', host, port), host, port)
+    pool.password = ctx.password ?? ''
+    // This connection logs in as the instance's user and will fail; the next ones use the new one.
+    if (ctx.user !== state.user) switchUser(ctx.user, pool)
+    const remainingMs = budget && Math.max(1, budget - (performance.now() - started))
+    return openSocket(host, port, sets, tls, remainingMs)
+  }
+
+  async function resolveCredentials(host: HostAddress, as: string): Promise<ConnectContext> {
+    const ctx: ConnectContext = { host, purpose: 'user', user: as, password: await parsed.password() }
     if (connectHook) await connectHook(ctx)
-    return ctx.password ?? ''
+    return ctx
+  }
+
+  /** postgres.js's `pass`, which it awaits without catching: it must never reject. */
+  function password(pool: PoolEntry, state: InstanceState): string | Promise<string> {
+    if (pool.password !== undefined) return pool.password
+    // Only if postgres.js asks before our socket function ran; a failure gets a plain 28P01.
+    return resolveCredentials(pool.address, state.user).then(
+      (ctx) => ctx.password ?? '',
+      () => '',
+    )
+  }
+
+  function switchUser(next: string, only?: PoolEntry): void {
+    user = next
+    if (ending) return
+    for (const e of only ? [only] : entries.values()) {
+      if (states.get(e.sql)?.user === next) continue
+      const old = attachInstance(e)
+      if (old) void endInstance(old, { sockets: new Set() }, null).catch(() => {})
+    }
   }
 
   function entry(address: HostAddress): PoolEntry {
@@ -140,10 +214,10 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     return e
   }
 
-  /** Gives an entry a fresh postgres.js instance; returns the one it had. */
+  /** Gives an entry a fresh postgres.js instance (for the current user); returns the one it had. */
   function attachInstance(e: PoolEntry): postgres.Sql | undefined {
     const previous = e.sql as postgres.Sql | undefined
-    const sql = makeInstance(hostOptions(e.address, [e]))
+    const sql = makeInstance(e, [e])
     // A query that is never run: it carries the pool's handler and canceller.
     const probe = (sql as unknown as (s: TemplateStringsArray) => { handler: unknown; canceller: unknown })(
       Object.assign([''], { raw: [''] }) as unknown as TemplateStringsArray,
@@ -152,11 +226,34 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     return previous
   }
 
-  function makeInstance(options: postgres.ParsedOptions): postgres.Sql {
+  function makeInstance(
+    pool: PoolEntry,
+    sets: SocketSet[],
+    overrides?: Partial<postgres.ParsedOptions>,
+  ): postgres.Sql {
+    const { options, state } = hostOptions(pool, sets, overrides)
     // postgres.js takes an already parsed options object (one with `shared`) as it is.
-    return postgres(
+    const sql = postgres(
       options as unknown as postgres.Options<Record<string, postgres.PostgresType>>,
     ) as unknown as postgres.Sql
+    states.set(sql, state)
+    return sql
+  }
+
+  /**
+   * Ends an instance (see postgres.js `end`), then destroys what is left in `set`. From the moment
+   * postgres.js destroys its connections (at `timeout`), a connection still resolving its
+   * credentials must not open a socket: nothing would ever close it.
+   */
+  async function endInstance(sql: postgres.Sql, set: SocketSet, timeout: number | null): Promise<void> {
+    const state = states.get(sql)
+    const timer =
+      state && timeout !== null ? startTimer(() => (state.retired = true), timeout * 1000) : undefined
+    if (state && timeout === 0) state.retired = true
+    await sql.end({ timeout: timeout ?? undefined })
+    stopTimer(timer)
+    if (state) state.retired = true
+    destroySockets(set)
   }
 
   function forget(key: string): void {
@@ -197,6 +294,7 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       for (const s of e.sockets) s.destroyed ? e.sockets.delete(s) : n++
       return n
     },
+    setUser: (next) => switchUser(next),
     endAll({ timeout } = {}) {
       if (ending) return ending
       const all = [...entries.values()]
@@ -212,13 +310,11 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     dedicated(host, overrides, hooks) {
       const pool = entry(host)
       const set: SocketSet = { sockets: new Set(), ...hooks }
-      const sql = makeInstance(
-        hostOptions(host, [set, pool], {
-          max: 1,
-          idle_timeout: null as unknown as undefined,
-          ...overrides,
-        } as Partial<postgres.ParsedOptions>),
-      )
+      const sql = makeInstance(pool, [set, pool], {
+        max: 1,
+        idle_timeout: null as unknown as undefined,
+        ...overrides,
+      } as Partial<postgres.ParsedOptions>)
       const d: Dedicated = {
         sql,
         sockets: set,
@@ -238,7 +334,31 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
   }
 }
 
-async function endInstance(sql: postgres.Sql, set: SocketSet, timeout: number | null): Promise<void> {
-  await sql.end({ timeout: timeout ?? undefined })
-  destroySockets(set)
+/** `promise`, or a `CONNECT_TIMEOUT` error after `ms` (never, for 0). */
+function withBudget<T>(promise: Promise<T>, ms: number, host: string, port: number): Promise<T> {
+  if (!ms) return promise
+  return new Promise<T>((resolve, reject) => {
+    const timer = startTimer(
+      () =>
+        reject(
+          connectionError(
+            'CONNECT_TIMEOUT',
+            `${host}:${port}: credentials not ready within ${ms} ms`,
+            host,
+            port,
+          ),
+        ),
+      ms,
+    )
+    promise.then(
+      (value) => {
+        stopTimer(timer)
+        resolve(value)
+      },
+      (error: unknown) => {
+        stopTimer(timer)
+        reject(error)
+      },
+    )
+  })
 }

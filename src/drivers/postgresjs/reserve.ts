@@ -12,11 +12,11 @@ import type postgres from 'postgres'
 import type { ExecuteRequest, Executor } from '../../core/executor.ts'
 import { type HostAddress, hostKey, sameHost } from '../../core/host.ts'
 import { classify } from './classify.ts'
+import { connectionError } from './errors.ts'
 import type { SqlFunction } from './helpers.ts'
 import { makeSqlFunction } from './helpers.ts'
 import type { Dedicated, HostPools } from './pools.ts'
 import { attemptQuery, cancelQuery, type HaQuery, type PgQuery, type QueryHandler } from './query.ts'
-import { connectionError } from './socket.ts'
 
 /** One dedicated connection, reusable by successive reservations on its host. */
 interface Slot {

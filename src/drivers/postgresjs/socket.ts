@@ -1,19 +1,26 @@
 /**
  * Sockets we open ourselves for postgres.js (its `socket` option), so that every connection to a
  * host can be counted and destroyed at once. postgres.js's own `end({ timeout: 0 })` only
- * half-closes a socket, which keeps the process alive when the peer is black-holed.
+ * half-closes a socket, which keeps the process alive when the peer is black-holed. With `ssl` on
+ * we negotiate TLS here too (see `tls.ts`) and postgres.js gets the finished TLS socket.
  *
  * @module
  */
 import { createConnection, type Socket } from 'node:net'
+import { Duplex } from 'node:stream'
 import { startTimer } from '../../runtime/mod.ts'
+import { connectionError } from './errors.ts'
+import { negotiateTls, type TlsSettings } from './tls.ts'
+
+export { connectionError } from './errors.ts'
 
 /** How long a socket we half-closed may wait for the peer's FIN before we destroy it. */
 const HALF_CLOSE_GRACE_MS = 1000
 const CANCEL_REQUEST_BYTES = 16
 
-/** The live sockets of one host (or of one dedicated connection); see {@link openTrackedSocket}. */
+/** The live sockets of one host (or of one dedicated connection); see {@link openSocket}. */
 export interface SocketSet {
+  /** TCP sockets; with TLS, the TCP socket under the TLS socket postgres.js uses. */
   readonly sockets: Set<Socket>
   /** Called when a socket of the set was opened. */
   onSocketOpen?: ((socket: Socket) => void) | undefined
@@ -21,60 +28,140 @@ export interface SocketSet {
   onSocketClose?: ((socket: Socket) => void) | undefined
 }
 
-/** An error with a `code`, shaped like the connection errors postgres.js raises itself. */
-export function connectionError(code: string, message: string, host?: string, port?: number): Error {
-  return Object.assign(new Error(`${code}: ${message}`), { code, errno: code, address: host, port })
+type Addressed = Socket & { host?: string; port?: number }
+
+/** The TLS socket running over a tracked TCP socket: what {@link destroySockets} destroys. */
+const secured = new WeakMap<Socket, Socket>()
+
+/**
+ * A socket for postgres.js to `host:port`, tracked in every set of `sets` until it closes.
+ *
+ * Without `tls`, a TCP socket returned while still connecting (postgres.js attaches its listeners
+ * first and buffers its first write). With `tls`, a promise of the TLS socket once the SSLRequest
+ * and the handshake are done (within `timeoutMs`). The promise never rejects: a failed negotiation
+ * gives a socket that fails with that error (see {@link failedSocket}).
+ */
+export function openSocket(
+  host: string,
+  port: number,
+  sets: readonly SocketSet[],
+  tls: TlsSettings | undefined,
+  timeoutMs: number,
+): Socket | Promise<Socket> {
+  const raw = tcp(host, port, sets)
+  const untrack = () => {
+    for (const set of sets) {
+      set.sockets.delete(raw)
+      set.onSocketClose?.(raw)
+    }
+  }
+  if (!tls) {
+    guard(raw, raw, untrack)
+    return raw
+  }
+  // Never handed to postgres.js (unless the server declined TLS): only its late errors need a home.
+  raw.on('error', noop)
+  raw.once('close', untrack)
+  return negotiateTls(raw, tls, host, port, timeoutMs).then(
+    (socket) => {
+      if (socket === raw) {
+        raw.removeListener('close', untrack)
+        guard(raw, raw, untrack)
+        return raw
+      }
+      secured.set(raw, socket)
+      ;(socket as Addressed).host = host
+      ;(socket as Addressed).port = port
+      guard(socket, raw, undefined)
+      return socket
+    },
+    (error: unknown) => failedSocket(error, host, port),
+  )
+}
+
+/** Opens a plain TCP socket to `host:port`, tracked in every set of `sets` (see {@link openSocket}). */
+export function openTrackedSocket(host: string, port: number, sets: readonly SocketSet[]): Socket {
+  return openSocket(host, port, sets, undefined, 0) as Socket
 }
 
 /**
- * Opens a TCP socket to `host:port` and tracks it in every set of `sets` until it closes.
- *
- * Returned while still connecting (postgres.js attaches its listeners first and buffers its first
- * write). Two things postgres.js does not do on its own: a peer that accepts and closes without a
- * byte (a proxy whose upstream is gone) becomes an `ECONNRESET` error instead of a silent close
- * that postgres.js would reconnect forever; and a socket we half-closed is destroyed after a
- * second if the peer never answers.
+ * A socket that fails with `error` as soon as postgres.js listens to it: what our `socket`
+ * function returns when it cannot give a connection. postgres.js would hand a rejection to the
+ * waiting query too, but would then keep that connection slot "connecting" forever.
  */
-export function openTrackedSocket(host: string, port: number, sets: readonly SocketSet[]): Socket {
-  const socket = createConnection({ host, port })
-  // postgres.js reads these for TLS server names and error messages.
-  ;(socket as Socket & { host?: string; port?: number }).host = host
-  ;(socket as Socket & { host?: string; port?: number }).port = port
+export function failedSocket(error: unknown, host: string, port: number): Socket {
+  const socket = new Duplex({
+    read() {},
+    write(_chunk, _encoding, callback) {
+      callback()
+    },
+  }) as unknown as Addressed
+  socket.host = host
+  socket.port = port
+  socket.on('error', noop)
+  holdErrorsUntilClose(socket)
+  // A close without an error would make postgres.js reconnect at once.
+  const reason = error instanceof Object ? error : new Error(String(error))
+  setImmediate(() => socket.destroy(reason as Error))
+  return socket
+}
+
+/** Destroys every socket of `set` at once; pending statements on them reject with `error`. */
+export function destroySockets(set: SocketSet, error?: Error): void {
+  for (const socket of [...set.sockets]) (secured.get(socket) ?? socket).destroy(error)
+}
+
+function tcp(host: string, port: number, sets: readonly SocketSet[]): Addressed {
+  const socket = createConnection({ host, port }) as Addressed
+  // postgres.js reads these for error messages.
+  socket.host = host
+  socket.port = port
   for (const set of sets) {
     set.sockets.add(socket)
     set.onSocketOpen?.(socket)
   }
+  return socket
+}
+
+/**
+ * Makes `socket` (the one postgres.js uses; `raw` is the TCP socket under it) safe to give to
+ * postgres.js. Two things postgres.js does not do on its own: a peer that accepts and closes
+ * without a byte (a proxy whose upstream is gone) becomes an `ECONNRESET` error instead of a
+ * silent close that postgres.js would reconnect forever (plain sockets, given `untrack`, their
+ * close listener: a TLS server already answered); and a socket we half-closed is destroyed after
+ * a second if the peer never answers. No error of it can ever go unhandled.
+ */
+function guard(socket: Socket, raw: Addressed, untrack: (() => void) | undefined): void {
+  const read = raw.bytesRead
+  const written = raw.bytesWritten
   const onEnd = () => {
     // A cancel request (exactly 16 bytes) is answered by a close without a byte; that is no error.
-    if (socket.bytesRead === 0 && socket.bytesWritten !== CANCEL_REQUEST_BYTES)
+    if (raw.bytesRead === read && raw.bytesWritten - written !== CANCEL_REQUEST_BYTES) {
+      const where = `${raw.host}:${raw.port}`
       socket.destroy(
-        connectionError('ECONNRESET', `${host}:${port} closed the connection before it started`, host, port),
+        connectionError('ECONNRESET', `${where} closed the connection before it started`, raw.host, raw.port),
       )
-  }
-  const onFinish = () => startTimer(() => socket.destroy(), HALF_CLOSE_GRACE_MS)
-  const onClose = () => {
-    for (const set of sets) {
-      set.sockets.delete(socket)
-      set.onSocketClose?.(socket)
     }
   }
+  const onFinish = () => startTimer(() => socket.destroy(), HALF_CLOSE_GRACE_MS)
   const attach = () => {
-    socket.once('end', onEnd)
+    if (untrack) {
+      socket.once('end', onEnd)
+      socket.once('close', untrack)
+    }
     socket.once('finish', onFinish)
-    socket.once('close', onClose)
     // A late error with nobody listening would crash the process.
     socket.on('error', noop)
   }
   attach()
   holdErrorsUntilClose(socket)
-  // postgres.js calls removeAllListeners() when it upgrades to TLS and when a socket closed; keep ours.
+  // postgres.js calls removeAllListeners() when a socket closed; keep ours.
   const removeAll = socket.removeAllListeners
   socket.removeAllListeners = function (this: Socket, ...args: [string | symbol] | []) {
     removeAll.apply(this, args as [string | symbol])
     if (args.length === 0) attach()
     return this
   } as Socket['removeAllListeners']
-  return socket
 }
 
 const noop = () => {}
@@ -117,9 +204,4 @@ function holdErrorsUntilClose(socket: Socket): void {
     }
     return emit.call(this, event, ...args)
   } as Socket['emit']
-}
-
-/** Destroys every socket of `set` at once; pending statements on them reject with `error`. */
-export function destroySockets(set: SocketSet, error?: Error): void {
-  for (const socket of [...set.sockets]) socket.destroy(error)
 }

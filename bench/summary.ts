@@ -18,8 +18,12 @@ function load(runtime: string, part: string): any {
 }
 
 const ms = (x: number | null | undefined) => (x == null ? '—' : `${Math.round(x)}`)
-const times = (r: { ratio: number | null; atLeast: boolean } | undefined) =>
-  r?.ratio == null ? '—' : `${r.atLeast ? '≥ ' : ''}${r.ratio}×`
+const times = (
+  r: { ratio: number | null; atLeast: boolean; unrecovered?: number; trials?: number } | undefined,
+) =>
+  r?.ratio == null
+    ? '—'
+    : `${r.atLeast ? '≥ ' : ''}${r.ratio}×${r.unrecovered ? ` (${r.unrecovered}/${r.trials} never)` : ''}`
 const yes = (b: boolean | undefined) => (b === undefined ? '—' : b ? 'met' : '**missed**')
 
 const failoverRows: string[] = []
@@ -80,7 +84,8 @@ const lines: string[] = []
 if (failoverRows.length) {
   lines.push(
     'Failover (ms; driver-added = first write on the new writer − lab writer-ready; outage = fault → that write; ' +
-      'vs postgres.js = its outage ÷ postgres-ha’s, p50)',
+      'vs postgres.js = its outage ÷ postgres-ha’s, p50, under the same faults; "never" = no write on the new ' +
+      'writer within the cap, counted as the cap)',
     '',
     '| runtime | scenario | driver-added p50 | driver-added p99 | outage p50 | outage p99 | lost/dup | vs postgres.js cluster endpoint | vs postgres.js multi-host | targets |',
     '| --- | --- | --: | --: | --: | --: | --: | --: | --: | --- |',

@@ -80,7 +80,7 @@ export interface TrialOptions {
  * ```
  */
 export async function runTrial(options: TrialOptions): Promise<TrialResult[]> {
-  const { lab, scenario, trial, nextId, warmupMs = 200, tailMs = 100, capMs } = options
+  const { lab, scenario, trial, nextId, warmupMs = 200, tailMs = 50, capMs } = options
   const clients: ClientUnderTest[] = []
   const loops: WriteLoop[] = []
   let fault: Injected | undefined

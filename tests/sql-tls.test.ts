@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
+import { createServer as createTlsServer } from 'node:tls'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { labTlsCertificate } from '../lab/aws/test-tls.ts'
 import { createConnectionFactory, parseConnection } from '../src/drivers/postgresjs/mod.ts'
@@ -91,6 +92,11 @@ test("sql: ssl 'require': statements, a transaction, a cursor, a reserved connec
   assert.equal(r!.ssl, true)
   reserved.release()
 
+  const heard = new Promise<string>((resolve) => void sql.listen('tls_channel', resolve))
+  await new Promise((r) => setTimeout(r, 100))
+  await sql.notify('tls_channel', 'over tls')
+  assert.equal(await heard, 'over tls')
+
   // A cancel request goes over TLS too (postgres.js sends its SSLRequest first, then the 16 bytes).
   const slow = sql`select pg_sleep(5)`
   const started = performance.now()
@@ -117,6 +123,46 @@ test('sql: ssl as a TLS options object is passed to tls.connect as it is', async
   assert.ok(error instanceof Error)
   assert.match(`${error.code} ${error.message}`, /self[- ]signed|certificate|cert/i)
   assert.ok(performance.now() - started < 4000)
+})
+
+test("sql: sslnegotiation 'direct' starts TLS at once, with ALPN postgresql, for statements and cancels", async () => {
+  // PostgreSQL 15 has no direct TLS: a TLS terminator in front of its plain port stands in for 17+.
+  const seen: Array<{ alpn: string | false | null; sslRequest: boolean }> = []
+  const sockets = new Set<Socket>()
+  const terminator = createTlsServer({ ...cert, ALPNProtocols: ['postgresql'] }, (client) => {
+    sockets.add(client)
+    client.on('error', () => {})
+    client.once('data', (first: Buffer) => {
+      seen.push({
+        alpn: client.alpnProtocol,
+        sslRequest: first.length >= 8 && first.readInt32BE(4) === 80877103,
+      })
+      const upstream = connect(pg.port, '127.0.0.1')
+      sockets.add(upstream)
+      upstream.on('error', () => client.destroy())
+      client.on('close', () => upstream.destroy())
+      upstream.write(first)
+      client.pipe(upstream)
+      upstream.pipe(client)
+    })
+  })
+  await new Promise<void>((r) => terminator.listen(0, '127.0.0.1', r))
+  closers.push(() => {
+    for (const s of sockets) s.destroy()
+    terminator.close()
+  })
+  const port = (terminator.address() as { port: number }).port
+  const { sql } = client({ sslnegotiation: 'direct' } as never, urlOnPort(port))
+  const [row] = await sql`select 1 as x`
+  assert.equal(row!.x, 1)
+  const slow = sql`select pg_sleep(5)`
+  setTimeout(() => void slow.cancel(), 200)
+  assert.equal(((await slow.catch((e: unknown) => e)) as { code?: string }).code, '57014')
+  assert.ok(seen.length >= 2, JSON.stringify(seen))
+  assert.ok(
+    seen.every((s) => s.alpn === 'postgresql' && !s.sslRequest),
+    JSON.stringify(seen),
+  )
 })
 
 test('sql: pg_stat_ssl shows every connection of our clients encrypted', async () => {

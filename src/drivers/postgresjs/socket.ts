@@ -79,11 +79,6 @@ export function openSocket(
   )
 }
 
-/** Opens a plain TCP socket to `host:port`, tracked in every set of `sets` (see {@link openSocket}). */
-export function openTrackedSocket(host: string, port: number, sets: readonly SocketSet[]): Socket {
-  return openSocket(host, port, sets, undefined, 0) as Socket
-}
-
 /**
  * A socket that fails with `error` as soon as postgres.js listens to it: what our `socket`
  * function returns when it cannot give a connection. postgres.js would hand a rejection to the

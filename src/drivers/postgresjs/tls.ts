@@ -58,8 +58,9 @@ export function negotiateTls(
       secured?.removeListener('error', finish)
       secured?.removeListener('close', onClose)
       if (socket) return resolve(socket)
-      secured?.destroy()
-      raw.destroy()
+      // Whatever either socket still emits has nobody else to go to.
+      secured?.on('error', noop).destroy()
+      raw.on('error', noop).destroy()
       reject(error)
     }
     const onClose = () =>
@@ -129,6 +130,8 @@ export function negotiateTls(
     raw.write(SSL_REQUEST)
   })
 }
+
+const noop = () => {}
 
 function describe(ssl: unknown): string {
   return typeof ssl === 'string' ? `'${ssl}'` : typeof ssl === 'object' ? 'a TLS options object' : String(ssl)

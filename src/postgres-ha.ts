@@ -105,6 +105,7 @@ export function postgresHa(
     abortHost: (host, reason) => pools.abort(host, reason),
     connectedHosts: () => pools.hosts().filter((h) => pools.connectionCount(h) > 0),
     connectionCount: (host) => pools.connectionCount(host),
+    onUserResolved: (user) => pools.setUser(user),
   })
   const haClient = client
   const sql = createSql({

@@ -51,6 +51,8 @@ export interface HaClientDeps {
   connectedHosts(): HostAddress[]
   /** Open user connections to a host. */
   connectionCount(host: HostAddress): number
+  /** The connect plugins resolved another user name (from a secret): user connections must use it. */
+  onUserResolved?(user: string): void
 }
 
 /**
@@ -79,6 +81,8 @@ export class HaClient implements Executor {
   #recheckTimer: TimerHandle | undefined
   readonly #ended = new AbortController()
   #writer: HostAddress | undefined
+  /** The user the connect plugins last resolved. */
+  #user: string
   #ready: Promise<void> | undefined
   #isReady = false
   #connected = false
@@ -88,6 +92,7 @@ export class HaClient implements Executor {
 
   constructor(deps: HaClientDeps) {
     this.#deps = deps
+    this.#user = deps.user
     this.options = deps.options
     this.logger = safeLogger(deps.options.logger)
     this.events = createEvents((error) =>
@@ -110,6 +115,11 @@ export class HaClient implements Executor {
         await this.#connect(ctx, async () => {
           conn = await driver.connect({ ...request, user: ctx.user, password: ctx.password })
         })
+        // The first topology read runs before any user connection, so the pools learn the user in time.
+        if (ctx.user !== this.#user) {
+          this.#user = ctx.user
+          deps.onUserResolved?.(ctx.user)
+        }
         return conn!
       },
     }

@@ -386,7 +386,7 @@ test('aws-e2e: iam — an AWS SDK failure after start-up surfaces at once as its
   })
   try {
     await sql`select 1`
-    const long = sql`select pg_sleep(1.5) as slept`
+    const long = sql`select pg_sleep(1.5) as slept`.execute() // queries are lazy: start it now
     broken = true
     await new Promise((r) => setTimeout(r, 1100))
     const t0 = performance.now()

@@ -2,11 +2,13 @@
 // start-up errors, end(), and what inspection shows.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
 import { inspect } from 'node:util'
 import { startLab } from '../lab/mod.ts'
 import { ClientEndedError, ConnectFailedError, postgresHa } from '../mod.ts'
 import { activeMonitorCount, monitorOf } from '../src/core/monitor-registry.ts'
 import { allInstancesUrl, labClientOptions } from './helpers/ha.ts'
+import { runScript } from './helpers/spawn-runtime.ts'
 
 for (const dialect of ['aurora-pg', 'rds-multi-az-pg', 'pg'] as const) {
   test(`client: detects the ${dialect} dialect and reads the lab's topology`, async () => {
@@ -126,4 +128,13 @@ test('client: no password appears in inspect output, errors or logs', async () =
   }
   await sql.end()
   await bad.end()
+})
+
+test("client: an idle client does not keep the process alive (its own connections are unref'd)", async () => {
+  await using lab = await startLab({ nodes: 2, endpointLagMs: 0 })
+  const script = fileURLToPath(new URL('./fixtures/exit-when-idle.ts', import.meta.url))
+  const result = await runScript(script, 20_000, { PGHA_TEST_URL: lab.url('cluster') })
+  assert.equal(result.timedOut, false, `the process was kept alive; stderr: ${result.stderr}`)
+  assert.equal(result.code, 0, result.stderr)
+  assert.match(result.stdout, /result 1/)
 })

@@ -14,11 +14,12 @@ export function sameRuntimeCommand(script: string): { command: string; args: str
 export function runScript(
   script: string,
   timeoutMs: number,
+  env: Record<string, string> = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string; ms: number; timedOut: boolean }> {
   const { command, args } = sameRuntimeCommand(script)
   const started = performance.now()
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
     let stdout = ''
     let stderr = ''
     let timedOut = false

@@ -70,7 +70,9 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
     if (connectHook)
       await withTimeout(connectHook(ctx), timeoutMs, () => new ConnectFailedError(where, 'timed out'))
     const remainingMs = Math.max(1, timeoutMs - (performance.now() - started))
-    const sockets: SocketSet = { sockets: new Set() }
+    // The driver's own connections (topology, monitoring, probes) never keep a process alive;
+    // work a caller waits for holds the process open itself (see holdOpenUntil).
+    const sockets: SocketSet = { sockets: new Set(), onSocketOpen: (socket) => socket.unref() }
     let closed = false
     const sql = postgres({
       ...o,

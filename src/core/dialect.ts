@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { DbConnection } from './connection-factory.ts'
+import type { DbConnection, StatementOptions } from './connection-factory.ts'
 import type { HostAddress, HostInfo, HostRole } from './host.ts'
 import type { HostPattern } from './host-pattern.ts'
 import type { DialectName } from './options.ts'
@@ -40,8 +40,8 @@ export interface Dialect {
 /** The statement every dialect uses to tell a writable host: a standby is in recovery. */
 export const ROLE_QUERY = 'select pg_catalog.pg_is_in_recovery() as is_reader'
 
-/** Runs {@link ROLE_QUERY} on `conn`. */
-export async function readRole(conn: DbConnection): Promise<HostRole> {
-  const [row] = await conn.query<{ is_reader: boolean }>(ROLE_QUERY)
+/** Runs {@link ROLE_QUERY} on `conn` (bounded by `options.timeoutMs` when given). */
+export async function readRole(conn: DbConnection, options?: StatementOptions): Promise<HostRole> {
+  const [row] = await conn.query<{ is_reader: boolean }>(ROLE_QUERY, [], options)
   return row?.is_reader ? 'reader' : 'writer'
 }

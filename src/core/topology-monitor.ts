@@ -249,7 +249,7 @@ export class TopologyMonitor {
         }
         this.#probes.set(key, conn)
       }
-      return await readRole(this.#wrapTimeout(conn))
+      return await readRole(conn, { timeoutMs: this.config.probeTimeoutMs })
     } catch {
       conn?.abort()
       this.#probes.delete(key)

@@ -41,14 +41,11 @@ export async function searchWriter(input: WriterSearchInput): Promise<HostAddres
   const probeLoop = async (host: HostAddress) => {
     let conn: DbConnection | undefined
     while (!stop.signal.aborted && input.clock.now() < input.deadline) {
-      const left = input.deadline - input.clock.now()
+      // Neither the connect nor the probe may outlast the search.
+      const timeoutMs = Math.max(1, Math.min(input.probeTimeoutMs, input.deadline - input.clock.now()))
       try {
         if (!conn || conn.closed) {
-          conn = await input.factory.connect({
-            host,
-            purpose: 'probe',
-            timeoutMs: Math.max(1, Math.min(input.probeTimeoutMs, left)),
-          })
+          conn = await input.factory.connect({ host, purpose: 'probe', timeoutMs })
           // A connect that finishes after the search ended must not outlive it.
           if (stop.signal.aborted) {
             conn.abort()
@@ -56,13 +53,7 @@ export async function searchWriter(input: WriterSearchInput): Promise<HostAddres
           }
           conns.push(conn)
         }
-        const role = await readRole({
-          ...conn,
-          host: conn.host,
-          closed: conn.closed,
-          query: (text, params) =>
-            conn!.query(text, params, { timeoutMs: Math.max(1, Math.min(input.probeTimeoutMs, left)) }),
-        })
+        const role = await readRole(conn, { timeoutMs })
         if (role === 'writer') {
           writable.set(hostKey(host), host)
           wake?.()

@@ -206,6 +206,8 @@ export class HaClient implements Executor {
       const host = pinned && ctx.attempt === 0 ? pinned : this.route(ctx.targetRole)
       ctx.host = host
       ctx.sent = false
+      // Only the first success matters; after it, statements pay no extra promise for this.
+      if (this.#connected) return attempt(host, ctx)
       return attempt(host, ctx).then((result) => {
         this.#connected = true
         return result
@@ -232,26 +234,19 @@ export class HaClient implements Executor {
 
   async #bootstrap(): Promise<void> {
     this.#pluginsInit ??= (async () => {
-      const services = {
-        ...this.services,
-        clock: this.options.clock,
-        logger: this.logger,
-        events: this.events,
-      }
-      Object.assign(services, { factory: this.factory })
-      for (const plugin of this.#deps.plugins) await plugin.init?.(services as PluginServices)
+      for (const plugin of this.#deps.plugins) await plugin.init?.(this.services)
     })()
     await this.#pluginsInit
     if (this.#lease.monitor.current) return
-    let timer: ReturnType<typeof setTimeout> | undefined
+    let timer: TimerHandle | undefined
     // A cluster that doesn't answer must not hold the first statement longer than a connect would.
     await Promise.race([
       this.#lease.monitor.refresh().catch(() => undefined),
       new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.options.connectTimeoutMs)
+        timer = startTimer(resolve, this.options.connectTimeoutMs)
       }),
     ])
-    clearTimeout(timer)
+    stopTimer(timer)
     if (this.#lease.monitor.current) return
     // No host could be reached at all: say so now rather than let the statement time out again.
     // Any other failure (no topology functions, no permission) falls back to the listed hosts.

@@ -54,10 +54,15 @@ export class HostMonitor {
   }
 
   #unwatch(w: HostWatch): void {
-    if (!this.#watches.delete(w) || this.#watches.size > 0) return
+    if (this.#watches.delete(w) && this.#watches.size === 0) this.#goIdle()
+  }
+
+  /** Nothing is watched any more: stop probing, and close the connection unless a watch comes soon. */
+  #goIdle(): void {
     stopTimer(this.#timer)
     this.#timer = undefined
     this.#failures = 0
+    stopTimer(this.#idleTimer)
     this.#idleTimer = startTimer(() => this.close(), IDLE_CLOSE_MS)
   }
 
@@ -118,21 +123,14 @@ export class HostMonitor {
     if (ok) this.#failures = 0
     else if (++this.#failures >= settings.count) {
       const reason = `no answer from ${hostKey(this.host)} to ${this.#failures} probes ${settings.intervalMs} ms apart`
-      this.#failures = 0
       const watches = [...this.#watches]
       this.#watches.clear()
+      this.#goIdle()
       for (const w of watches) w.onDown(reason)
-      this.#unwatchAllDone()
       return
     }
     // Probes start one interval apart whatever each took, so detection time stays predictable.
     this.#schedule(Math.max(0, settings.intervalMs - (performance.now() - started)))
-  }
-
-  #unwatchAllDone(): void {
-    stopTimer(this.#timer)
-    this.#timer = undefined
-    this.#idleTimer = startTimer(() => this.close(), IDLE_CLOSE_MS)
   }
 }
 

@@ -313,22 +313,12 @@ test('aws-e2e: iam — a missing @aws-sdk/rds-signer is a MissingDependencyError
 
 test('aws-e2e: iam — kill writer: failover works, each host (the new writer too) is signed for once', async () => {
   const refusedBefore = iam.refusals().length
-  const credentials = countingCredentials()
-  const log = logCapture()
+  // The plugin object itself, so that its signing counters can be read.
   const plugin = iamPlugin()
+  const { sql, credentials, log } = iamClient({
+    plugins: ['connectionTracker', 'failover', 'hostMonitoring', plugin],
+  })
   const events: string[] = []
-  const sql = postgresHa(
-    iam.lab.url('cluster'),
-    labClientOptions({
-      plugins: ['connectionTracker', 'failover', 'hostMonitoring', plugin],
-      iamRegion: 'us-east-1',
-      ssl: { rejectUnauthorized: false },
-      credentials,
-      user: iam.role,
-      logger: log.logger,
-      max: 6,
-    } as never),
-  ) as PostgresHaSql
   sql.ha.on('failover', (e) => events.push(`failover ${e.ok} ${e.from?.host}->${e.to?.host}`))
   try {
     await sql`create table if not exists iam_kv (id int primary key)`

@@ -330,8 +330,12 @@ export class HaClient implements Executor {
           })
           conn.abort()
           if (!this.#ended.signal.aborted) this.#markUp(host)
-        } catch {
-          // Still down.
+        } catch (error) {
+          // A host that answers with an error (too many connections, refused credentials) is up;
+          // silence or a refused connection means still down.
+          const kind = this.factory.classify(error)
+          if (kind !== 'connect-failed' && kind !== 'connection-lost' && !this.#ended.signal.aborted)
+            this.#markUp(host)
         }
       }),
     )

@@ -19,7 +19,6 @@ const KINDS: Record<string, ErrorKind> = {
   '57P03': 'connect-failed', // cannot_connect_now (starting up, shutting down, in recovery)
   '08001': 'connect-failed', // sqlclient_unable_to_establish_sqlconnection
   '08004': 'connect-failed', // sqlserver_rejected_establishment_of_sqlconnection
-  '53300': 'connect-failed', // too_many_connections
   // An open connection broke.
   CONNECTION_CLOSED: 'connection-lost',
   CONNECTION_ENDED: 'connection-lost',
@@ -62,7 +61,21 @@ export function classify(error: unknown): ErrorKind {
   const { code, syscall } = error as { code?: unknown; syscall?: unknown }
   const kind = typeof code === 'string' ? KINDS[code] : undefined
   if (kind === undefined) return 'other'
+  // The server sent this error and kept the session (severity ERROR, not FATAL or PANIC): a
+  // PL/pgSQL `raise`, or dblink / postgres_fdw relaying another server's error. The connection
+  // and the host are fine; it is the statement's own error.
+  if ((kind === 'connection-lost' || kind === 'connect-failed') && keptSession(error)) return 'other'
   // Any socket error raised while connecting (ETIMEDOUT, ECONNRESET...) means nothing was sent.
   if (kind === 'connection-lost' && syscall === 'connect') return 'connect-failed'
   return kind
+}
+
+/** Severities after which PostgreSQL closes the session. */
+const SESSION_ENDING = new Set(['FATAL', 'PANIC'])
+
+/** Whether `error` is an error message from the server that left the session open. */
+function keptSession(error: object): boolean {
+  const { severity, severity_local } = error as { severity?: unknown; severity_local?: unknown }
+  const level = typeof severity === 'string' ? severity : severity_local
+  return typeof level === 'string' && !SESSION_ENDING.has(level)
 }

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { ConnectionFactory, DbConnection } from '../../core/connection-factory.ts'
+import type { ConnectionFactory, DbConnection, ErrorKind } from '../../core/connection-factory.ts'
 import { type HostAddress, hostKey } from '../../core/host.ts'
 import { startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
 
@@ -114,8 +114,9 @@ export class HostMonitor {
     } catch (error) {
       this.#conn?.abort()
       this.#conn = undefined
-      // A host that refuses the credentials answered: it is alive, whatever is wrong with them.
-      if (settings.factory.classify(error) === 'auth-failed') ok = true
+      // A host that answered with an error (refused credentials, too many connections) is alive,
+      // whatever is wrong with the request: only silence and lost connections count as failures.
+      ok = answered(settings.factory.classify(error))
     } finally {
       this.#probing = false
     }
@@ -132,6 +133,11 @@ export class HostMonitor {
     // Probes start one interval apart whatever each took, so detection time stays predictable.
     this.#schedule(Math.max(0, settings.intervalMs - (performance.now() - started)))
   }
+}
+
+/** Whether an error of this kind came from a host that is up. */
+function answered(kind: ErrorKind): boolean {
+  return kind !== 'connect-failed' && kind !== 'connection-lost'
 }
 
 const monitors = new Map<string, HostMonitor>()

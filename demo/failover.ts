@@ -1,7 +1,10 @@
 /**
  * `npm run demo`: a live failover on the built-in lab. Two write loops run side by side — one
  * through postgres-ha, one through plain postgres.js on the cluster endpoint, as most applications
- * connect today — then the writer is killed and a timeline shows who writes again when.
+ * connect today — then the writer is killed and a timeline shows who writes again when. A client
+ * writes again only when the new writer acknowledges one of its writes (each insert returns the
+ * instance that committed it): a write in flight on the old writer and acknowledged just after the
+ * kill is not recovery.
  *
  * Flags: --endpoint-lag-ms N (default 30000: the cluster DNS name follows the writer this late),
  * --promote-after-ms N (default 1000), --nodes N (default 3).
@@ -9,7 +12,7 @@
 import postgres from 'postgres'
 import { type LabEvent, startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
-import { startWriteLoop } from './write-loop.ts'
+import { createDemoTable, startWriteLoop } from './write-loop.ts'
 
 const flags = parseFlags(process.argv.slice(2))
 const now = () => performance.timeOrigin + performance.now()
@@ -40,8 +43,8 @@ log()
 
 const ha = postgresHa(lab.url('cluster'), { failoverTimeoutMs: 60_000, max: 2 })
 const plain = postgres(lab.url('cluster'), { max: 2, onnotice: () => {}, connect_timeout: 5 })
-await ha`create table demo_ha (id int primary key)`
-await ha`create table demo_plain (id int primary key)`
+await createDemoTable(ha, 'demo_ha')
+await createDemoTable(ha, 'demo_plain')
 const failovers: Array<{ at: number; what: string }> = []
 ha.ha.on('failoverStart', (e) =>
   failovers.push({
@@ -65,25 +68,28 @@ const haLoop = startWriteLoop(ha, 'demo_ha')
 const plainLoop = startWriteLoop(plain, 'demo_plain')
 await new Promise((r) => setTimeout(r, 1_000))
 
-const killAt = now()
+const killRequested = now() - 5
 await lab.kill('writer')
+// The lab's own timestamp of the kill, not the moment we asked for it.
+const killAt = (await lab.waitForEvent('fault', { afterMs: killRequested, timeoutMs: 10_000 })).atMs
 log()
 log(`kill -9 of the writer ${status.writer} (postmaster and every backend at once)`)
 const ready = await lab.waitForEvent('writer-ready', { afterMs: killAt, timeoutMs: 60_000 })
+const fault = { oldWriter: status.writer!, faultMs: killAt, newWriter: ready.node }
 const capMs = flags.endpointLagMs + 15_000
 const ticker = setInterval(
   () => progress(`  ... waiting for plain postgres.js to write again (${ms(now() - killAt)} since the kill)`),
   5_000,
 )
-while (plainLoop.firstAckAfter(killAt) === undefined && now() - killAt < capMs)
+while (plainLoop.firstRecovery(fault) === undefined && now() - killAt < capMs)
   await new Promise((r) => setTimeout(r, 50))
 clearInterval(ticker)
 await new Promise((r) => setTimeout(r, 300))
 await Promise.all([haLoop.stop(), plainLoop.stop()])
 
 const events = (await lab.events()).filter((e) => e.atMs >= killAt && e.type !== 'fault')
-const haFirst = haLoop.firstAckAfter(killAt)
-const plainFirst = plainLoop.firstAckAfter(killAt)
+const haFirst = haLoop.firstRecovery(fault)?.endMs
+const plainFirst = plainLoop.firstRecovery(fault)?.endMs
 const rows: Array<{ at: number; what: string }> = [
   { at: killAt, what: `kill -9 writer ${status.writer}` },
   ...events.map((e: LabEvent) => ({ at: e.atMs, what: describeEvent(e) })),
@@ -100,7 +106,7 @@ const rows: Array<{ at: number; what: string }> = [
     ? [
         {
           at: haFirst,
-          what: `postgres-ha: writing again — ${ms(haFirst - ready.atMs)} after the new writer was ready`,
+          what: `postgres-ha: first write acknowledged by ${ready.node} — ${ms(haFirst - ready.atMs)} after it was ready`,
         },
       ]
     : []),
@@ -108,7 +114,7 @@ const rows: Array<{ at: number; what: string }> = [
     ? [
         {
           at: plainFirst,
-          what: `postgres.js: writing again — ${ms(plainFirst - ready.atMs)} after the new writer was ready`,
+          what: `postgres.js: first write acknowledged by ${ready.node} — ${ms(plainFirst - ready.atMs)} after it was ready`,
         },
       ]
     : [{ at: killAt + capMs, what: `postgres.js: still not writing after ${ms(capMs)}` }]),

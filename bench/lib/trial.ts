@@ -10,6 +10,7 @@ import type { Lab } from '../../lab/mod.ts'
 import { addCounts } from './errors.ts'
 import { type Injected, inject, restore, type Scenario, writerReady } from './faults.ts'
 import { type LedgerCheck, verifyLedger } from './ledger.ts'
+import { isRecoveryWrite } from './recovery.ts'
 import { sleep } from './report.ts'
 import { type AnySql, startWriteLoop, type WriteLoop, type WriteRecord } from './write-loop.ts'
 
@@ -36,7 +37,7 @@ export interface TrialResult {
   newWriter: string | null
   /** Fault → the lab's `writer-ready`. */
   promotionMs: number | null
-  /** Fault → the first acknowledged write committed by another instance. */
+  /** Fault → the first acknowledged write that the server said another instance committed. */
   firstWriteMs: number | null
   /** First write on the new writer − `writer-ready`: what the driver added. */
   driverAddedMs: number | null
@@ -166,7 +167,7 @@ async function firstWriteElsewhere(
     for (; scanned < records.length; scanned++) {
       const r = records[scanned]!
       if (r.endMs === undefined) break
-      if (r.inst !== undefined && r.inst !== fault.oldWriter && r.endMs > fault.faultMs) return r
+      if (isRecoveryWrite(r, fault)) return r
     }
     await sleep(5)
   }

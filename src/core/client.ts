@@ -6,7 +6,7 @@
  */
 
 import { holdOpenUntil, startTimer, stopTimer, type TimerHandle } from '../runtime/timers.ts'
-import type { ConnectionFactory, DbConnection } from './connection-factory.ts'
+import type { ConnectionFactory, ConnectRequest, DbConnection } from './connection-factory.ts'
 import type { Dialect } from './dialect.ts'
 import { ClientEndedError, ConnectFailedError } from './errors.ts'
 import { createEvents, type HaEvents } from './events.ts'
@@ -104,24 +104,7 @@ export class HaClient implements Executor {
     const driver = deps.driverFactory
     this.factory = {
       classify: (e) => driver.classify(e),
-      connect: async (request) => {
-        const ctx: ConnectContext = {
-          host: request.host,
-          purpose: request.purpose,
-          user: request.user ?? deps.user,
-          password: request.password,
-        }
-        let conn: DbConnection | undefined
-        await this.#connect(ctx, async () => {
-          conn = await driver.connect({ ...request, user: ctx.user, password: ctx.password })
-        })
-        // The first topology read runs before any user connection, so the pools learn the user in time.
-        if (ctx.user !== this.#user) {
-          this.#user = ctx.user
-          deps.onUserResolved?.(ctx.user)
-        }
-        return conn!
-      },
+      connect: (request) => this.#connectInternal(request),
     }
     this.#lease = acquireMonitor(
       {
@@ -160,6 +143,65 @@ export class HaClient implements Executor {
     })
     const current = this.#lease.monitor.current
     if (current) this.#onTopology(current, undefined)
+  }
+
+  /**
+   * An internal connection (topology, probe, monitor, recheck) through the connect plugins, within
+   * one deadline of `request.timeoutMs` that includes the plugins (IAM signing, a Secrets Manager
+   * read): a plugin that never answers must not wedge the caller. A connection that arrives after
+   * the deadline is dropped, since nobody waits for it any more.
+   */
+  #connectInternal(request: ConnectRequest): Promise<DbConnection> {
+    const driver = this.#deps.driverFactory
+    const started = this.options.clock.now()
+    const ctx: ConnectContext = {
+      host: request.host,
+      purpose: request.purpose,
+      user: request.user ?? this.#deps.user,
+      password: request.password,
+    }
+    let late = false
+    let conn: DbConnection | undefined
+    const connecting = this.#connect(ctx, async () => {
+      const remainingMs = Math.max(1, request.timeoutMs - (this.options.clock.now() - started))
+      conn = await driver.connect({
+        ...request,
+        timeoutMs: remainingMs,
+        user: ctx.user,
+        password: ctx.password,
+      })
+      if (late) conn.abort()
+    }).then(() => {
+      // The first topology read runs before any user connection, so the pools learn the user in time.
+      if (ctx.user !== this.#user) {
+        this.#user = ctx.user
+        this.#deps.onUserResolved?.(ctx.user)
+      }
+      return conn!
+    })
+    return new Promise<DbConnection>((resolve, reject) => {
+      const timer = startTimer(() => {
+        late = true
+        conn?.abort()
+        reject(
+          new ConnectFailedError(
+            hostKey(request.host),
+            `no connection within ${request.timeoutMs} ms (connect plugins included)`,
+          ),
+        )
+      }, request.timeoutMs)
+      connecting.then(
+        (c) => {
+          stopTimer(timer)
+          if (late) c.abort()
+          else resolve(c)
+        },
+        (error: unknown) => {
+          stopTimer(timer)
+          reject(error)
+        },
+      )
+    })
   }
 
   /** The latest topology reading of this client's cluster. */

@@ -40,6 +40,13 @@ export interface TopologySubscriber {
 const SETTLE_READS = 3
 
 /**
+ * The longest pause between reads while every read fails. A persistent error (the wrong dialect,
+ * a missing permission) must not open connections at the fast rate forever; a cluster that is
+ * down for a while is still looked at every few seconds.
+ */
+const MAX_ERROR_BACKOFF_MS = 5_000
+
+/**
  * Polls one cluster's topology for all its subscribers.
  *
  * @example
@@ -60,6 +67,10 @@ export class TopologyMonitor {
   #timer: TimerHandle | undefined
   #fast = false
   #stableReads = 0
+  /** Reads in a row that failed on every host. */
+  #failedReads = 0
+  /** The error last logged, so that a persistent one is logged once. */
+  #loggedError: string | undefined
   #stopped = false
   /** Number of topology statements sent, for tests and the idle benchmark. */
   reads = 0
@@ -93,8 +104,7 @@ export class TopologyMonitor {
 
   subscribe(subscriber: TopologySubscriber): void {
     this.#subscribers.add(subscriber)
-    if (!this.#timer && !this.#stopped)
-      this.#schedule(this.#fast ? this.config.fastRefreshMs : this.config.refreshMs)
+    if (!this.#timer && !this.#stopped) this.#schedule(this.#nextDelay())
   }
 
   /** Removes a client; the last one out stops the monitor. Returns true when it stopped. */
@@ -140,10 +150,19 @@ export class TopologyMonitor {
     this.#timer = startTimer(() => {
       this.#timer = undefined
       void this.refresh().finally(() => {
-        if (!this.#stopped && !this.#timer && this.#subscribers.size > 0)
-          this.#schedule(this.#fast ? this.config.fastRefreshMs : this.config.refreshMs)
+        if (!this.#stopped && !this.#timer && this.#subscribers.size > 0) this.#schedule(this.#nextDelay())
       })
     }, ms)
+  }
+
+  /** Calm, fast, or backing off after failed reads (doubling from the fast rate). */
+  #nextDelay(): number {
+    const { fastRefreshMs, refreshMs } = this.config
+    if (this.#failedReads > 0) {
+      const cap = Math.min(refreshMs, Math.max(fastRefreshMs, MAX_ERROR_BACKOFF_MS))
+      return Math.min(cap, fastRefreshMs * 2 ** Math.min(this.#failedReads - 1, 20))
+    }
+    return this.#fast ? fastRefreshMs : refreshMs
   }
 
   #factory(): ConnectionFactory | undefined {
@@ -181,28 +200,59 @@ export class TopologyMonitor {
         const hosts = await this.#dialect.readTopology(conn, this.#context(factory))
         if (hosts.length === 0) throw new Error(`${hostKey(host)} reported an empty topology`)
         this.lastError = undefined
+        this.#readSucceeded()
         this.#accept(makeTopology(this.config.clusterId, hosts, this.config.clock.wallNow(), hostKey(host)))
         return this.#current
       } catch (error) {
         lastError = error
-        if (this.#conn && hostKey(this.#conn.host) === hostKey(host)) {
+        // A statement the server refused (no such function, no permission) leaves a good
+        // connection: keep it rather than log in again for the next read.
+        const kind = factory.classify(error)
+        const broken = kind === 'connection-lost' || kind === 'connect-failed'
+        if (broken && this.#conn && hostKey(this.#conn.host) === hostKey(host)) {
           this.#conn.abort()
           this.#conn = undefined
         }
       }
     }
     this.lastError = lastError
-    this.config.logger.debug('topology: no host answered', {
-      cluster: this.config.clusterId,
-      error: String((lastError as Error)?.message ?? lastError),
-    })
-    this.#fast = true
-    this.#stableReads = 0
+    this.#readFailed(lastError)
     return this.#current
   }
 
+  #readSucceeded(): void {
+    if (this.#failedReads > 0 && this.#loggedError !== undefined)
+      this.config.logger.info('topology: read again', { cluster: this.config.clusterId })
+    this.#failedReads = 0
+    this.#loggedError = undefined
+  }
+
+  /** Backs off, and logs a persistent error once (again only if it changes). */
+  #readFailed(error: unknown): void {
+    this.#failedReads++
+    this.#fast = true
+    this.#stableReads = 0
+    const message = String((error as Error)?.message ?? error)
+    if (message !== this.#loggedError) {
+      this.#loggedError = message
+      this.config.logger.warn('topology: no host answered the topology read; retrying with back-off', {
+        cluster: this.config.clusterId,
+        dialect: this.#dialect?.name,
+        error: message,
+      })
+    }
+    // A read outside the timer (the first statement, a failover) must not leave the next one
+    // scheduled for the calm interval.
+    if (!this.#stopped && this.#subscribers.size > 0) {
+      stopTimer(this.#timer)
+      this.#schedule(this.#nextDelay())
+    }
+  }
+
   async #connection(factory: ConnectionFactory, host: HostAddress): Promise<DbConnection> {
-    if (this.#conn && !this.#conn.closed && hostKey(this.#conn.host) === hostKey(host)) return this.#conn
+    // Reused or new, every statement on it is bounded: a frozen host must not stall polling.
+    if (this.#conn && !this.#conn.closed && hostKey(this.#conn.host) === hostKey(host))
+      return this.#wrapTimeout(this.#conn)
     this.#conn?.abort()
     this.#conn = undefined
     const conn = await factory.connect({ host, purpose: 'topology', timeoutMs: this.config.probeTimeoutMs })

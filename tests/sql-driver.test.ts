@@ -2,7 +2,12 @@ import assert from 'node:assert/strict'
 import { createServer, type Server, type Socket } from 'node:net'
 import { after, before, test } from 'node:test'
 import { inspect } from 'node:util'
-import { ClientEndedError, ConnectFailedError, QueryTimeoutError } from '../src/core/errors.ts'
+import {
+  ClientEndedError,
+  ConnectFailedError,
+  QueryTimeoutError,
+  TransactionResolutionUnknownError,
+} from '../src/core/errors.ts'
 import type { ConnectContext } from '../src/core/plugin.ts'
 import {
   classify,
@@ -345,14 +350,19 @@ test('sql: a reserved connection keeps one session across statements', async () 
   reserved.release()
 })
 
-test('sql: a reserved connection lost in a transaction fails, then re-reserves', async () => {
+test('sql: a reserved connection lost in a transaction rejects until rollback, then re-reserves', async () => {
   const { sql, pools, target } = client()
   const reserved = await sql.reserve()
   await reserved`begin`
   const [{ pid }] = await reserved`select pg_backend_pid() as pid`
   pools.abort(target.host, 'failover')
-  const error = await reserved`select 1`.catch((e) => e)
-  assert.equal(classify(error), 'connection-lost')
+  // Until the caller ends the transaction, nothing may run in autocommit in its place.
+  for (let i = 0; i < 3; i++) {
+    const error = await reserved`select 1`.catch((e) => e)
+    assert.ok(error instanceof TransactionResolutionUnknownError, `got ${error}`)
+    assert.equal(classify(error.cause), 'connection-lost')
+  }
+  await reserved`rollback`
   const [{ pid: pid2 }] = await reserved`select pg_backend_pid() as pid`
   assert.notEqual(pid2, pid)
   const [{ t }] = await reserved`select now() = statement_timestamp() as t`

@@ -2,13 +2,18 @@
  * `sql.reserve()`: a connection pinned to one host. Each reservation runs on a dedicated
  * `max: 1` postgres.js instance (recycled between reservations) rather than postgres.js's own
  * `reserve()`, whose connection can be closed and reused by the pool behind the reservation's back
- * (porsager/postgres#1208, #925). The reservation tracks whether a transaction is open on it; after
- * its connection was lost, its next statement runs on whatever host the core then gives.
+ * (porsager/postgres#1208, #925). The reservation tracks whether a transaction is open on it.
+ * Once its connection is lost it is pinned to nothing: its next statement opens a new connection
+ * on whatever host the core then gives (the current writer, or a live reader), so it never returns
+ * to a dead or demoted host. A transaction open on a lost connection is gone: every statement
+ * after the loss rejects with `TransactionResolutionUnknownError` until the caller ends it
+ * (`rollback`, `commit`, which rejects too, or `release()`), so nothing of it runs in autocommit.
  *
  * @module
  */
 import type { Socket } from 'node:net'
 import type postgres from 'postgres'
+import { TransactionResolutionUnknownError } from '../../core/errors.ts'
 import type { ExecuteRequest, Executor } from '../../core/executor.ts'
 import { type HostAddress, hostKey, sameHost } from '../../core/host.ts'
 import { classify } from './classify.ts'
@@ -32,6 +37,8 @@ interface Slot {
 interface Reservation {
   slot: Slot | undefined
   inTransaction: boolean
+  /** The open transaction's connection was lost: what every statement rejects with until it is ended. */
+  lost: TransactionResolutionUnknownError | undefined
   released: boolean
 }
 
@@ -52,13 +59,16 @@ export interface ReserveDeps {
 
 const OPENS = /^(BEGIN|START TRANSACTION)$/
 const CLOSES = /^(COMMIT|ROLLBACK|PREPARE TRANSACTION|COMMIT PREPARED|ROLLBACK PREPARED)$/
-const CLOSING_TEXT = /^\s*(commit|end|rollback|abort|prepare\s+transaction)\b/i
+const CLOSING_TEXT = /^\s*(commit|end|rollback|abort|prepare\s+transaction)\b(?!\s+to\b)/i
+const ROLLBACK_TEXT = /^\s*(rollback|abort)\b(?!\s+to\b)/i
 
 /** Makes `reserve()` and the function that ends every idle reserved connection. */
 export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFunction>; end(): Promise<void> } {
   const { executor, pools } = deps
   const idle = new Map<string, Slot[]>()
   const maxIdle = Math.max(1, Number(pools.options.max) || 1)
+  /** Statements that were running when their reservation's transaction was lost. */
+  const lostBy = new WeakSet<HaQuery>()
 
   function acquire(host: HostAddress): Slot {
     const list = idle.get(hostKey(host))
@@ -101,23 +111,42 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
 
   function attempt(r: Reservation, q: HaQuery, host: HostAddress, ctx: Parameters<typeof attemptQuery>[3]) {
     let slot = r.slot
-    if (!slot || !sameHost(slot.host, host) || slot.lost) {
-      const lostTransaction = r.inTransaction && slot !== undefined
-      if (slot && !sameHost(slot.host, host)) {
-        recycle(slot, false)
-        slot = r.slot = undefined
-      }
-      if (slot?.lost) slot.lost = false
-      r.inTransaction = false
-      if (lostTransaction) {
-        const where = hostKey(host)
-        return Promise.reject(
-          connectionError('CONNECTION_CLOSED', `the reserved connection's transaction was lost (${where})`),
-        )
-      }
-      if (!slot) slot = r.slot = acquire(host)
+    // A lost connection keeps no session: the reservation starts afresh on the host the core gave.
+    if (slot && (slot.lost || !sameHost(slot.host, host))) {
+      recycle(slot, false)
+      slot = r.slot = undefined
     }
-    return attemptQuery(q, slot.handler, slot.canceller, ctx)
+    if (!slot) slot = r.slot = acquire(host)
+    const used = slot
+    const inTransaction = r.inTransaction
+    return attemptQuery(q, used.handler, used.canceller, ctx).catch((error: unknown) => {
+      const kind = classify(error)
+      if (kind === 'connection-lost' || kind === 'connect-failed') {
+        used.lost = true
+        if (inTransaction && r.slot === used) {
+          lose(r, used.host, error)
+          lostBy.add(q)
+        }
+      }
+      throw error
+    })
+  }
+
+  /** The transaction open on `r` is gone with its connection. */
+  function lose(r: Reservation, host: HostAddress, cause: unknown): void {
+    r.inTransaction = false
+    r.lost ??= new TransactionResolutionUnknownError(hostKey(host), undefined, { cause })
+  }
+
+  /** A statement on a reservation whose transaction was lost: only ending the transaction passes. */
+  function refuseLost(r: Reservation, q: HaQuery): void {
+    const lost = r.lost!
+    const text = q.strings[0] ?? ''
+    if (CLOSING_TEXT.test(text)) r.lost = undefined
+    // The server rolled the transaction back when the connection went: ROLLBACK states a fact.
+    if (CLOSING_TEXT.test(text) && ROLLBACK_TEXT.test(text))
+      q.resolve(Object.assign([], { command: 'ROLLBACK', count: null, columns: [], state: undefined }))
+    else q.reject(lost)
   }
 
   function settle(r: Reservation, q: HaQuery, value: unknown): void {
@@ -132,25 +161,37 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
   }
 
   function fail(r: Reservation, q: HaQuery, error: unknown): void {
-    const kind = classify(error)
-    if (kind === 'connection-lost' || kind === 'connect-failed') {
-      if (r.slot) r.slot.lost = true
-      r.inTransaction = false
-    } else if (r.inTransaction && CLOSING_TEXT.test(q.strings[0] ?? '')) r.inTransaction = false
+    if (lostBy.delete(q) && r.lost) {
+      // Whatever the plugins made of the loss (none, or a failed failover), the transaction's fate
+      // is unknown; every later statement rejects with this same error.
+      if (error instanceof TransactionResolutionUnknownError) r.lost = error
+      else if (error !== r.lost.cause)
+        r.lost = new TransactionResolutionUnknownError(r.lost.fromHost, undefined, { cause: error })
+      q.reject(r.lost)
+      return
+    }
+    if (r.inTransaction && CLOSING_TEXT.test(q.strings[0] ?? '')) r.inTransaction = false
     q.reject(error)
   }
 
   async function reserve(): Promise<SqlFunction> {
     if (deps.isEnded()) throw deps.endedError()
-    const r: Reservation = { slot: undefined, inTransaction: false, released: false }
+    const r: Reservation = { slot: undefined, inTransaction: false, lost: undefined, released: false }
     const handler: QueryHandler = (q) => {
       if (r.released) return deps.fallback(q)
       if (deps.isEnded()) return q.reject(deps.endedError())
+      // Closed while idle in a transaction (terminated, timed out, aborted by the tracker).
+      if (r.inTransaction && r.slot?.lost)
+        lose(r, r.slot.host, connectionError('CONNECTION_CLOSED', 'the reserved connection was closed'))
+      if (r.lost) {
+        refuseLost(r, q as HaQuery)
+        return
+      }
       q.active = true
       deps.enter()
       const request: ExecuteRequest = {
         kind: 'reserved',
-        pinnedHost: r.slot?.host,
+        pinnedHost: r.slot && !r.slot.lost ? r.slot.host : undefined,
         inTransaction: r.inTransaction,
         description: q.strings[0] ?? '',
       }
@@ -174,6 +215,7 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
       release() {
         if (r.released) return
         r.released = true
+        r.lost = undefined
         if (r.slot) recycle(r.slot, !r.inTransaction)
         r.slot = undefined
       },

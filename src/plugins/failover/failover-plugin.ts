@@ -140,7 +140,10 @@ export function failoverPlugin(): HaPlugin {
           const to = await failoverFor(failed, seen, trigger)
           if (trigger === 'read-only' && sameHost(to, failed)) throw error
           const neverSent = !ctx.sent && !ctx.delivered
-          if (neverSent && ctx.kind !== 'reserved' && ctx.attempt < 10) {
+          // A reserved connection outside a transaction has no session left to lose once its
+          // connection failed; inside one, the transaction died with it.
+          const retryable = ctx.kind !== 'reserved' || !ctx.inTransaction
+          if (neverSent && retryable && ctx.attempt < 10) {
             ctx.attempt++
             continue
           }

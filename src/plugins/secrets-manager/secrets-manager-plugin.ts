@@ -227,8 +227,10 @@ export function secretsManagerPlugin(input: SecretsManagerPluginInput = {}): Sec
       try {
         return await next()
       } catch (e) {
-        // Refused credentials mean the pool's new connection never logged in: nothing ran, so one retry is safe.
-        if (ctx.delivered || !refusedByServer(s.classify, e)) throw e
+        // Refused credentials mean the pool's new connection never logged in: nothing ran, so one
+        // retry is safe. Once the statement was sent, a 28000/28P01 is the server's answer to it
+        // (a PL/pgSQL raise, a SECURITY DEFINER check): it may have done work, never run it again.
+        if (ctx.sent || ctx.delivered || !refusedByServer(s.classify, e)) throw e
         await refreshed(before, ctx.host)
         authRetries++
         ctx.attempt++

@@ -28,6 +28,12 @@ export interface ConnectRequest {
   readonly purpose: ConnectPurpose
   /** Give up (and reject with a `connect-failed` error) after this long. */
   readonly timeoutMs: number
+  /**
+   * Also give up once the host has sent nothing for this long while an answer is awaited: a
+   * frozen or black-holed host is "connected and silent", while a host on a slow network keeps
+   * answering each step of the login and gets up to `timeoutMs`. Default: `timeoutMs` only.
+   */
+  readonly silenceTimeoutMs?: number
   /** User name resolved by the connect plugins; the driver's own when absent. */
   readonly user?: string
   /** Password resolved by the connect plugins (an IAM token, a secret); the driver's own when absent. */

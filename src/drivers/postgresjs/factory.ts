@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { Socket } from 'node:net'
 import postgres from 'postgres'
 import type {
   ConnectionFactory,
@@ -16,7 +17,7 @@ import type {
 import { ConnectFailedError, QueryTimeoutError } from '../../core/errors.ts'
 import { hostKey } from '../../core/host.ts'
 import type { ConnectContext } from '../../core/plugin.ts'
-import { startTimer, stopTimer } from '../../runtime/mod.ts'
+import { startTimer, stopTimer, type TimerHandle } from '../../runtime/mod.ts'
 import { classify } from './classify.ts'
 import type { ParsedConnection } from './parse.ts'
 import type { ConnectHook } from './pools.ts'
@@ -72,7 +73,25 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
     const remainingMs = Math.max(1, timeoutMs - (performance.now() - started))
     // The driver's own connections (topology, monitoring, probes) never keep a process alive;
     // work a caller waits for holds the process open itself (see holdOpenUntil).
-    const sockets: SocketSet = { sockets: new Set(), onSocketOpen: (socket) => socket.unref() }
+    // When the host last sent anything: the login's deadline for silence counts from there. The
+    // TCP socket hears the answer to an SSLRequest; a finished TLS handshake is an answer too.
+    let heardAt = performance.now()
+    const heard = () => {
+      heardAt = performance.now()
+    }
+    const listen = (socket: Socket): Socket => {
+      heard()
+      return socket.on('data', heard)
+    }
+    const sockets: SocketSet = {
+      sockets: new Set(),
+      onSocketOpen: (socket) => {
+        socket.unref()
+        // Once: the answer to the SSLRequest. The TLS socket takes over the TCP socket afterwards,
+        // and nothing else may read from it.
+        if (tls) socket.once('data', heard)
+      },
+    }
     let closed = false
     const sql = postgres({
       ...o,
@@ -104,7 +123,10 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
       serializers,
       parameters: {},
       shared: { retries: 0, typeArrayMap: {} },
-      socket: () => openSocket(host.host, host.port, [sockets], tls, remainingMs),
+      socket: () => {
+        const socket = openSocket(host.host, host.port, [sockets], tls, remainingMs)
+        return socket instanceof Promise ? socket.then(listen) : socket.on('data', heard)
+      },
     } as unknown as postgres.Options<Record<string, postgres.PostgresType>>)
 
     function abort(): void {
@@ -115,10 +137,18 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
 
     try {
       // An empty statement: connects, authenticates and costs nothing on the server.
+      heardAt = performance.now()
       await withTimeout(
         sql.unsafe(''),
         remainingMs,
-        () => new ConnectFailedError(where, `timed out after ${timeoutMs} ms`),
+        (silentMs) =>
+          new ConnectFailedError(
+            where,
+            silentMs === undefined ? `timed out after ${timeoutMs} ms` : `no answer for ${silentMs} ms`,
+          ),
+        request.silenceTimeoutMs === undefined
+          ? undefined
+          : { ms: request.silenceTimeoutMs, heardAt: () => heardAt },
       )
     } catch (error) {
       abort()
@@ -157,9 +187,33 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
   return { connect, classify }
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+/** A deadline that moves with every byte the host sends. */
+interface Silence {
+  readonly ms: number
+  heardAt(): number
+}
+
+/**
+ * `promise`, or `onTimeout()` after `ms`; with `silence`, also `onTimeout(silence.ms)` once the
+ * host has sent nothing for `silence.ms`.
+ */
+function withTimeout<T>(
+  promise: Promise<T>,
+  ms: number,
+  onTimeout: (silentMs?: number) => Error,
+  silence?: Silence,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = startTimer(() => reject(onTimeout()), ms, { keepAlive: true })
+    const started = performance.now()
+    let timer: TimerHandle | undefined
+    const check = () => {
+      const now = performance.now()
+      if (now - started >= ms) return reject(onTimeout())
+      if (silence && now - silence.heardAt() >= silence.ms) return reject(onTimeout(silence.ms))
+      const due = Math.min(started + ms, silence ? silence.heardAt() + silence.ms : Number.POSITIVE_INFINITY)
+      timer = startTimer(check, Math.max(1, due - now), { keepAlive: true })
+    }
+    check()
     promise.then(
       (value) => {
         stopTimer(timer)

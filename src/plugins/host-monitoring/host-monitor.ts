@@ -15,6 +15,8 @@ export interface HostWatch {
   readonly factory: ConnectionFactory
   readonly intervalMs: number
   readonly count: number
+  /** How long the monitor's own login may take while the host keeps answering (`connectTimeoutMs`). */
+  readonly connectTimeoutMs: number
   /** Called at most once, when the host is declared down. */
   onDown(reason: string): void
 }
@@ -31,6 +33,8 @@ export class HostMonitor {
   #timer: TimerHandle | undefined
   #idleTimer: TimerHandle | undefined
   #probing = false
+  /** How long the last successful probe took: what this host needs when healthy. */
+  #healthyMs = 0
   #onIdle: () => void
   /** Probes sent, for tests. */
   probes = 0
@@ -96,10 +100,13 @@ export class HostMonitor {
     let ok = false
     try {
       if (!this.#conn || this.#conn.closed) {
+        // "Cannot connect" and "connected and silent" fail within the interval; a login that
+        // keeps getting answers (a slow network, a busy server) may take up to the connect timeout.
         const conn = await settings.factory.connect({
           host: this.host,
           purpose: 'monitor',
-          timeoutMs: settings.intervalMs,
+          timeoutMs: Math.max(settings.intervalMs, settings.connectTimeoutMs),
+          silenceTimeoutMs: settings.intervalMs,
         })
         // Closed while connecting: nobody would ever close this connection.
         if (this.#watches.size === 0) {
@@ -109,7 +116,10 @@ export class HostMonitor {
         this.#conn = conn
       }
       this.probes++
-      await this.#conn.query('select 1', [], { timeoutMs: settings.intervalMs })
+      const sent = performance.now()
+      // What a healthy probe of this host needs never counts as failure (a slow network).
+      await this.#conn.query('select 1', [], { timeoutMs: Math.max(settings.intervalMs, 2 * this.#healthyMs) })
+      this.#healthyMs = performance.now() - sent
       ok = true
     } catch (error) {
       this.#conn?.abort()

@@ -24,6 +24,7 @@ export function hostMonitoringPlugin(): HaPlugin {
   let graceMs = 200
   let intervalMs = 500
   let count = 2
+  let connectTimeoutMs = 10_000
 
   return {
     name: 'hostMonitoring',
@@ -32,6 +33,7 @@ export function hostMonitoringPlugin(): HaPlugin {
       graceMs = s.options['failureDetectionTime'] as number
       intervalMs = s.options['failureDetectionInterval'] as number
       count = s.options['failureDetectionCount'] as number
+      connectTimeoutMs = s.options['connectTimeoutMs'] as number
     },
     async execute<T>(ctx: ExecuteContext, next: () => Promise<T>): Promise<T> {
       let unwatch: (() => void) | undefined
@@ -43,6 +45,7 @@ export function hostMonitoringPlugin(): HaPlugin {
           factory: services.factory,
           intervalMs,
           count,
+          connectTimeoutMs,
           onDown: (reason) => {
             services.markHostDown(host, reason)
             services.abortHost(host, reason)

@@ -1,0 +1,71 @@
+// Host monitoring tells "cannot connect" and "connected and silent" from "slow": a writer behind a
+// 100 ms network, or saturated by other sessions, answers its probes late but answers; it is not
+// declared down and nothing fails over. Default detection settings throughout.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import postgres from 'postgres'
+import { type Lab, startLab } from '../lab/mod.ts'
+import { type PostgresHaSql, postgresHa } from '../mod.ts'
+import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
+import { labClientOptions, settle } from './helpers/ha.ts'
+
+let lab: Lab
+const crashes = watchCrashes()
+
+before(async () => {
+  // The lab's own failure detector must not take the busy writer for a dead one either.
+  lab = await startLab({ nodes: 2, promoteAfterMs: 1_000, probeTimeoutMs: 10_000, endpointLagMs: 60_000 })
+})
+
+after(async () => {
+  await lab?.down()
+  crashes.stop()
+  assert.equal(crashes.seen.length, 0, describeCrashes(crashes.seen))
+})
+
+function alarmsOf(sql: PostgresHaSql): string[] {
+  const alarms: string[] = []
+  const note = (event: string, e: unknown) => alarms.push(`${event} ${JSON.stringify(e)}`)
+  sql.ha.on('failoverStart', (e) => note('failoverStart', e))
+  sql.ha.on('hostDown', (e) => note('hostDown', e))
+  // The first writer the client learns is no change.
+  sql.ha.on('writerChanged', (e) => e.from && note('writerChanged', e))
+  return alarms
+}
+
+test('a writer behind 100 ms of latency each way, running a 2 s statement, is not declared down', async () => {
+  const writer = (await lab.status()).writer!
+  await lab.latency(writer, 100)
+  const sql = postgresHa(lab.url('cluster'), labClientOptions({ connectTimeoutMs: 10_000 }))
+  const alarms = alarmsOf(sql)
+  try {
+    await sql`select 1`
+    const result = await settle(sql`select pg_sleep(2) as slept`)
+    assert.ok(result.ok, result.ok ? '' : `got ${result.error}`)
+    assert.deepEqual(alarms, [])
+  } finally {
+    await sql.end()
+    await lab.heal(writer)
+  }
+})
+
+test('a busy writer (CPU saturated for 10 s by other sessions) running a 6 s statement: 0 hostDown, 0 failovers', async () => {
+  const writer = (await lab.status()).writer!
+  const sql = postgresHa(lab.url('cluster'), labClientOptions())
+  const alarms = alarmsOf(sql)
+  const burners = Array.from({ length: 6 }, () => postgres(lab.url(writer), { max: 1, onnotice: () => {} }))
+  try {
+    await sql`select 1`
+    const burning = burners.map((b) =>
+      settle(b.unsafe(`set statement_timeout = 10000; select count(*) from generate_series(1, 1e12)`)),
+    )
+    await new Promise((r) => setTimeout(r, 500))
+    const result = await settle(sql`select pg_sleep(6) as slept`)
+    assert.ok(result.ok, result.ok ? '' : `got ${result.error}`)
+    await Promise.all(burning)
+    assert.deepEqual(alarms, [])
+  } finally {
+    await Promise.all(burners.map((b) => b.end({ timeout: 1 })))
+    await sql.end()
+  }
+})

@@ -35,13 +35,16 @@ export {
   haErrorOf,
   InvalidOptionError,
   MissingDependencyError,
+  NoReaderAvailableError,
+  NoWriterAvailableError,
   QueryTimeoutError,
   TransactionResolutionUnknownError,
 } from './src/core/errors.ts'
 export type { HaEventMap, HaEventName, HaEvents } from './src/core/events.ts'
 export type { HostAddress, HostInfo, HostRole, TargetRole } from './src/core/host.ts'
 export type { Logger, LogLevel } from './src/core/logger.ts'
-export type { DialectName, HaOptions, ReaderStrategy } from './src/core/options.ts'
+export type { DialectName, HaOptions, ReaderFallback, ReaderStrategy } from './src/core/options.ts'
+export type { LoadBalanceHosts, TargetSessionAttrs } from './src/core/session-attrs.ts'
 export type {
   ConnectContext,
   ExecuteContext,

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { Sql } from 'postgres'
 import type { HaClient } from './core/client.ts'
 import type { HaEventMap, HaEventName } from './core/events.ts'
 import type { HostAddress } from './core/host.ts'
@@ -32,11 +33,30 @@ export interface HaApi {
   readonly clusterId: string
   /** Resolves once the client has read the topology (or found it cannot); the first statement does this anyway. */
   ready(): Promise<void>
+  /**
+   * A postgres.js `Sql` over the same client whose statements go to readers, picked by
+   * `readerHostSelectorStrategy` (a `begin()` stays on one reader); with no reader up it follows
+   * `readerFallback`. It shares `sql`'s pools: `sql.ha.reader.end()` ends the client, as `sql.end()`.
+   *
+   * @example
+   * ```ts
+   * const reports = await sql.ha.reader`select * from reports where day = ${day}`
+   * const db = withReplicas(drizzle(sql), [drizzle(sql.ha.reader)])
+   * ```
+   */
+  readonly reader: Sql & { readonly ha: HaApi }
 }
 
-/** Builds `sql.ha` over a client. */
-export function createHaApi(client: HaClient, clusterId: string): HaApi {
+/** Builds `sql.ha` over a client; `reader` gives `sql.ha.reader` (made after the api it carries). */
+export function createHaApi(
+  client: HaClient,
+  clusterId: string,
+  reader: () => Sql & { readonly ha: HaApi },
+): HaApi {
   return Object.freeze({
+    get reader() {
+      return reader()
+    },
     on: (name, listener) => client.events.on(name, listener),
     off: (name, listener) => client.events.off(name, listener),
     topology: () => client.topology(),

@@ -6,10 +6,11 @@
  */
 import type { Options as PostgresOptions, PostgresType, Sql } from 'postgres'
 import { HaClient } from './core/client.ts'
-import { type HostAddress, hostKey } from './core/host.ts'
+import { type HostAddress, hostKey, type TargetRole } from './core/host.ts'
 import { parseHostPattern } from './core/host-pattern.ts'
 import { type HaOptions, parseOptions } from './core/options.ts'
 import { parseRdsHost, rdsInstanceHostPattern } from './core/rds-hosts.ts'
+import { resolveSessionRouting, splitSessionParams } from './core/session-attrs.ts'
 import { dialectByName } from './dialects/detect.ts'
 import {
   createConnectionFactory,
@@ -18,8 +19,10 @@ import {
   parseConnection,
   sqlControl,
 } from './drivers/postgresjs/mod.ts'
+import { createReaderSql, type ReaderSql } from './drivers/postgresjs/reader-sql.ts'
 import { createHaApi, type HaApi } from './ha-api.ts'
 import { resolvePlugins } from './plugins/registry.ts'
+import { readEnv } from './runtime/env.ts'
 
 /** Everything `postgresHa()` accepts: the postgres.js options plus postgres-ha's own. */
 export type PostgresHaOptions<T extends Record<string, PostgresType> = {}> = PostgresOptions<T> & HaOptions
@@ -67,13 +70,31 @@ export function postgresHa(
   options?: PostgresHaOptions,
 ): PostgresHaSql<Record<string, unknown>> {
   const given = (typeof url === 'string' ? options : url) as Record<string, unknown> | undefined
-  const { postgresJs, ha } = parseOptions(given)
-  const plugins = resolvePlugins(ha.plugins)
-  const parsed =
-    typeof url === 'string'
-      ? parseConnection(url, postgresJs as PostgresOptions<{}>)
-      : parseConnection(postgresJs as PostgresOptions<{}>)
+  const { postgresJs, ha: parsedHa } = parseOptions(given)
+  const plugins = resolvePlugins(parsedHa.plugins)
+  const split = splitSessionParams(typeof url === 'string' ? url : '')
+  // postgres.js refuses `any` (also from PGTARGETSESSIONATTRS) and would send `load_balance_hosts`
+  // to the server: both are resolved here instead, and postgres.js gets neither.
+  const { target_session_attrs, load_balance_hosts, ...driverOptions } = postgresJs
+  const forDriver = { ...driverOptions, target_session_attrs: 'primary' } as Parameters<typeof parseConnection>[1]
+  const parsed = typeof url === 'string' ? parseConnection(split.url, forDriver) : parseConnection(forDriver)
   const first = parsed.hosts[0]!
+  const session = resolveSessionRouting({
+    targetRole: given?.targetRole as TargetRole | undefined,
+    readerFallback: parsedHa.readerFallback,
+    option: target_session_attrs as string | undefined,
+    urlParam: split.targetSessionAttrs,
+    env: readEnv('PGTARGETSESSIONATTRS'),
+    loadBalanceOption: load_balance_hosts as string | undefined,
+    loadBalanceUrlParam: split.loadBalanceHosts,
+    loadBalanceEnv: readEnv('PGLOADBALANCEHOSTS'),
+    readerEndpoint: parseRdsHost(first.host).kind === 'cluster-reader',
+  })
+  ;(parsed.options as { target_session_attrs: unknown }).target_session_attrs =
+    session.targetSessionAttrs ?? null
+  const ha = { ...parsedHa, targetRole: session.targetRole }
+  // libpq's load_balance_hosts=random: the listed hosts are tried in random order.
+  const initialHosts = session.loadBalanceHosts === 'random' ? shuffled(parsed.hosts) : parsed.hosts
   const hostPattern =
     ha.clusterInstanceHostPattern ??
     (parseHostPattern(rdsInstanceHostPattern(first.host) ?? '?') as Exclude<
@@ -97,7 +118,8 @@ export function postgresHa(
     }),
     plugins,
     driverFactory: createConnectionFactory({ parsed }),
-    initialHosts: parsed.hosts,
+    initialHosts,
+    session,
     clusterId,
     hostPattern,
     dialect: ha.dialect === 'auto' ? undefined : dialectByName(ha.dialect),
@@ -108,13 +130,28 @@ export function postgresHa(
     onUserResolved: (user) => pools.setUser(user),
   })
   const haClient = client
+  let reader: ReaderSql<HaApi> | undefined
+  const api = createHaApi(haClient, clusterId, () => reader!.sql as unknown as HaApi['reader'])
   const sql = createSql({
     executor: haClient,
     pools,
     base: parsed.base,
-    ha: createHaApi(haClient, clusterId),
+    ha: api,
     onEnd: () => haClient.end(),
   })
+  const readerSql = createReaderSql({ executor: haClient, pools, base: parsed.base, ha: api })
+  reader = readerSql
+  // One client, two surfaces over the same pools: either end() lets the reader's statements finish
+  // first, then closes the pools.
+  const endClient = sql.end.bind(sql)
+  let ending: Promise<void> | undefined
+  const end = (options?: { timeout?: number | null }) => {
+    const o = options as { timeout?: number }
+    ending ??= readerSql.drain(o).then(() => endClient(o))
+    return ending
+  }
+  Object.assign(sql, { end })
+  Object.assign(readerSql.sql, { end })
   // A LISTEN lives on one connection: when the writer moves, it moves with it.
   haClient.events.on('writerChanged', ({ from }) => {
     if (from)
@@ -123,6 +160,16 @@ export function postgresHa(
         .catch((error) => haClient.logger.warn('re-listen failed', { error: String(error) }))
   })
   return sql as unknown as PostgresHaSql<Record<string, unknown>>
+}
+
+/** A copy of `list` in random order (Fisher-Yates). */
+function shuffled<T>(list: readonly T[]): T[] {
+  const out = [...list]
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[out[i], out[j]] = [out[j]!, out[i]!]
+  }
+  return out
 }
 
 /**

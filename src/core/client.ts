@@ -7,18 +7,26 @@
 
 import { holdOpenUntil, startTimer, stopTimer, type TimerHandle } from '../runtime/timers.ts'
 import type { ConnectionFactory, ConnectRequest, DbConnection } from './connection-factory.ts'
+import { DefaultReadOnly } from './default-read-only.ts'
 import type { Dialect } from './dialect.ts'
-import { ClientEndedError, ConnectFailedError } from './errors.ts'
+import {
+  ClientEndedError,
+  ConnectFailedError,
+  NoReaderAvailableError,
+  NoWriterAvailableError,
+} from './errors.ts'
 import { createEvents, type HaEvents } from './events.ts'
 import type { Attempt, ExecuteRequest, Executor } from './executor.ts'
 import { type HostAddress, type HostInfo, hostKey, sameHost, type TargetRole } from './host.ts'
 import type { HostPattern } from './host-pattern.ts'
 import { type Logger, safeLogger } from './logger.ts'
 import { acquireMonitor, type MonitorLease } from './monitor-registry.ts'
-import type { ResolvedHaOptions } from './options.ts'
+import type { ReaderFallback, ResolvedHaOptions } from './options.ts'
 import { type ConnectChain, connectChain, type ExecuteChain, executeChain } from './pipeline.ts'
 import type { ConnectContext, ExecuteContext, HaPlugin, PluginServices } from './plugin.ts'
-import { type ReaderPicker, readerPicker } from './routing.ts'
+import { ReadYourWrites } from './read-your-writes.ts'
+import { lagPollMs, pollLag } from './replica-lag.ts'
+import { type ReaderPicker, readerPicker, withinLag } from './routing.ts'
 import type { Topology } from './topology.ts'
 
 /**
@@ -53,6 +61,15 @@ export interface HaClientDeps {
   connectionCount(host: HostAddress): number
   /** The connect plugins resolved another user name (from a secret): user connections must use it. */
   onUserResolved?(user: string): void
+  /**
+   * Where the client's own statements meant for readers go when none fits (default: the
+   * `readerFallback` option), and libpq's `default_transaction_read_only` check of
+   * `target_session_attrs` `read-write`/`read-only` (see session-attrs.ts).
+   */
+  readonly session?: {
+    readonly fallback: ReaderFallback
+    readonly checkDefaultReadOnly: 'read-write' | 'read-only' | undefined
+  }
 }
 
 /**
@@ -76,6 +93,12 @@ export class HaClient implements Executor {
   readonly #execute: ExecuteChain
   readonly #pickReader: ReaderPicker
   readonly #lease: MonitorLease
+  readonly #mainFallback: ReaderFallback
+  readonly #checkReadOnly: 'read-write' | 'read-only' | undefined
+  readonly #defaultReadOnly: DefaultReadOnly | undefined
+  /** Set with `readYourWrites`. */
+  readonly readYourWrites: ReadYourWrites | undefined
+  readonly #stopLagPolling: (() => void) | undefined
   /** Hosts marked down, with when the mark expires: a host that came back is tried again then. */
   readonly #down = new Map<string, { host: HostAddress; until: number }>()
   #recheckTimer: TimerHandle | undefined
@@ -141,6 +164,25 @@ export class HaClient implements Executor {
       hasConnected: () => this.#connected,
       endSignal: this.#ended.signal,
     })
+    this.#mainFallback = deps.session?.fallback ?? deps.options.readerFallback
+    this.#checkReadOnly = deps.session?.checkDefaultReadOnly
+    if (this.#checkReadOnly)
+      this.#defaultReadOnly = new DefaultReadOnly(
+        this.factory,
+        this.services.options.probeTimeoutMs as number,
+      )
+    if (deps.options.readYourWrites)
+      this.readYourWrites = new ReadYourWrites({
+        factory: this.factory,
+        writer: () => this.#writer,
+        timeoutMs: deps.options.readYourWritesTimeoutMs,
+        probeTimeoutMs: deps.options.probeTimeoutMs,
+        clock: deps.options.clock,
+        signal: this.#ended.signal,
+      })
+    const { maxReplicaLagMs, readerHostSelectorStrategy } = deps.options
+    if (maxReplicaLagMs !== undefined || readerHostSelectorStrategy === 'lowestLag')
+      this.#stopLagPolling = pollLag(() => this.#lease.monitor.refresh(), lagPollMs(maxReplicaLagMs))
     const current = this.#lease.monitor.current
     if (current) this.#onTopology(current, undefined)
   }
@@ -243,25 +285,62 @@ export class HaClient implements Executor {
       description: request.description ?? '',
     }
     const pinned = request.pinnedHost
+    const forReader = request.forReader === true
+    const fallback = forReader ? this.options.readerFallback : this.#mainFallback
+    const ryw = forReader ? this.readYourWrites : undefined
     const run = (): Promise<T> => {
       if (this.#ended.signal.aborted) return Promise.reject(new ClientEndedError())
-      const host = pinned && ctx.attempt === 0 ? pinned : this.route(ctx.targetRole)
-      ctx.host = host
-      ctx.sent = false
-      // Only the first success matters; after it, statements pay no extra promise for this.
-      if (this.#connected) return attempt(host, ctx)
-      return attempt(host, ctx).then((result) => {
-        this.#connected = true
-        return result
-      })
+      let host: HostAddress
+      try {
+        host = pinned && ctx.attempt === 0 ? pinned : this.route(ctx.targetRole, fallback)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+      if (ryw && !sameHost(host, this.#writer)) {
+        const caughtUp = ryw.caughtUp(host)
+        // Behind after the wait, or unable to tell: the writer has the write.
+        if (caughtUp !== true)
+          return Promise.resolve(caughtUp).then((ok) =>
+            this.#run(ok ? host : this.route('writer'), ctx, attempt),
+          )
+      }
+      if (this.#checkReadOnly === 'read-write' && ctx.targetRole === 'writer')
+        return this.#checkWritable(host).then(() => this.#run(host, ctx, attempt))
+      return this.#run(host, ctx, attempt)
     }
-    if (this.#isReady) return this.#execute(ctx, run)
-    return this.ready().then(() => this.#execute(ctx, run))
+    const done = this.#isReady ? this.#execute(ctx, run) : this.ready().then(() => this.#execute(ctx, run))
+    // Whatever settled on the writer may have committed; it costs the write nothing but a count.
+    if (this.readYourWrites && !forReader && request.kind !== 'listen') {
+      const ryw = this.readYourWrites
+      return done.finally(() => ryw.noteWrite())
+    }
+    return done
+  }
+
+  #run<T>(host: HostAddress, ctx: ExecuteContext, attempt: Attempt<T>): Promise<T> {
+    ctx.host = host
+    ctx.sent = false
+    // Only the first success matters; after it, statements pay no extra promise for this.
+    if (this.#connected) return attempt(host, ctx)
+    return attempt(host, ctx).then((result) => {
+      this.#connected = true
+      return result
+    })
+  }
+
+  /** `target_session_attrs=read-write`: the writer's sessions must not start read-only. */
+  async #checkWritable(host: HostAddress): Promise<void> {
+    const check = this.#defaultReadOnly!
+    const readOnly = check.known(host) ?? (await check.check(host).catch(() => false))
+    if (readOnly)
+      throw new NoWriterAvailableError(
+        `target_session_attrs is read-write and ${hostKey(host)} has default_transaction_read_only on`,
+      )
   }
 
   /** Resolves once plugins are initialised and a first topology read was tried (bounded by `connectTimeoutMs`). */
   ready(): Promise<void> {
-    this.#ready ??= holdOpenUntil(this.#bootstrap()).then(
+    this.#ready ??= holdOpenUntil(this.#bootstrap().then(() => this.#prepareSession())).then(
       () => {
         this.#isReady = true
       },
@@ -272,6 +351,13 @@ export class HaClient implements Executor {
       },
     )
     return this.#ready
+  }
+
+  /** `target_session_attrs=read-only`: whether the writer may serve reads is known before the first read. */
+  async #prepareSession(): Promise<void> {
+    const writer = this.#lease.monitor.current?.writer
+    if (this.#checkReadOnly === 'read-only' && writer && this.#defaultReadOnly?.known(writer) === undefined)
+      await this.#defaultReadOnly?.check(writer).catch(() => undefined)
   }
 
   async #bootstrap(): Promise<void> {
@@ -302,21 +388,63 @@ export class HaClient implements Executor {
     }
   }
 
-  /** The host for a statement that targets `role`. */
-  route(role: TargetRole): HostAddress {
+  /**
+   * The host for a statement that targets `role`: a reader that is up, known and within
+   * `maxReplicaLagMs`; with none, the writer, or {@link NoReaderAvailableError} when `fallback` is
+   * `'error'`.
+   */
+  route(role: TargetRole, fallback: ReaderFallback = this.#mainFallback): HostAddress {
     if (role !== 'writer') {
       const topology = this.#lease.monitor.current
+      const maxLag = this.options.maxReplicaLagMs
       const candidates = (role === 'reader' ? (topology?.readers ?? []) : (topology?.hosts ?? [])).filter(
-        (h: HostInfo) => h.role !== 'unknown' && !this.#isDown(h),
+        (h: HostInfo) =>
+          h.role !== 'unknown' && !this.#isDown(h) && (h.role === 'writer' || withinLag(h, maxLag)),
       )
+      // libpq's read-only: a primary whose sessions start read-only serves reads too.
+      const writer = topology?.writer
+      if (
+        role === 'reader' &&
+        this.#checkReadOnly === 'read-only' &&
+        writer &&
+        !this.#isDown(writer) &&
+        this.#defaultReadOnly?.known(writer) === true
+      )
+        candidates.push(writer)
       const picked = this.#pickReader(candidates)
       if (picked) return { host: picked.host, port: picked.port }
+      if (role === 'reader' && fallback === 'error') throw new NoReaderAvailableError(this.#whyNoReader())
     }
     return this.#writer ?? this.#deps.initialHosts[0]!
   }
 
+  #whyNoReader(): string {
+    const readers = this.#lease.monitor.current?.readers ?? []
+    if (readers.length === 0) return 'the topology lists no reader'
+    const max = this.options.maxReplicaLagMs
+    return readers
+      .map((h) => {
+        const state =
+          h.role === 'unknown'
+            ? 'not answering'
+            : this.#isDown(h)
+              ? 'down'
+              : !withinLag(h, max)
+                ? `lag ${h.lagMs} ms > maxReplicaLagMs ${max}`
+                : 'ok'
+        return `${hostKey(h)} ${state}`
+      })
+      .join(', ')
+  }
+
   #onTopology(topology: Topology, previous: Topology | undefined): void {
     this.events.emit('topology', { topology, previous })
+    if (this.#defaultReadOnly) {
+      this.#defaultReadOnly.forget()
+      // read-only routing needs to know the writer's answer before a read can use it.
+      if (this.#checkReadOnly === 'read-only' && topology.writer)
+        void this.#defaultReadOnly.check(topology.writer).catch(() => undefined)
+    }
     const w = topology.writer
     if (w && !this.#isDown(w) && !sameHost(w, this.#writer)) this.#setWriter(w, 'topology')
   }
@@ -396,6 +524,8 @@ export class HaClient implements Executor {
     if (this.#ended.signal.aborted) return
     this.#ended.abort(new ClientEndedError())
     stopTimer(this.#recheckTimer)
+    this.#stopLagPolling?.()
+    this.readYourWrites?.end()
     this.#lease.release()
     for (const plugin of [...this.#deps.plugins].reverse()) {
       try {

@@ -17,6 +17,8 @@ export type HaErrorCode =
   | 'CONNECT_FAILED'
   | 'MISSING_DEPENDENCY'
   | 'CREDENTIALS_UNAVAILABLE'
+  | 'NO_READER_AVAILABLE'
+  | 'NO_WRITER_AVAILABLE'
 
 /**
  * Base class of every postgres-ha error.
@@ -209,6 +211,41 @@ export class CredentialsUnavailableError extends HaError {
   constructor(host: string, reason: string, options?: { cause?: unknown }) {
     super('CREDENTIALS_UNAVAILABLE', `No credentials for ${host}: ${reason}`, options)
     this.host = host
+  }
+}
+
+/**
+ * A read for the readers found none that is up, known to the topology and within
+ * `maxReplicaLagMs`, and `readerFallback` is `'error'` (or `target_session_attrs` is `standby` /
+ * `read-only`, which libpq also refuses to satisfy with a primary). Nothing was sent.
+ *
+ * @example
+ * ```ts
+ * try { await sql.ha.reader`select * from reports` }
+ * catch (e) { if (e instanceof NoReaderAvailableError) return cachedReports() }
+ * ```
+ */
+export class NoReaderAvailableError extends HaError {
+  /** Creates the error; `reason` says why every reader was left out. */
+  constructor(reason: string, options?: { cause?: unknown }) {
+    super('NO_READER_AVAILABLE', `No reader available: ${reason}.`, options)
+  }
+}
+
+/**
+ * `target_session_attrs=read-write` and the writer's sessions start read-only
+ * (`default_transaction_read_only` is on for this user or database): as libpq, postgres-ha does not
+ * use it for writes. Nothing was sent; no failover starts, since no other host can be the writer.
+ *
+ * @example
+ * ```ts
+ * catch (e) { if (e instanceof NoWriterAvailableError) alertOps(e.message) }
+ * ```
+ */
+export class NoWriterAvailableError extends HaError {
+  /** Creates the error; `reason` says why the writer does not qualify. */
+  constructor(reason: string, options?: { cause?: unknown }) {
+    super('NO_WRITER_AVAILABLE', `No writer available: ${reason}.`, options)
   }
 }
 

@@ -16,6 +16,8 @@ export interface ExecuteRequest {
   readonly pinnedHost?: HostAddress
   /** True inside `sql.begin` or on a reserved connection with an open transaction. */
   readonly inTransaction?: boolean
+  /** From `sql.ha.reader`: `readerFallback` and read-your-writes apply. */
+  readonly forReader?: boolean
   /** Statement text for logs, without parameters. */
   readonly description?: string
 }

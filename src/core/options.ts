@@ -28,7 +28,10 @@ import type { HaPlugin } from './plugin.ts'
 export type DialectName = 'aurora-pg' | 'rds-multi-az-pg' | 'pg'
 
 /** How a reader is chosen when several fit. */
-export type ReaderStrategy = 'random' | 'roundRobin' | 'leastConnections'
+export type ReaderStrategy = 'random' | 'roundRobin' | 'leastConnections' | 'lowestLag'
+
+/** Where reads for the readers go when no reader fits: the writer, or an error. */
+export type ReaderFallback = 'writer' | 'error'
 
 /** The plugins enabled when `plugins` is not given, in order (outermost first). */
 export const DEFAULT_PLUGINS = 'connectionTracker,failover,hostMonitoring'
@@ -55,8 +58,16 @@ export interface HaOptions {
   clusterId?: string
   /** Which hosts statements go to: `writer` (default), `reader` or `any`. */
   targetRole?: TargetRole
-  /** How a reader is picked: `random` (default), `roundRobin` or `leastConnections`. */
+  /** How a reader is picked: `random` (default), `roundRobin`, `leastConnections` or `lowestLag`. */
   readerHostSelectorStrategy?: ReaderStrategy
+  /** With no reader up (or within `maxReplicaLagMs`), reads run on the `writer` (default) or reject (`error`, `NoReaderAvailableError`). */
+  readerFallback?: ReaderFallback
+  /** A reader whose replication lag exceeds this gets no reads until it catches up (default: no limit). */
+  maxReplicaLagMs?: number
+  /** A read through `sql.ha.reader` after a committed write of this client waits until the reader has replayed it (default false). */
+  readYourWrites?: boolean
+  /** How long such a read waits for the reader before it runs on the writer instead (default 200 ms). */
+  readYourWritesTimeoutMs?: number
   /** Topology poll interval when all is calm (default 30000 ms). */
   topologyRefreshMs?: number
   /** Topology poll interval after a sign of trouble, until the topology settles (default 100 ms). */
@@ -91,6 +102,11 @@ export interface ResolvedHaOptions {
   readonly clusterId: string | undefined
   readonly targetRole: TargetRole
   readonly readerHostSelectorStrategy: ReaderStrategy
+  readonly readerFallback: ReaderFallback
+  /** `undefined`: no limit. */
+  readonly maxReplicaLagMs: number | undefined
+  readonly readYourWrites: boolean
+  readonly readYourWritesTimeoutMs: number
   readonly topologyRefreshMs: number
   readonly topologyFastRefreshMs: number
   readonly failoverTimeoutMs: number
@@ -135,7 +151,14 @@ const HA_SPECS: Record<keyof HaOptions, OptionSpec> = {
   clusterInstanceHostPattern: { check: nonEmptyString, example: "'?.abc123.us-east-1.rds.amazonaws.com'" },
   clusterId: { check: nonEmptyString },
   targetRole: { check: oneOf('writer', 'reader', 'any'), default: 'writer' },
-  readerHostSelectorStrategy: { check: oneOf('random', 'roundRobin', 'leastConnections'), default: 'random' },
+  readerHostSelectorStrategy: {
+    check: oneOf('random', 'roundRobin', 'leastConnections', 'lowestLag'),
+    default: 'random',
+  },
+  readerFallback: { check: oneOf('writer', 'error'), default: 'writer' },
+  maxReplicaLagMs: { check: milliseconds(1), example: '1000' },
+  readYourWrites: { check: boolean, default: false },
+  readYourWritesTimeoutMs: { check: milliseconds(0, 60_000), default: 200, example: '200' },
   topologyRefreshMs: {
     check: milliseconds(100),
     default: 30_000,
@@ -221,7 +244,10 @@ const POSTGRES_JS_SPECS: Record<string, OptionSpec> = {
   connection: { check: object },
   fetch_types: { check: boolean },
   publications: { check: nonEmptyString },
-  target_session_attrs: { check: oneOf('read-write', 'read-only', 'primary', 'standby', 'prefer-standby') },
+  target_session_attrs: {
+    check: oneOf('any', 'read-write', 'read-only', 'primary', 'standby', 'prefer-standby'),
+  },
+  load_balance_hosts: { check: oneOf('disable', 'random') },
   no_subscribe: { check: boolean },
 }
 
@@ -372,6 +398,10 @@ export function parseOptions(input: Record<string, unknown> | undefined): Parsed
     clusterId: ha.clusterId as string | undefined,
     targetRole: ha.targetRole as TargetRole,
     readerHostSelectorStrategy: ha.readerHostSelectorStrategy as ReaderStrategy,
+    readerFallback: ha.readerFallback as ReaderFallback,
+    maxReplicaLagMs: ha.maxReplicaLagMs as number | undefined,
+    readYourWrites: ha.readYourWrites as boolean,
+    readYourWritesTimeoutMs: ha.readYourWritesTimeoutMs as number,
     topologyRefreshMs: ha.topologyRefreshMs as number,
     topologyFastRefreshMs: ha.topologyFastRefreshMs as number,
     failoverTimeoutMs: ha.failoverTimeoutMs as number,

@@ -11,7 +11,8 @@ import type { ReaderStrategy } from './options.ts'
 export type ReaderPicker = (candidates: readonly HostInfo[]) => HostInfo | undefined
 
 /**
- * A reader picker for a strategy. `leastConnections` asks `connectionCount` how busy a host is.
+ * A reader picker for a strategy. `leastConnections` asks `connectionCount` how busy a host is;
+ * `lowestLag` takes the reader with the least replication lag the topology reported.
  *
  * @example
  * ```ts
@@ -32,6 +33,22 @@ export function readerPicker(
       return sorted[next++ % sorted.length]
     }
   }
+  if (strategy === 'lowestLag') {
+    return (candidates) => {
+      let best: HostInfo[] = []
+      let bestLag = Number.POSITIVE_INFINITY
+      for (const h of candidates) {
+        // A reader whose lag is unknown ranks behind every measured one.
+        const lag = h.lagMs ?? Number.MAX_SAFE_INTEGER
+        if (lag < bestLag) {
+          best = [h]
+          bestLag = lag
+        } else if (lag === bestLag) best.push(h)
+      }
+      // Ties (typically every reader at 0 ms) share the reads.
+      return best.length === 0 ? undefined : best[Math.floor(Math.random() * best.length)]
+    }
+  }
   if (strategy === 'leastConnections') {
     return (candidates) =>
       candidates.reduce<HostInfo | undefined>(
@@ -41,4 +58,18 @@ export function readerPicker(
   }
   return (candidates) =>
     candidates.length === 0 ? undefined : candidates[Math.floor(Math.random() * candidates.length)]
+}
+
+/**
+ * Whether a reader may take reads: `maxReplicaLagMs` (`undefined`: no limit) against the lag the
+ * topology last reported. A reader whose lag is unknown is kept: the dialect cannot tell, and
+ * dropping every such reader would send all reads to the writer.
+ *
+ * @example
+ * ```ts
+ * topology.readers.filter((h) => withinLag(h, 500))
+ * ```
+ */
+export function withinLag(host: HostInfo, maxReplicaLagMs: number | undefined): boolean {
+  return maxReplicaLagMs === undefined || host.lagMs === undefined || host.lagMs <= maxReplicaLagMs
 }

@@ -106,16 +106,29 @@ export function failoverPlugin(): HaPlugin {
     next: () => Promise<T>,
     error: unknown,
   ): Promise<T> => {
-    const failed = ctx.host
-    if (failed) services.markHostDown(failed, 'connection lost')
-    const replacement = pickOtherReader(services, failed)
-    if (!ctx.sent && !ctx.delivered && ctx.attempt < 3) {
+    for (;;) {
+      const failed = ctx.host
+      // A read that fell back to the writer says nothing the writer's own statements won't: marking
+      // the writer down here would let reader trouble disturb writes.
+      if (failed && !sameHost(failed, services.currentWriter()))
+        services.markHostDown(failed, 'connection lost')
+      // Each try marks its reader down, so this ends after every reader (and then the writer) was tried.
+      if (ctx.sent || ctx.delivered || ctx.attempt >= 16) {
+        const replacement = pickOtherReader(services, failed)
+        throw ctx.inTransaction
+          ? new TransactionResolutionUnknownError(describe(failed), describe(replacement), { cause: error })
+          : new FailoverSuccessError(describe(failed), describe(replacement) ?? 'another host', {
+              cause: error,
+            })
+      }
       ctx.attempt++
-      return next()
+      try {
+        return await next()
+      } catch (next_error) {
+        if (!triggerOf(services.classify(next_error), ctx)) throw next_error
+        error = next_error
+      }
     }
-    throw ctx.inTransaction
-      ? new TransactionResolutionUnknownError(describe(failed), describe(replacement), { cause: error })
-      : new FailoverSuccessError(describe(failed), describe(replacement) ?? 'another host', { cause: error })
   }
 
   return {

@@ -1,0 +1,164 @@
+/**
+ * Read-your-writes on replicas: a read through `sql.ha.reader` that follows a committed write of
+ * the same client waits until the chosen reader has replayed that write, by comparing WAL
+ * positions — the writer's `pg_current_wal_lsn()` taken after the write against the reader's
+ * `pg_last_wal_replay_lsn()` — for at most `readYourWritesTimeoutMs`; then the read runs on the
+ * writer. Writes cost nothing (a counter); the writer's position is asked for lazily, by the first
+ * read after a write, in parallel with the reader's, so a read on a caught-up reader costs one
+ * extra round trip after a write and none otherwise.
+ *
+ * @module
+ */
+
+import type { Clock } from '../runtime/clock.ts'
+import { sleep } from '../runtime/timers.ts'
+import type { ConnectionFactory, DbConnection } from './connection-factory.ts'
+import { type HostAddress, hostKey } from './host.ts'
+
+/** The writer's WAL position. On PostgreSQL 10+ (and Aurora). */
+export const WRITER_LSN_QUERY = 'select pg_catalog.pg_current_wal_lsn()::text as lsn'
+/** The last WAL position a standby replayed; null on a primary. */
+export const REPLAY_LSN_QUERY = 'select pg_catalog.pg_last_wal_replay_lsn()::text as lsn'
+
+/** Interval between checks of a reader that is behind. */
+const POLL_MS = 5
+
+/** Parses a `pg_lsn` (`16/B374D848`) into a comparable number. */
+export function parseLsn(text: string | null | undefined): bigint | undefined {
+  if (!text) return undefined
+  const slash = text.indexOf('/')
+  if (slash < 0) return undefined
+  return (BigInt(`0x${text.slice(0, slash)}`) << 32n) | BigInt(`0x${text.slice(slash + 1)}`)
+}
+
+/** What {@link ReadYourWrites} needs from the client. */
+export interface ReadYourWritesDeps {
+  /** Opens internal connections (through the connect plugins). */
+  readonly factory: ConnectionFactory
+  /** The host writes go to now. */
+  writer(): HostAddress | undefined
+  readonly timeoutMs: number
+  readonly probeTimeoutMs: number
+  readonly clock: Clock
+  readonly signal: AbortSignal
+}
+
+/**
+ * Tracks the client's writes and tells whether a reader has replayed them.
+ *
+ * @example
+ * ```ts
+ * const ryw = new ReadYourWrites(deps)
+ * ryw.noteWrite() // after each statement on the writer settles
+ * const onReader = await ryw.caughtUp(reader) // false: run the read on the writer
+ * ```
+ */
+export class ReadYourWrites {
+  readonly #deps: ReadYourWritesDeps
+  /** Writer statements settled so far. */
+  #writes = 0
+  /** How many writes {@link #target} covers, and the writer's position after them. */
+  #covered = 0
+  #target = 0n
+  #fetch: { from: number; promise: Promise<bigint | undefined> } | undefined
+  /** The highest replay position each reader was seen at. */
+  readonly #replayed = new Map<string, bigint>()
+  readonly #conns = new Map<string, Promise<DbConnection>>()
+  /** Extra statements sent, for the benchmark. */
+  statements = 0
+
+  constructor(deps: ReadYourWritesDeps) {
+    this.#deps = deps
+  }
+
+  /** Records that a statement settled on the writer: it may have committed a write. */
+  noteWrite(): void {
+    this.#writes++
+  }
+
+  /**
+   * `true` when `host` has replayed every write noted so far (synchronously when already known),
+   * `false` when it did not within the timeout or could not be asked.
+   */
+  caughtUp(host: HostAddress): boolean | Promise<boolean> {
+    if (this.#writes === 0) return true
+    const seen = this.#replayed.get(hostKey(host))
+    if (this.#covered === this.#writes && seen !== undefined && seen >= this.#target) return true
+    return this.#wait(host)
+  }
+
+  async #wait(host: HostAddress): Promise<boolean> {
+    const deadline = this.#deps.clock.now() + this.#deps.timeoutMs
+    try {
+      const needed = this.#writes
+      const [target, first] = await Promise.all([this.#targetFor(needed), this.#replay(host)])
+      if (target === undefined) return false
+      for (let replayed = first; ; replayed = await this.#replay(host)) {
+        if (replayed !== undefined && replayed >= target) return true
+        if (this.#deps.clock.now() + POLL_MS > deadline || this.#deps.signal.aborted) return false
+        await sleep(POLL_MS)
+      }
+    } catch {
+      // A reader that cannot say how far it is cannot promise the write: the writer can.
+      return false
+    }
+  }
+
+  /** The writer's position after the first `needed` writes; reads after the same writes share one ask. */
+  #targetFor(needed: number): Promise<bigint | undefined> {
+    if (this.#covered >= needed) return Promise.resolve(this.#target)
+    if (this.#fetch && this.#fetch.from >= needed) return this.#fetch.promise
+    const from = this.#writes
+    const writer = this.#deps.writer()
+    if (!writer) return Promise.resolve(undefined)
+    const promise = this.#ask(writer, WRITER_LSN_QUERY).then((lsn) => {
+      if (lsn !== undefined && from > this.#covered) {
+        this.#covered = from
+        this.#target = lsn
+      }
+      return lsn
+    })
+    const fetch = { from, promise }
+    this.#fetch = fetch
+    void promise.finally(() => {
+      if (this.#fetch === fetch) this.#fetch = undefined
+    })
+    return promise
+  }
+
+  async #replay(host: HostAddress): Promise<bigint | undefined> {
+    const lsn = await this.#ask(host, REPLAY_LSN_QUERY)
+    const key = hostKey(host)
+    if (lsn !== undefined && lsn > (this.#replayed.get(key) ?? -1n)) this.#replayed.set(key, lsn)
+    return lsn
+  }
+
+  async #ask(host: HostAddress, text: string): Promise<bigint | undefined> {
+    const key = hostKey(host)
+    let pending = this.#conns.get(key)
+    if (!pending) {
+      pending = this.#deps.factory.connect({ host, purpose: 'probe', timeoutMs: this.#deps.probeTimeoutMs })
+      this.#conns.set(key, pending)
+    }
+    try {
+      const conn = await pending
+      if (this.#deps.signal.aborted) conn.abort()
+      if (conn.closed) throw new Error('closed')
+      this.statements++
+      const [row] = await conn.query<{ lsn: string | null }>(text, [], {
+        timeoutMs: this.#deps.probeTimeoutMs,
+      })
+      return parseLsn(row?.lsn)
+    } catch (error) {
+      if (this.#conns.get(key) === pending) this.#conns.delete(key)
+      void pending.then((c) => c.abort()).catch(() => {})
+      throw error
+    }
+  }
+
+  /** Closes the connections it opened. */
+  end(): void {
+    for (const pending of this.#conns.values()) void pending.then((c) => c.abort()).catch(() => {})
+    this.#conns.clear()
+  }
+}

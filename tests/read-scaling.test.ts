@@ -1,0 +1,177 @@
+// sql.ha.reader on a real 3-instance cluster: reads run on standbys, every strategy spreads them
+// over both readers, a transaction stays on one reader, reader loss never fails over the writer,
+// readerFallback decides what happens with no reader, restarted readers get reads again, and
+// Drizzle's withReplicas and Kysely work over it.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { sql as dsql } from 'drizzle-orm'
+import { integer, pgTable, text, withReplicas } from 'drizzle-orm/pg-core'
+import { drizzle } from 'drizzle-orm/postgres-js'
+import { Kysely, sql as ksql } from 'kysely'
+import { PostgresJSDialect } from 'kysely-postgres-js'
+import postgres from 'postgres'
+import { type Lab, type LabStatus, startLab } from '../lab/mod.ts'
+import {
+  FailoverSuccessError,
+  type HaError,
+  NoReaderAvailableError,
+  type PostgresHaSql,
+  postgresHa,
+} from '../mod.ts'
+import { eventually, labClientOptions } from './helpers/ha.ts'
+
+let lab: Lab
+let status: LabStatus
+let readers: string[]
+const clients: PostgresHaSql[] = []
+
+const WHO = "select current_setting('pgha_lab.instance_id') as id, pg_is_in_recovery() as standby"
+
+function client(options: Parameters<typeof labClientOptions>[0] = {}): PostgresHaSql {
+  const sql = postgresHa(lab.url('cluster'), labClientOptions(options))
+  clients.push(sql)
+  return sql
+}
+
+async function who(sql: { unsafe(q: string): Promise<any> }): Promise<{ id: string; standby: boolean }> {
+  const [row] = await sql.unsafe(WHO)
+  return { id: row.id, standby: row.standby }
+}
+
+before(async () => {
+  lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 0 })
+  status = await lab.status()
+  readers = status.nodes.filter((n) => n.role === 'reader').map((n) => n.id)
+})
+
+after(async () => {
+  await Promise.all(clients.map((c) => c.end({ timeout: 1 })))
+  await lab?.down()
+})
+
+test('read-scaling: every strategy sends reads to standbys and spreads them over both readers', async () => {
+  for (const strategy of ['random', 'roundRobin', 'leastConnections', 'lowestLag'] as const) {
+    const sql = client({ readerHostSelectorStrategy: strategy })
+    const seen = new Map<string, number>()
+    for (let i = 0; i < 40; i++) {
+      const r = await who(sql.ha.reader)
+      assert.equal(r.standby, true, `${strategy}: read ran on ${r.id}, not a standby`)
+      seen.set(r.id, (seen.get(r.id) ?? 0) + 1)
+    }
+    assert.deepEqual(
+      [...seen.keys()].sort(),
+      [...readers].sort(),
+      `${strategy}: ${JSON.stringify([...seen])}`,
+    )
+    // The client’s own sql still writes on the writer.
+    assert.equal((await who(sql)).id, status.writer)
+  }
+})
+
+test('read-scaling: sql.ha.reader.begin keeps the whole transaction on one reader', async () => {
+  const sql = client({ readerHostSelectorStrategy: 'roundRobin' })
+  for (let t = 0; t < 4; t++) {
+    const ids = await sql.ha.reader.begin(async (tx) => {
+      const out: string[] = []
+      for (let i = 0; i < 5; i++) out.push((await who(tx)).id)
+      return out
+    })
+    assert.equal(new Set(ids).size, 1, `one transaction ran on ${ids}`)
+    assert.ok(readers.includes(ids[0]!))
+  }
+})
+
+test('read-scaling: Drizzle withReplicas and Kysely over sql.ha.reader', async () => {
+  const sql = client()
+  await sql`create table if not exists rs_items (id int primary key, name text not null)`
+  await sql`insert into rs_items values (1, 'one') on conflict do nothing`
+  const items = pgTable('rs_items', { id: integer('id').primaryKey(), name: text('name').notNull() })
+  const db = withReplicas(drizzle(sql), [drizzle(sql.ha.reader)])
+  await db.insert(items).values({ id: 2, name: 'two' }).onConflictDoNothing()
+  await eventually(async () => (await db.select().from(items)).length === 2, 5_000, 'the replica sees row 2')
+  const [where] = await db.execute<{ standby: boolean }>(dsql`select pg_is_in_recovery() as standby`)
+  assert.equal(where!.standby, false, 'db.execute goes to the primary')
+  const kysely = new Kysely<{ rs_items: { id: number; name: string } }>({
+    dialect: new PostgresJSDialect({ postgres: sql.ha.reader }),
+  })
+  const rows = await kysely.selectFrom('rs_items').select(['id', 'name']).orderBy('id').execute()
+  assert.deepEqual(rows, [
+    { id: 1, name: 'one' },
+    { id: 2, name: 'two' },
+  ])
+  const { rows: standby } = await ksql<{ s: boolean }>`select pg_is_in_recovery() as s`.execute(kysely)
+  assert.equal(standby[0]!.s, true)
+})
+
+test('read-scaling: both readers killed → reads on the writer (or NoReaderAvailableError), no failover; restarted → readers again', async () => {
+  const toWriter = client()
+  const strict = client({ readerFallback: 'error' })
+  let failovers = 0
+  for (const c of [toWriter, strict]) c.ha.on('failoverStart', () => failovers++)
+  // Both clients have read from the readers and hold connections there.
+  for (let i = 0; i < 6; i++) {
+    assert.equal((await who(toWriter.ha.reader)).standby, true)
+    assert.equal((await who(strict.ha.reader)).standby, true)
+  }
+  await Promise.all(readers.map((id) => lab.kill(id)))
+  // A statement already sent on a reader's connection when it died may have run: that one is a
+  // FailoverSuccessError by contract. Wait until the deaths are visible (the endpoints refuse),
+  // so that every read below is issued after them.
+  await eventually(
+    async () => {
+      const up = await Promise.all(
+        readers.map(async (id) => {
+          const probe = postgres(lab.url(id), { max: 1, connect_timeout: 1, onnotice: () => {} })
+          try {
+            await probe`select 1`
+            return true
+          } catch {
+            return false
+          } finally {
+            await probe.end({ timeout: 0 })
+          }
+        }),
+      )
+      return !up.includes(true)
+    },
+    10_000,
+    'both readers refuse connections',
+  )
+  // A read sent on a reader connection just as its server died may have run: by contract that one
+  // (at most one per client) is a FailoverSuccessError naming the dead reader. Every later read
+  // runs on the writer without an error.
+  const first = await who(toWriter.ha.reader).catch((e: unknown) => e)
+  if (first instanceof FailoverSuccessError)
+    assert.ok(readers.some((id) => first.fromHost?.startsWith(`${id}:`)))
+  else assert.equal((first as { id: string }).id, status.writer)
+  for (let i = 0; i < 10; i++) {
+    const r = await who(toWriter.ha.reader)
+    assert.equal(r.id, status.writer, 'with readerFallback writer, reads continue on the writer')
+  }
+  const strictFirst = await who(strict.ha.reader).catch((e: unknown) => e)
+  assert.ok(strictFirst instanceof FailoverSuccessError || strictFirst instanceof NoReaderAvailableError)
+  for (let i = 0; i < 3; i++) {
+    const error = await who(strict.ha.reader).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    assert.ok(error instanceof NoReaderAvailableError, `expected NoReaderAvailableError, got ${error}`)
+    assert.equal((error as HaError).code, 'NO_READER_AVAILABLE')
+  }
+  // The writer is untouched: writes still work, and no failover started.
+  assert.equal((await who(strict)).id, status.writer)
+  assert.equal(failovers, 0)
+
+  await Promise.all(readers.map((id) => lab.start(id)))
+  await lab.waitForWriter({ timeoutMs: 30_000 })
+  for (const c of [toWriter, strict])
+    await eventually(
+      async () => {
+        const r = await who(c.ha.reader).catch(() => undefined)
+        return r?.standby === true
+      },
+      15_000,
+      'a restarted reader takes reads again',
+    )
+  assert.equal(failovers, 0)
+})

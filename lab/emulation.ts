@@ -66,7 +66,11 @@ CREATE FUNCTION pg_catalog.aurora_replica_status()
       CASE WHEN i.server_id = current_setting('pgha_lab.instance_id') THEN NULL
            WHEN i.role = 'down' THEN i.down_since ELSE now() END,
       NULL::bigint, NULL::integer,
-      CASE WHEN i.role = 'writer' THEN NULL ELSE i.lag_ms END,
+      -- Real replay lag, as the writer measures it for each standby (NULL once caught up and idle).
+      CASE WHEN i.role = 'writer' THEN NULL ELSE COALESCE(
+        (SELECT (EXTRACT(EPOCH FROM r.replay_lag) * 1000)::real FROM pg_stat_replication r
+          WHERE r.application_name = 'n' || split_part(i.server_id, '.', 4) LIMIT 1),
+        i.lag_ms) END,
       0::real, 0::bigint, NULL::bigint, NULL::bigint, 0, 0::bigint, 0::real, i.cpu
     FROM lab_internal.instances i
     ORDER BY i.role <> 'writer', i.ord

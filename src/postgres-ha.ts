@@ -76,7 +76,9 @@ export function postgresHa(
   // postgres.js refuses `any` (also from PGTARGETSESSIONATTRS) and would send `load_balance_hosts`
   // to the server: both are resolved here instead, and postgres.js gets neither.
   const { target_session_attrs, load_balance_hosts, ...driverOptions } = postgresJs
-  const forDriver = { ...driverOptions, target_session_attrs: 'primary' } as Parameters<typeof parseConnection>[1]
+  const forDriver = { ...driverOptions, target_session_attrs: 'primary' } as Parameters<
+    typeof parseConnection
+  >[1]
   const parsed = typeof url === 'string' ? parseConnection(split.url, forDriver) : parseConnection(forDriver)
   const first = parsed.hosts[0]!
   const session = resolveSessionRouting({

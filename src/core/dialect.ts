@@ -19,6 +19,8 @@ export interface TopologyContext {
   readonly initialHosts: readonly HostAddress[]
   /** Asks another host for its role (used where one host cannot describe the others). */
   probeRole(host: HostAddress): Promise<HostRole>
+  /** Runs a read-only statement on another host, over the same probe connection (rejects if it cannot). */
+  probe<Row>(host: HostAddress, text: string): Promise<Row[]>
 }
 
 /**

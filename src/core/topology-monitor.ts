@@ -10,7 +10,7 @@ import { detectDialect } from '../dialects/detect.ts'
 import { type Clock, startTimer, stopTimer, type TimerHandle } from '../runtime/mod.ts'
 import type { ConnectionFactory, DbConnection } from './connection-factory.ts'
 import { type Dialect, readRole, type TopologyContext } from './dialect.ts'
-import { type HostAddress, type HostRole, hostKey } from './host.ts'
+import { type HostAddress, hostKey } from './host.ts'
 import type { HostPattern } from './host-pattern.ts'
 import type { Logger } from './logger.ts'
 import { makeTopology, sameShape, type Topology } from './topology.ts'
@@ -283,11 +283,23 @@ export class TopologyMonitor {
       hostPattern: this.config.hostPattern,
       defaultPort: this.config.defaultPort,
       initialHosts: this.config.initialHosts,
-      probeRole: (host) => this.#probeRole(factory, host),
+      probeRole: (host) =>
+        this.#onProbe(factory, host, (conn) =>
+          readRole(conn, { timeoutMs: this.config.probeTimeoutMs }),
+        ).catch(() => 'unknown' as const),
+      probe: (host, text) =>
+        this.#onProbe(factory, host, (conn) =>
+          conn.query(text, [], { timeoutMs: this.config.probeTimeoutMs }),
+        ),
     }
   }
 
-  async #probeRole(factory: ConnectionFactory, host: HostAddress): Promise<HostRole> {
+  /** Runs `work` on the probe connection of `host` (opened on first use, dropped when it fails). */
+  async #onProbe<T>(
+    factory: ConnectionFactory,
+    host: HostAddress,
+    work: (conn: DbConnection) => Promise<T>,
+  ): Promise<T> {
     const key = hostKey(host)
     let conn = this.#probes.get(key)
     try {
@@ -295,15 +307,15 @@ export class TopologyMonitor {
         conn = await factory.connect({ host, purpose: 'topology', timeoutMs: this.config.probeTimeoutMs })
         if (this.#stopped) {
           conn.abort()
-          return 'unknown'
+          throw new Error('topology monitor stopped')
         }
         this.#probes.set(key, conn)
       }
-      return await readRole(conn, { timeoutMs: this.config.probeTimeoutMs })
-    } catch {
+      return await work(conn)
+    } catch (error) {
       conn?.abort()
       this.#probes.delete(key)
-      return 'unknown'
+      throw error
     }
   }
 

@@ -1,18 +1,22 @@
 /**
  * Plain PostgreSQL streaming replication (self-hosted, Patroni, ...): the hosts are the ones listed
- * in the connection string, each asked for its own role; the writer's `pg_stat_replication` adds
- * replication lag where a standby can be matched by name or address.
+ * in the connection string, each asked for its own role and what its WAL receiver calls itself;
+ * the writer's `pg_stat_replication` gives each standby's replay lag (see standby-lag.ts).
  *
  * @module
  */
 import type { DbConnection } from '../core/connection-factory.ts'
 import { type Dialect, readRole, type TopologyContext } from '../core/dialect.ts'
-import { type HostInfo, type HostRole, sameHost } from '../core/host.ts'
+import { type HostInfo, sameHost } from '../core/host.ts'
+import {
+  identityOf,
+  lagOf,
+  readIdentity,
+  STANDBY_IDENTITY_QUERY,
+  type StandbyIdentity,
+} from './standby-lag.ts'
 
-/** Replicas as the writer sees them. */
-export const PG_REPLICATION_QUERY =
-  'SELECT application_name, host(client_addr) AS client_addr, ' +
-  'COALESCE(EXTRACT(EPOCH FROM replay_lag) * 1000, 0)::float8 AS lag_ms FROM pg_catalog.pg_stat_replication'
+const UNKNOWN: StandbyIdentity = Object.freeze({ role: 'unknown', slotName: null, applicationName: null })
 
 /**
  * The plain streaming-replication dialect.
@@ -25,31 +29,28 @@ export const PG_REPLICATION_QUERY =
 export const pgDialect: Dialect = Object.freeze({
   name: 'pg' as const,
   async readTopology(conn: DbConnection, context: TopologyContext): Promise<HostInfo[]> {
-    const own = await readRole(conn)
-    const roles = await Promise.all(
+    const own = await readIdentity(conn)
+    const identities = await Promise.all(
       context.initialHosts.map(
-        (h): Promise<HostRole> =>
+        (h): Promise<StandbyIdentity> =>
           sameHost(h, conn.host)
             ? Promise.resolve(own)
-            : context.probeRole(h).catch(() => 'unknown' as const),
+            : context
+                .probe<Parameters<typeof identityOf>[0][number]>(h, STANDBY_IDENTITY_QUERY)
+                .then(identityOf, () => UNKNOWN),
       ),
     )
-    const lagByName = new Map<string, number>()
-    if (own === 'writer') {
-      const rows = await conn.query<{ application_name: string; client_addr: string | null; lag_ms: number }>(
-        PG_REPLICATION_QUERY,
-      )
-      for (const r of rows) {
-        if (r.application_name) lagByName.set(r.application_name, Number(r.lag_ms))
-        if (r.client_addr) lagByName.set(r.client_addr, Number(r.lag_ms))
-      }
-    }
+    // Lag needs pg_monitor; without it the hosts and roles still stand.
+    const lags =
+      own.role === 'writer'
+        ? await lagOf(conn, identities).catch(() => identities.map(() => undefined))
+        : identities.map(() => undefined)
     return context.initialHosts.map((h, i) => ({
       host: h.host,
       port: h.port,
       id: h.host,
-      role: roles[i]!,
-      lagMs: roles[i] === 'writer' ? 0 : lagByName.get(h.host),
+      role: identities[i]!.role,
+      lagMs: identities[i]!.role === 'writer' ? 0 : lags[i],
     }))
   },
   roleOf: readRole,

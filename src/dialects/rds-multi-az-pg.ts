@@ -6,7 +6,8 @@
  */
 import type { DbConnection } from '../core/connection-factory.ts'
 import { type Dialect, readRole, type TopologyContext } from '../core/dialect.ts'
-import type { HostInfo } from '../core/host.ts'
+import { type HostInfo, sameHost } from '../core/host.ts'
+import { identityOf, lagOf, STANDBY_IDENTITY_QUERY, type StandbyIdentity } from './standby-lag.ts'
 
 /** Identifies this client in `show_topology`, as the AWS drivers do with theirs. */
 export const MULTI_AZ_TOPOLOGY_QUERY = "SELECT id, endpoint, port FROM rds_tools.show_topology('postgres-ha')"
@@ -38,7 +39,7 @@ export const rdsMultiAzPgDialect: Dialect = Object.freeze({
     const rows = await conn.query<{ id: string; endpoint: string; port: number | string }>(
       MULTI_AZ_TOPOLOGY_QUERY,
     )
-    return rows.map((r) => {
+    const hosts: HostInfo[] = rows.map((r) => {
       const port = Number(r.port) || context.defaultPort
       // The endpoint column is the instance's own DNS name; a host pattern given explicitly wins.
       const address =
@@ -47,6 +48,33 @@ export const rdsMultiAzPgDialect: Dialect = Object.freeze({
           : { host: r.endpoint, port }
       return { ...address, id: r.id, role: r.id === writerId ? 'writer' : 'reader' }
     })
+    return withLag(conn, context, hosts)
   },
   roleOf: readRole,
 })
+
+/**
+ * show_topology() has no lag: when read on the writer, each standby's replay lag comes from the
+ * writer's pg_stat_replication, matched by what the standby calls itself (see standby-lag.ts).
+ */
+async function withLag(conn: DbConnection, context: TopologyContext, hosts: HostInfo[]): Promise<HostInfo[]> {
+  const self = hosts.find((h) => sameHost(h, conn.host))
+  if (!self || self.role !== 'writer') return hosts
+  try {
+    const identities = await Promise.all(
+      hosts.map(
+        (h): Promise<StandbyIdentity> =>
+          h.role === 'writer'
+            ? Promise.resolve({ role: 'writer', slotName: null, applicationName: null })
+            : context
+                .probe<Parameters<typeof identityOf>[0][number]>(h, STANDBY_IDENTITY_QUERY)
+                .then(identityOf),
+      ),
+    )
+    const lags = await lagOf(conn, identities)
+    return hosts.map((h, i) => (h.role === 'writer' ? h : { ...h, lagMs: lags[i] }))
+  } catch {
+    // Lag is an extra: a standby that does not answer, or no pg_monitor, leaves it unknown.
+    return hosts
+  }
+}

@@ -1,0 +1,177 @@
+// Replication lag and read-your-writes on a real cluster: replay paused on one reader (the lab's
+// Aurora emulation and the pg dialect both report its real, growing lag), maxReplicaLagMs keeps
+// reads off it within about a second, and readYourWrites makes every read after a write see it.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import postgres from 'postgres'
+import { ADMIN_PASSWORD, ADMIN_USER } from '../lab/instance.ts'
+import { type Lab, type LabStatus, startLab } from '../lab/mod.ts'
+import { type PostgresHaSql, postgresHa } from '../mod.ts'
+import { allInstancesUrl, eventually, labClientOptions } from './helpers/ha.ts'
+
+let lab: Lab
+let status: LabStatus
+let readers: string[]
+const clients: PostgresHaSql[] = []
+const admins: postgres.Sql[] = []
+
+const WHO = "select current_setting('pgha_lab.instance_id') as id"
+
+function client(url: string, options: Parameters<typeof labClientOptions>[0] = {}): PostgresHaSql {
+  const sql = postgresHa(url, labClientOptions(options))
+  clients.push(sql)
+  return sql
+}
+
+/** A superuser connection to one instance (pg_wal_replay_pause needs it). */
+function admin(id: string): postgres.Sql {
+  const url = new URL(lab.url(id))
+  url.username = ADMIN_USER
+  url.password = ADMIN_PASSWORD
+  const sql = postgres(url.toString(), { max: 1, onnotice: () => {} })
+  admins.push(sql)
+  return sql
+}
+
+/** Writes a row every 20 ms until stopped, so that a paused standby falls behind. */
+function writeLoop(): () => Promise<void> {
+  const w = admin(status.writer!)
+  let stop = false
+  const done = (async () => {
+    while (!stop) {
+      await w`insert into lag_ticks default values`
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  })()
+  return async () => {
+    stop = true
+    await done
+  }
+}
+
+before(async () => {
+  lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 0 })
+  status = await lab.status()
+  readers = status.nodes.filter((n) => n.role === 'reader').map((n) => n.id)
+  const w = admin(status.writer!)
+  await w`create table lag_ticks (id serial primary key, at timestamptz default now())`
+  await w`create table ryw (id int primary key, v int not null)`
+  await w`grant all on ryw to ${w(status.user)}`
+})
+
+after(async () => {
+  await Promise.all(clients.map((c) => c.end({ timeout: 1 })))
+  await Promise.all(admins.map((a) => a.end({ timeout: 0 })))
+  await lab?.down()
+})
+
+test('read-lag: a paused reader gets no reads within ~1 s of its lag passing maxReplicaLagMs; back once it catches up', async () => {
+  const [paused, healthy] = readers as [string, string]
+  const aurora = client(lab.url('cluster'), { maxReplicaLagMs: 500 })
+  const plain = client(allInstancesUrl(lab, status), { dialect: 'pg', maxReplicaLagMs: 500 })
+  for (const c of [aurora, plain]) await c.ha.reader.unsafe(WHO)
+  const lagOf = (c: PostgresHaSql, id: string) => c.ha.topology()?.readers.find((h) => h.host === id)?.lagMs
+  // The pg dialect matches each standby to its pg_stat_replication row (the lab's are `n12`, from 127.0.0.1).
+  await eventually(
+    () => readers.every((id) => lagOf(plain, id) !== undefined),
+    5_000,
+    'pg dialect lag for both',
+  )
+
+  const stopWrites = writeLoop()
+  try {
+    await admin(paused)`select pg_wal_replay_pause()`
+    const writer = admin(status.writer!)
+    let crossedAt = 0
+    await eventually(
+      async () => {
+        const [row] = await writer`select coalesce(extract(epoch from replay_lag) * 1000, 0)::float8 as ms
+          from pg_stat_replication where application_name = ${`n${paused.split('.').pop()}`}`
+        if (Number(row?.ms) > 500) crossedAt = performance.now()
+        return crossedAt > 0
+      },
+      10_000,
+      'the paused reader lags 500 ms behind',
+    )
+    // Within about a second of crossing, both dialects know and keep reads off it.
+    for (const c of [aurora, plain])
+      await eventually(() => (lagOf(c, paused) ?? 0) > 500, 1_500, 'the client learns the lag')
+    assert.ok(
+      performance.now() - crossedAt < 1_500,
+      `lag known ${performance.now() - crossedAt} ms after it crossed`,
+    )
+    for (const c of [aurora, plain])
+      for (let i = 0; i < 20; i++) {
+        const [row] = await c.ha.reader.unsafe(WHO)
+        assert.equal(row!.id, healthy, 'a reader over maxReplicaLagMs gets no reads')
+      }
+    // No reader within the limit and readerFallback 'error': NO_READER_AVAILABLE names the lag.
+    const strict = client(lab.url('cluster'), { maxReplicaLagMs: 500, readerFallback: 'error' })
+    await strict.ha.reader.unsafe(WHO)
+    await admin(healthy)`select pg_wal_replay_pause()`
+    await eventually(
+      async () => {
+        const e = await strict.ha.reader.unsafe(WHO).then(
+          () => undefined,
+          (error: unknown) => error as { code?: string; message?: string },
+        )
+        return e?.code === 'NO_READER_AVAILABLE' && /maxReplicaLagMs/.test(e.message ?? '')
+      },
+      5_000,
+      'NO_READER_AVAILABLE once both readers lag',
+    )
+  } finally {
+    await Promise.all(readers.map((id) => admin(id)`select pg_wal_replay_resume()`))
+    await stopWrites()
+  }
+  await eventually(
+    async () => (await aurora.ha.reader.unsafe(WHO))[0]!.id === paused,
+    10_000,
+    'the caught-up reader gets reads again',
+  )
+})
+
+test('read-lag: readYourWrites — with replay paused every read after a write sees it (on the writer); caught up, reads stay on readers', async () => {
+  const sql = client(lab.url('cluster'), { readYourWrites: true, readYourWritesTimeoutMs: 100 })
+  await sql`insert into ryw values (0, 0) on conflict (id) do update set v = 0`
+  // Caught up: reads after writes run on a reader and see them.
+  for (let i = 1; i <= 20; i++) {
+    await sql`update ryw set v = ${i} where id = 0`
+    const [row] = await sql.ha
+      .reader`select v, current_setting('pgha_lab.instance_id') as id from ryw where id = 0`
+    assert.equal(row!.v, i, 'a read after a write sees it')
+    assert.ok(readers.includes(row!.id), `read ran on ${row!.id}, not a reader`)
+  }
+  // Every kind of committed write counts: unsafe, begin, reserved.
+  await Promise.all(readers.map((id) => admin(id)`select pg_wal_replay_pause()`))
+  try {
+    const writes: Array<(n: number) => Promise<unknown>> = [
+      (n) => sql`update ryw set v = ${n} where id = 0`,
+      (n) => sql.unsafe('update ryw set v = $1 where id = 0', [n]),
+      (n) => sql.begin((tx) => tx`update ryw set v = ${n} where id = 0`),
+      async (n) => {
+        const r = await sql.reserve()
+        try {
+          await r`update ryw set v = ${n} where id = 0`
+        } finally {
+          r.release()
+        }
+      },
+    ]
+    let n = 100
+    for (const write of writes)
+      for (let i = 0; i < 3; i++) {
+        await write(++n)
+        const [row] = await sql.ha
+          .reader`select v, current_setting('pgha_lab.instance_id') as id from ryw where id = 0`
+        assert.equal(row!.v, n, 'with replay paused, the read falls back to the writer and sees the write')
+        assert.equal(row!.id, status.writer)
+      }
+    // Without readYourWrites the same read is stale: the test above would have failed.
+    const plain = client(lab.url('cluster'))
+    const [stale] = await plain.ha.reader`select v from ryw where id = 0`
+    assert.notEqual(stale!.v, n)
+  } finally {
+    await Promise.all(readers.map((id) => admin(id)`select pg_wal_replay_resume()`))
+  }
+})

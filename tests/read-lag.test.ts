@@ -175,3 +175,57 @@ test('read-lag: readYourWrites — with replay paused every read after a write s
     await Promise.all(readers.map((id) => admin(id)`select pg_wal_replay_resume()`))
   }
 })
+
+test('read-lag: a hot-standby conflict (40001) on a reader is an ordinary error — no failover, no host marked down', async () => {
+  const sql = client(lab.url('cluster'))
+  let trouble = 0
+  sql.ha.on('hostDown', () => trouble++)
+  sql.ha.on('failoverStart', () => trouble++)
+  const w = admin(status.writer!)
+  await w`create table conflict_t as select g from generate_series(1, 1000) as g`
+  await w`grant select on conflict_t to ${w(status.user)}`
+  const settings = async (feedback: 'on' | 'off', delay: string) => {
+    for (const id of readers) {
+      const a = admin(id)
+      await a.unsafe(`alter system set hot_standby_feedback = ${feedback}`)
+      await a.unsafe(`alter system set max_standby_streaming_delay = '${delay}'`)
+      await a`select pg_reload_conf()`
+    }
+  }
+  // Cancel a conflicting query at once (the lab normally protects them with feedback).
+  await settings('off', '0')
+  try {
+    await eventually(
+      async () => (await sql.ha.reader`select to_regclass('conflict_t') is not null as ok`)[0]!.ok === true,
+      5_000,
+      'the readers have the table',
+    )
+    const slow = sql.ha.reader`select count(*), pg_backend_pid() from conflict_t, pg_sleep(5)`.then(
+      () => undefined,
+      (e: unknown) => e as { code?: string },
+    )
+    await eventually(
+      async () => {
+        const running = await Promise.all(
+          readers.map(
+            (id) =>
+              admin(
+                id,
+              )`select 1 from pg_stat_activity where query like '%conflict_t, pg_sleep%' and state = 'active' and pid <> pg_backend_pid()`,
+          ),
+        )
+        return running.some((rows) => rows.length > 0)
+      },
+      5_000,
+      'the slow read runs on a reader',
+    )
+    await w`delete from conflict_t`
+    await w`vacuum conflict_t`
+    const error = await slow
+    assert.equal(error?.code, '40001', `expected a recovery conflict, got ${JSON.stringify(error)}`)
+    assert.equal(trouble, 0, 'a recovery conflict is no host failure')
+    assert.equal((await sql.ha.reader`select pg_is_in_recovery() as r`)[0]!.r, true)
+  } finally {
+    await settings('on', '30s')
+  }
+})

@@ -90,7 +90,7 @@ test('read-routing: the URL keeps its other parameters; postgres.js never sees o
 test('read-routing: lowestLag picks the least lag, sharing ties; the lag filter keeps unknown lag', () => {
   const a = { host: 'a', port: 1, role: 'reader' as const, lagMs: 30 }
   const b = { host: 'b', port: 1, role: 'reader' as const, lagMs: 5 }
-  const c = { host: 'c', port: 1, role: 'reader' as const, lagMs: 5 }
+  const c = { host: 'c', port: 1, role: 'reader' as const, lagMs: 18 }
   const u = { host: 'u', port: 1, role: 'reader' as const }
   const pick = readerPicker('lowestLag', () => 0)
   const seen = new Set<string>()

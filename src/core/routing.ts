@@ -7,6 +7,9 @@
 import { type HostAddress, type HostInfo, hostKey } from './host.ts'
 import type { ReaderStrategy } from './options.ts'
 
+/** `lowestLag` counts readers within this many ms of the lowest lag as tied. */
+export const LAG_TIE_MS = 20
+
 /** Picks one reader among candidates. */
 export type ReaderPicker = (candidates: readonly HostInfo[]) => HostInfo | undefined
 
@@ -35,17 +38,12 @@ export function readerPicker(
   }
   if (strategy === 'lowestLag') {
     return (candidates) => {
-      let best: HostInfo[] = []
-      let bestLag = Number.POSITIVE_INFINITY
-      for (const h of candidates) {
-        // A reader whose lag is unknown ranks behind every measured one.
-        const lag = h.lagMs ?? Number.MAX_SAFE_INTEGER
-        if (lag < bestLag) {
-          best = [h]
-          bestLag = lag
-        } else if (lag === bestLag) best.push(h)
-      }
-      // Ties (typically every reader at 0 ms) share the reads.
+      let lowest = Number.POSITIVE_INFINITY
+      // A reader whose lag is unknown ranks behind every measured one.
+      const lagOf = (h: HostInfo) => h.lagMs ?? Number.MAX_SAFE_INTEGER
+      for (const h of candidates) lowest = Math.min(lowest, lagOf(h))
+      // Readers about as far behind as the best share the reads: a few ms of lag is measurement noise.
+      const best = candidates.filter((h) => lagOf(h) <= lowest + LAG_TIE_MS)
       return best.length === 0 ? undefined : best[Math.floor(Math.random() * best.length)]
     }
   }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run bench`: every benchmark part on node, deno and bun, then a summary table across runtimes.
-// Usage: node scripts/bench.mjs [--runtimes node,deno,bun] [--parts failover,baseline,overhead,idle,deno-bench]
+// Usage: node scripts/bench.mjs [--runtimes node,deno,bun] [--parts failover,baseline,overhead,read-scaling,idle,deno-bench]
 //        [--trials 10] [--baseline-trials 3] [--idle-seconds 60] [--bench-iterations 3]
 // Each part prints one JSON document (saved to bench/results/<runtime>-<part>.json); their progress
 // goes to stderr as it happens. failover and overhead run one process at a time; the idle parts of
@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bin = (name) => join(root, 'node_modules', '.bin', name)
 const ALL_RUNTIMES = ['node', 'deno', 'bun']
-const ALL_PARTS = ['failover', 'baseline', 'overhead', 'idle', 'deno-bench']
+const ALL_PARTS = ['failover', 'baseline', 'overhead', 'read-scaling', 'idle', 'deno-bench']
 
 const options = {
   runtimes: ALL_RUNTIMES,
@@ -85,6 +85,7 @@ const partArgs = {
   failover: ['--trials', String(options.trials)],
   baseline: ['--trials', String(options['baseline-trials'])],
   overhead: [],
+  'read-scaling': [],
   idle: ['--seconds', String(options['idle-seconds'])],
 }
 
@@ -97,7 +98,7 @@ const partRun = (runtime, part, extra = {}) => {
 const wants = (part) => options.parts.includes(part)
 
 // Timing-sensitive parts: one process at a time, nothing else running.
-for (const part of ['failover', 'overhead'].filter(wants))
+for (const part of ['failover', 'overhead', 'read-scaling'].filter(wants))
   for (const runtime of options.runtimes) await partRun(runtime, part)
 
 // The idle parts mostly wait, so they run together, alongside the baselines, whose outcomes are

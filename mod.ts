@@ -44,7 +44,6 @@ export type { HaEventMap, HaEventName, HaEvents } from './src/core/events.ts'
 export type { HostAddress, HostInfo, HostRole, TargetRole } from './src/core/host.ts'
 export type { Logger, LogLevel } from './src/core/logger.ts'
 export type { DialectName, HaOptions, ReaderFallback, ReaderStrategy } from './src/core/options.ts'
-export type { LoadBalanceHosts, TargetSessionAttrs } from './src/core/session-attrs.ts'
 export type {
   ConnectContext,
   ExecuteContext,
@@ -52,6 +51,7 @@ export type {
   HaPlugin,
   PluginServices,
 } from './src/core/plugin.ts'
+export type { LoadBalanceHosts, TargetSessionAttrs } from './src/core/session-attrs.ts'
 export type { Topology } from './src/core/topology.ts'
 export type { HaApi } from './src/ha-api.ts'
 export { connectionTrackerPlugin } from './src/plugins/connection-tracker.ts'

@@ -156,8 +156,9 @@ export function postgresHa(
   Object.assign(readerSql.sql, { end })
   // A LISTEN lives on one connection: when the writer moves, it moves with it.
   haClient.events.on('writerChanged', ({ from }) => {
-    if (from)
-      void sqlControl(sql)
+    if (!from) return
+    for (const surface of [sql, readerSql.sql])
+      void sqlControl(surface)
         ?.relisten()
         .catch((error) => haClient.logger.warn('re-listen failed', { error: String(error) }))
   })

@@ -185,3 +185,22 @@ test('read-scaling: both readers killed → reads on the writer (or NoReaderAvai
     )
   assert.equal(failovers, 0)
 })
+
+test('read-scaling: LISTEN through sql.ha.reader runs on the writer; ending the reader ends the client', async () => {
+  const sql = postgresHa(lab.url('cluster'), labClientOptions())
+  const got = new Promise<string>((resolve) => {
+    void sql.ha.reader.listen('rs_channel', resolve)
+  })
+  // The listen request resolves once subscribed; a notify on the writer reaches it.
+  await eventually(
+    async () => {
+      await sql.notify('rs_channel', 'hello')
+      return (await Promise.race([got, new Promise((r) => setTimeout(() => r(''), 100))])) === 'hello'
+    },
+    5_000,
+    'the notification',
+  )
+  await sql.ha.reader.end()
+  const error = await sql`select 1`.catch((e: unknown) => e as { code?: string })
+  assert.equal(error?.code, 'CLIENT_ENDED')
+})

@@ -201,6 +201,9 @@ test('read-scaling: LISTEN through sql.ha.reader runs on the writer; ending the 
     'the notification',
   )
   await sql.ha.reader.end()
-  const error = await sql`select 1`.catch((e: unknown) => e as { code?: string })
+  const error = await sql`select 1`.then(
+    () => undefined,
+    (e: unknown) => e as { code?: string },
+  )
   assert.equal(error?.code, 'CLIENT_ENDED')
 })

@@ -118,7 +118,9 @@ export class HostMonitor {
       this.probes++
       const sent = performance.now()
       // What a healthy probe of this host needs never counts as failure (a slow network).
-      await this.#conn.query('select 1', [], { timeoutMs: Math.max(settings.intervalMs, 2 * this.#healthyMs) })
+      await this.#conn.query('select 1', [], {
+        timeoutMs: Math.max(settings.intervalMs, 2 * this.#healthyMs),
+      })
       this.#healthyMs = performance.now() - sent
       ok = true
     } catch (error) {

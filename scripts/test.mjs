@@ -1,28 +1,48 @@
 #!/usr/bin/env node
-// `npm test`: format/lint check, typecheck, then the same tests/*.test.ts on node, deno and bun.
-// Usage: node scripts/test.mjs [--runtimes node,deno,bun] [--no-checks] [tests/x.test.ts ...]
-// Prints each runtime's own output, then a per-runtime count and a closing "N passed, N failed".
+// `npm test`: format/lint check, typecheck, JSR checks, and tests/*.test.ts on node, deno and bun.
+// Usage: node scripts/test.mjs [--runtimes node,deno,bun] [--no-checks] [--jobs N] [tests/x.test.ts ...]
+//
+// Every (runtime, test file) pair is its own process, and the checks are jobs too; a pool runs
+// `--jobs` of them at once (default: twice the CPU count, at least 3; env TEST_JOBS). Most of a
+// test's time is waiting on real PostgreSQL servers (labs pick free ports and their own folders),
+// so files and runtimes overlap well. The longest jobs start first (their times from the last run
+// are kept in .tmp/test-times.json; a new file starts early, as if it were slow). Each job's output
+// is printed whole when it ends, then a per-runtime count and a closing "N passed, N failed".
 import { spawn } from 'node:child_process'
-import { readdirSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bin = (name) => join(root, 'node_modules', '.bin', name)
+const RUNTIMES = ['node', 'deno', 'bun']
+/** A test file that runs longer than this is stopped and counted as failed. */
+const FILE_TIMEOUT_MS = 10 * 60_000
 
 const argv = process.argv.slice(2)
-let runtimes = ['node', 'deno', 'bun']
+let runtimes = RUNTIMES
 let checks = true
+let jobs = Number(process.env.TEST_JOBS) || Math.max(3, 2 * availableParallelism())
 const files = []
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]
-  if (a === '--runtimes') runtimes = argv[++i].split(',')
+  if (a === '--runtimes') runtimes = (argv[++i] ?? '').split(',').filter(Boolean)
   else if (a === '--no-checks') checks = false
-  else if (a.startsWith('-')) {
-    console.error(`unknown flag ${a}; valid: --runtimes node,deno,bun  --no-checks  [test files]`)
-    process.exit(2)
-  } else files.push(a)
+  else if (a === '--jobs') jobs = Number(argv[++i])
+  else if (a.startsWith('-')) usage(`unknown flag ${a}`)
+  else files.push(a)
 }
+for (const r of runtimes) if (!RUNTIMES.includes(r)) usage(`unknown runtime ${r}; valid: node, deno, bun`)
+if (!Number.isInteger(jobs) || jobs < 1) usage(`--jobs must be a whole number ≥ 1, got ${jobs}`)
+
+function usage(message) {
+  console.error(
+    `${message}\nusage: node scripts/test.mjs [--runtimes node,deno,bun] [--no-checks] [--jobs N] [tests/x.test.ts ...]`,
+  )
+  process.exit(2)
+}
+
 const testFiles = files.length
   ? files
   : readdirSync(join(root, 'tests'))
@@ -30,90 +50,182 @@ const testFiles = files.length
       .sort()
       .map((f) => `tests/${f}`)
 
-function run(label, command, args, env = {}) {
-  return new Promise((resolve) => {
-    const started = performance.now()
-    process.stderr.write(`\n=== ${label}: ${command.split('/').pop()} ${args.join(' ')}\n`)
-    const child = spawn(command, args, {
-      cwd: root,
-      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let out = ''
-    child.stdout.on('data', (d) => {
-      out += d
-      process.stdout.write(d)
-    })
-    child.stderr.on('data', (d) => {
-      out += d
-      process.stderr.write(d)
-    })
-    child.on('close', (code) => resolve({ code, out, seconds: (performance.now() - started) / 1000 }))
-  })
-}
-
-const parsers = {
-  node: (out) => ({
-    passed: last(out, /^# pass (\d+)/gm),
-    failed: last(out, /^# fail (\d+)/gm) + last(out, /^# cancelled (\d+)/gm),
-  }),
-  deno: (out) => ({ passed: last(out, /(\d+) passed/g), failed: last(out, /(\d+) failed/g) }),
-  bun: (out) => ({ passed: last(out, /^\s*(\d+) pass$/gm), failed: last(out, /^\s*(\d+) fail$/gm) }),
+/** How each runtime runs one file, and how its output counts passes and failures. */
+const runners = {
+  node: {
+    // Run directly (no `--test`, which would spawn a second process per file); node:test still
+    // reports in TAP and exits non-zero on a failure.
+    command: (file) => [process.execPath, ['--import', 'tsx', '--test-reporter=tap', file]],
+    count: (out) => ({
+      passed: last(out, /^# pass (\d+)/gm),
+      failed: last(out, /^# fail (\d+)/gm) + last(out, /^# cancelled (\d+)/gm),
+    }),
+  },
+  deno: {
+    command: (file) => [bin('deno'), ['test', '-A', '--no-check', file]],
+    count: (out) => ({ passed: last(out, /(\d+) passed/g), failed: last(out, /(\d+) failed/g) }),
+  },
+  bun: {
+    command: (file) => [bin('bun'), ['test', '--timeout', '120000', `./${file}`]],
+    count: (out) => ({ passed: last(out, /^\s*(\d+) pass$/gm), failed: last(out, /^\s*(\d+) fail$/gm) }),
+  },
 }
 function last(text, re) {
-  let m
   let value = 0
-  for (m of text.matchAll(re)) value = Number(m[1])
+  for (const m of text.matchAll(re)) value = Number(m[1])
   return value
 }
 
-const commands = {
-  node: [
-    process.execPath,
-    ['--import', 'tsx', '--test', '--test-reporter=tap', '--test-concurrency=1', ...testFiles],
-  ],
-  deno: [bin('deno'), ['test', '-A', '--no-check', ...testFiles]],
-  bun: [bin('bun'), ['test', '--timeout', '120000', ...testFiles.map((f) => `./${f}`)]],
+/** Runs one command to its end, output collected; stopped after `timeoutMs`. */
+function run(command, args, timeoutMs) {
+  return new Promise((resolve) => {
+    const started = performance.now()
+    const child = spawn(command, args, {
+      cwd: root,
+      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      child.kill('SIGTERM')
+      setTimeout(() => child.kill('SIGKILL'), 5_000).unref()
+    }, timeoutMs)
+    const done = (code) => {
+      clearTimeout(timer)
+      if (timedOut) out += `\nstopped after ${timeoutMs / 1000} s\n`
+      resolve({ code: timedOut ? 1 : code, out, seconds: (performance.now() - started) / 1000 })
+    }
+    child.on('error', (error) => {
+      out += `\ncould not start ${command}: ${error.message}\n`
+      done(1)
+    })
+    child.on('close', done)
+  })
 }
 
-const summary = []
-let failedSteps = 0
+// ---------------------------------------------------------------- the jobs
+
+const timesFile = join(root, '.tmp', 'test-times.json')
+let previous = {}
+try {
+  previous = JSON.parse(readFileSync(timesFile, 'utf8'))
+} catch {}
+
+const jobList = []
 if (checks) {
-  const lint = await run('lint', bin('biome'), ['check', '.'])
-  summary.push(`lint: ${lint.code === 0 ? 'ok' : 'FAILED'} (${lint.seconds.toFixed(1)} s)`)
-  if (lint.code !== 0) failedSteps++
-  const types = await run('typecheck', bin('tsc'), ['--noEmit', '-p', 'tsconfig.json'])
-  summary.push(`typecheck: ${types.code === 0 ? 'ok' : 'FAILED'} (${types.seconds.toFixed(1)} s)`)
-  if (types.code !== 0) failedSteps++
+  jobList.push({
+    label: 'lint',
+    kind: 'check',
+    steps: [[bin('biome'), ['check', '.']]],
+  })
+  jobList.push({
+    label: 'typecheck',
+    kind: 'check',
+    steps: [[bin('tsc'), ['--noEmit', '-p', 'tsconfig.json']]],
+  })
   // JSR readiness: every public export documented, no slow types.
-  const docs = await run('jsr', bin('deno'), ['doc', '--lint', 'mod.ts'])
-  const publish =
-    docs.code === 0 ? await run('jsr', bin('deno'), ['publish', '--dry-run', '--allow-dirty']) : docs
-  summary.push(`jsr (doc lint, publish dry run): ${publish.code === 0 ? 'ok' : 'FAILED'}`)
-  if (publish.code !== 0) failedSteps++
+  jobList.push({
+    label: 'jsr (doc lint, publish dry run)',
+    kind: 'check',
+    steps: [
+      [bin('deno'), ['doc', '--lint', 'mod.ts']],
+      [bin('deno'), ['publish', '--dry-run', '--allow-dirty']],
+    ],
+  })
+}
+for (const runtime of runtimes)
+  for (const file of testFiles) jobList.push({ label: `${runtime} ${file}`, kind: 'test', runtime, file })
+// Longest first; a job never timed before counts as long, so a new slow file cannot start last.
+const expected = (job) => previous[job.label] ?? 120
+jobList.sort((a, b) => expected(b) - expected(a))
+
+async function runJob(job) {
+  if (job.kind === 'check') {
+    let out = ''
+    let seconds = 0
+    for (const [command, args] of job.steps) {
+      const r = await run(command, args, FILE_TIMEOUT_MS)
+      out += `$ ${command.split('/').pop()} ${args.join(' ')}\n${r.out}`
+      seconds += r.seconds
+      if (r.code !== 0) return { ...job, ok: false, out, seconds }
+    }
+    return { ...job, ok: true, out, seconds }
+  }
+  const [command, args] = runners[job.runtime].command(job.file)
+  const r = await run(command, args, FILE_TIMEOUT_MS)
+  const counts = runners[job.runtime].count(r.out)
+  // A runner that crashed or exited non-zero with no failure counted still fails the file.
+  if (r.code !== 0 && counts.failed === 0) counts.failed = 1
+  if (counts.passed === 0 && counts.failed === 0) counts.failed = 1
+  return { ...job, ...counts, ok: counts.failed === 0, out: r.out, seconds: r.seconds }
 }
 
-let passed = 0
-let failed = 0
-for (const runtime of runtimes) {
-  const [command, args] = commands[runtime] ?? []
-  if (!command) {
-    console.error(`unknown runtime ${runtime}; valid: node, deno, bun`)
-    process.exit(2)
+// ---------------------------------------------------------------- the pool
+
+const started = performance.now()
+const results = []
+let next = 0
+const running = new Set()
+process.stderr.write(
+  `${jobList.length} jobs (${testFiles.length} files × ${runtimes.join(', ')}${checks ? ' + checks' : ''}), ${jobs} at a time\n`,
+)
+async function worker() {
+  for (let job = jobList[next++]; job; job = jobList[next++]) {
+    running.add(job.label)
+    const result = await runJob(job)
+    running.delete(job.label)
+    results.push(result)
+    const counts = result.kind === 'test' ? `: ${result.passed} passed, ${result.failed} failed` : ''
+    process.stdout.write(
+      `\n=== ${result.label} (${result.seconds.toFixed(1)} s)${counts}${result.ok ? '' : ' — FAILED'}\n${result.out}`,
+    )
+    process.stderr.write(
+      `[${results.length}/${jobList.length} at ${((performance.now() - started) / 1000).toFixed(0)} s] ` +
+        `${result.ok ? 'ok  ' : 'FAIL'} ${result.label} (${result.seconds.toFixed(1)} s); running: ${[...running].join(', ') || '—'}\n`,
+    )
   }
-  const result = await run(runtime, command, args)
-  const counts = parsers[runtime](result.out)
-  // A runner that crashed or exited non-zero with no failure counted still fails the run.
-  if (result.code !== 0 && counts.failed === 0) counts.failed = 1
-  if (counts.passed === 0 && counts.failed === 0) counts.failed = 1
-  passed += counts.passed
-  failed += counts.failed
-  summary.push(
-    `${runtime}: ${counts.passed} passed, ${counts.failed} failed (${result.seconds.toFixed(1)} s)`,
-  )
 }
+await Promise.all(Array.from({ length: Math.min(jobs, jobList.length) }, worker))
+const wallSeconds = (performance.now() - started) / 1000
+
+try {
+  mkdirSync(dirname(timesFile), { recursive: true })
+  const times = { ...previous }
+  for (const r of results) times[r.label] = Math.round(r.seconds * 10) / 10
+  writeFileSync(timesFile, `${JSON.stringify(times, null, 1)}\n`)
+} catch {}
+
+// ---------------------------------------------------------------- the summary
 
 console.log('\n=== summary')
-for (const line of summary) console.log(line)
-console.log(`total: ${passed} passed, ${failed + failedSteps} failed`)
-process.exit(failed + failedSteps > 0 ? 1 : 0)
+let passed = 0
+let failed = 0
+for (const r of results.filter((r) => r.kind === 'check')) {
+  console.log(`${r.label}: ${r.ok ? 'ok' : 'FAILED'} (${r.seconds.toFixed(1)} s)`)
+  if (!r.ok) failed++
+}
+for (const runtime of runtimes) {
+  const mine = results.filter((r) => r.runtime === runtime)
+  const p = mine.reduce((a, r) => a + r.passed, 0)
+  const f = mine.reduce((a, r) => a + r.failed, 0)
+  const seconds = mine.reduce((a, r) => a + r.seconds, 0)
+  passed += p
+  failed += f
+  console.log(
+    `${runtime}: ${p} passed, ${f} failed (${mine.length} files, ${seconds.toFixed(1)} s of file time)`,
+  )
+  for (const r of mine.filter((r) => !r.ok)) console.log(`  FAILED ${r.file}`)
+}
+const slowest = results
+  .filter((r) => r.kind === 'test')
+  .sort((a, b) => b.seconds - a.seconds)
+  .slice(0, 5)
+  .map((r) => `${r.label} ${r.seconds.toFixed(0)} s`)
+console.log(`slowest: ${slowest.join(', ')}`)
+console.log(`wall time: ${wallSeconds.toFixed(1)} s with ${jobs} jobs at a time`)
+console.log(`total: ${passed} passed, ${failed} failed`)
+process.exit(failed > 0 ? 1 : 0)

@@ -31,6 +31,8 @@ commands:
 flags:
   --dir PATH              lab folder (default .lab/default); every command takes it
   --nodes N               up: instances, writer included (default 3)
+  --manager M             up: lab (default: the lab's own control plane) or patroni (etcd +
+                          Patroni; needs apt-get install patroni etcd-server etcd-client)
   --dialect D             up: aurora-pg (default), rds-multi-az-pg or pg
   --promote-after-ms N    up: delay from writer loss to promotion (default 1000)
   --endpoint-lag-ms N     up: delay before endpoints follow a change (default 30000)
@@ -86,6 +88,9 @@ function parse(argv: string[]): { command: string; args: string[]; options: LabO
     else if (flag === '--async') {
       if (command !== 'up') throw new UsageError(`--async applies to up only`)
       options.async = true
+    } else if (flag === '--manager') {
+      if (command !== 'up') throw new UsageError(`--manager applies to up only`)
+      options.manager = value() as LabOptions['manager']
     } else if (flag === '--dialect') {
       if (command !== 'up') throw new UsageError(`--dialect applies to up only`)
       options.dialect = value() as LabOptions['dialect']
@@ -118,7 +123,8 @@ async function main(argv: string[]): Promise<number> {
     } catch (e) {
       throw new UsageError((e as Error).message)
     }
-    process.stderr.write(`starting a ${config.nodes}-node ${config.dialect} lab in ${dir}\n`)
+    const kind = config.manager === 'patroni' ? 'Patroni' : config.dialect
+    process.stderr.write(`starting a ${config.nodes}-node ${kind} lab in ${dir}\n`)
     const started = performance.now()
     const file = await spawnDaemon(config)
     const status = await call(file, 'status')

@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { DaemonConfig, LabFile } from './daemon.ts'
 import { repoRoot } from './pg-bin.ts'
-import { alive, killTree, postmasterOf } from './procs.ts'
+import { alive, killTree, postmasterOf, processesMentioning } from './procs.ts'
 
 const daemonPath = join(repoRoot, 'lab', 'daemon.ts')
 
@@ -115,6 +115,14 @@ export async function forceDown(dir: string): Promise<void> {
     if (alive(file.pid)) {
       try {
         process.kill(file.pid, 'SIGKILL')
+      } catch {}
+    }
+  }
+  // A Patroni lab: its Patroni and etcd processes first, or Patroni would restart PostgreSQL.
+  for (const folder of ['patroni', 'etcd']) {
+    for (const pid of processesMentioning(`${join(dir, folder)}/`)) {
+      try {
+        process.kill(pid, 'SIGKILL')
       } catch {}
     }
   }

@@ -11,11 +11,12 @@ import type { EventLog } from './events.ts'
 import type { Instance } from './instance.ts'
 import type { PgBin } from './pg-bin.ts'
 import type { Gate, StartupHandler } from './proxy.ts'
-import type { LabDialect, LabNode } from './types.ts'
+import type { LabDialect, LabManager, LabNode } from './types.ts'
 
 /** Options after defaults; `dir` and `port` resolved. */
 export interface ControlOptions {
   nodes: number
+  manager: LabManager
   dialect: LabDialect
   promoteAfterMs: number
   endpointLagMs: number

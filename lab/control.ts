@@ -13,6 +13,7 @@ import { randomUUID } from 'node:crypto'
 import { mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { Cluster, type ControlOptions, type Member } from './cluster.ts'
+import type { ControlPlane } from './control-plane.ts'
 import { emulationSql, hostPattern } from './emulation.ts'
 import { CLUSTER_HOST, Endpoints, READER_HOST } from './endpoints.ts'
 import { EventLog } from './events.ts'
@@ -32,7 +33,7 @@ export { CLUSTER_HOST, READER_HOST } from './endpoints.ts'
 
 const firstOctet = 11
 
-export class Control {
+export class Control implements ControlPlane {
   readonly events: EventLog
   private readonly c: Cluster
   private readonly table: TopologyTable
@@ -148,6 +149,7 @@ export class Control {
     return {
       dir: o.dir,
       dialect: o.dialect,
+      manager: 'lab',
       port: c.port,
       database: DATABASE,
       user: APP_USER,
@@ -160,6 +162,7 @@ export class Control {
       events: this.events.events,
       options: {
         nodes: o.nodes,
+        manager: 'lab',
         dialect: o.dialect,
         promoteAfterMs: o.promoteAfterMs,
         endpointLagMs: o.endpointLagMs,

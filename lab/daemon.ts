@@ -11,6 +11,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Control, type ControlOptions } from './control.ts'
+import type { ControlPlane } from './control-plane.ts'
+import { PatroniControl } from './patroni/control.ts'
 import type { StartupHandler } from './proxy.ts'
 
 /** What `startLab` / the CLI pass to the daemon. */
@@ -56,7 +58,8 @@ if (config.proxyStartupModule) {
     throw new Error(`${config.proxyStartupModule} exports no startupHandler function`)
   }
 }
-const control = new Control({ ...config, startup }, log)
+const control: ControlPlane =
+  config.manager === 'patroni' ? new PatroniControl(config, log) : new Control({ ...config, startup }, log)
 let shuttingDown: Promise<void> | undefined
 
 function shutdown(reason: string): Promise<void> {

@@ -25,7 +25,16 @@ import { repoRoot } from './pg-bin.ts'
 import type { LabEvent, LabNode, LabOptions, LabStatus } from './types.ts'
 
 export type { StartupHandler } from './proxy.ts'
-export type { LabDialect, LabEvent, LabNode, LabOptions, LabStatus, LabTargets } from './types.ts'
+export type {
+  LabDialect,
+  LabEvent,
+  LabManager,
+  LabNode,
+  LabOptions,
+  LabStatus,
+  LabTargets,
+  PatroniLabInfo,
+} from './types.ts'
 export { nowMs } from './types.ts'
 
 /** Which endpoint `url()` points at: the cluster endpoint, the reader endpoint, or an instance id. */
@@ -157,6 +166,19 @@ function validate(o: LabOptions): void {
       `LabOptions.dialect must be aurora-pg, rds-multi-az-pg or pg, got ${String(o.dialect)}`,
     )
   }
+  if (o.manager !== undefined && o.manager !== 'lab' && o.manager !== 'patroni') {
+    throw new RangeError(`LabOptions.manager must be lab or patroni, got ${String(o.manager)}`)
+  }
+  if (o.manager === 'patroni') {
+    // Patroni decides promotion timing itself (ttl 10, loop_wait 1) and has no endpoints.
+    const own = ['promoteAfterMs', 'endpointLagMs', 'probeTimeoutMs', 'proxyStartupModule'] as const
+    for (const name of own) {
+      if (o[name] !== undefined) throw new RangeError(`LabOptions.${name} does not apply to manager patroni`)
+    }
+    if (o.dialect !== undefined && o.dialect !== 'pg') {
+      throw new RangeError(`LabOptions.dialect must be pg (or absent) with manager patroni, got ${o.dialect}`)
+    }
+  }
 }
 
 /** Fills defaults; `removeDir` when the lab's folder is ours to delete. */
@@ -169,9 +191,11 @@ export function daemonConfig(options: LabOptions, ownerPid?: number) {
       '.lab',
       `run-${process.pid}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`,
     )
+  const patroni = options.manager === 'patroni'
   return {
     nodes: options.nodes ?? 3,
-    dialect: options.dialect ?? 'aurora-pg',
+    manager: options.manager ?? 'lab',
+    dialect: options.dialect ?? (patroni ? 'pg' : 'aurora-pg'),
     promoteAfterMs: options.promoteAfterMs ?? 1000,
     endpointLagMs: options.endpointLagMs ?? 30_000,
     probeTimeoutMs: options.probeTimeoutMs ?? 1000,

@@ -78,6 +78,21 @@ export function killTree(postmaster: number): void {
   signal(postmaster, 'SIGKILL')
 }
 
+/** Processes whose command line contains `text` (a Patroni lab's Patroni and etcd name its folders). */
+export function processesMentioning(text: string): number[] {
+  let entries: string[] = []
+  try {
+    entries = readdirSync('/proc')
+  } catch {
+    return []
+  }
+  return entries
+    .filter(
+      (name) => /^\d+$/.test(name) && Number(name) !== process.pid && cmdline(Number(name)).includes(text),
+    )
+    .map(Number)
+}
+
 /** The postmaster pid recorded in a data directory, if that process still runs postgres there. */
 export function postmasterOf(dataDir: string): number | undefined {
   try {

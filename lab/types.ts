@@ -9,6 +9,13 @@
 export type LabDialect = 'aurora-pg' | 'rds-multi-az-pg' | 'pg'
 
 /**
+ * Who manages the cluster: the lab's own control plane (`lab`, Aurora-like, with endpoints and
+ * every fault), or Patroni with etcd (`patroni`: real Patroni decides; plain `pg` SQL, no
+ * endpoints; kill, stop, start, switchover).
+ */
+export type LabManager = 'lab' | 'patroni'
+
+/**
  * Options of `startLab` and `npm run lab -- up`. Every field is optional.
  *
  * @example
@@ -19,6 +26,8 @@ export type LabDialect = 'aurora-pg' | 'rds-multi-az-pg' | 'pg'
 export interface LabOptions {
   /** Total instances, writer included: 1 to 9 (default 3). */
   nodes?: number
+  /** The cluster manager (default `lab`). `patroni` needs the Debian packages `patroni etcd-server etcd-client`. */
+  manager?: LabManager
   /** SQL surface to emulate (default `aurora-pg`). */
   dialect?: LabDialect
   /** Delay between detecting the writer's loss and promoting a reader (default 1000). */
@@ -80,10 +89,27 @@ export interface LabTargets {
   killToWriterReadyTargetMs: number
 }
 
+/** How to reach a Patroni lab's Patroni (`status().patroni`). */
+export interface PatroniLabInfo {
+  /** Patroni's `scope` (the cluster name in etcd). */
+  scope: string
+  /** The REST API port, the same on every member's address. */
+  restPort: number
+  /** etcd's client URL. */
+  etcd: string
+  ttl: number
+  loop_wait: number
+  retry_timeout: number
+  synchronousMode: boolean
+  /** Each member: its id (address), Patroni name and REST API URL. */
+  members: { id: string; name: string; restUrl: string }[]
+}
+
 /** The document printed by `up`, `status` and returned by `lab.status()`. */
 export interface LabStatus {
   dir: string
   dialect: LabDialect
+  manager: LabManager
   port: number
   database: string
   user: string
@@ -100,6 +126,8 @@ export interface LabStatus {
   instanceHostPattern: string
   events: LabEvent[]
   options: Required<Omit<LabOptions, 'dir' | 'port' | 'proxyStartupModule'>>
+  /** Present when `manager` is `patroni`. */
+  patroni?: PatroniLabInfo
   pgVersion: string
   pgBin: string
   targets: LabTargets

@@ -9,7 +9,7 @@
 // are kept in .tmp/test-times.json; a new file starts early, as if it were slow). Each job's output
 // is printed whole when it ends, then a per-runtime count and a closing "N passed, N failed".
 import { spawn } from 'node:child_process'
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -237,5 +237,13 @@ const slowest = results
   .map((r) => `${r.label} ${r.seconds.toFixed(0)} s`)
 console.log(`slowest: ${slowest.join(', ')}`)
 console.log(`wall time: ${wallSeconds.toFixed(1)} s with ${jobs} jobs at a time`)
+// The Patroni tests need Debian packages; without them they skip, and the summary says so once.
+const onPath = (name) => (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, name)))
+const patroniTests = testFiles.filter((f) => /patroni/.test(f))
+if (patroniTests.length && !['patroni', 'patronictl', 'etcd'].every(onPath)) {
+  console.log(
+    `patroni: NOT RUN (${patroniTests.join(', ')} skipped): apt-get update && apt-get install -y patroni etcd-server etcd-client`,
+  )
+}
 console.log(`total: ${passed} passed, ${failed} failed`)
 process.exit(failed > 0 ? 1 : 0)

@@ -1,0 +1,28 @@
+/**
+ * What the daemon asks of a control plane, whichever manages the cluster: the lab's own
+ * (`control.ts`, Aurora-like) or Patroni (`patroni/control.ts`).
+ *
+ * @module
+ */
+import type { EventLog } from './events.ts'
+import type { LabNode, LabStatus } from './types.ts'
+
+export interface ControlPlane {
+  readonly events: EventLog
+  upMs: number
+  up(): Promise<void>
+  /** Runs `fn` after every operation queued before it (operations never interleave). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T>
+  status(): LabStatus
+  processes(): { id: string; pgPort: number; dataDir: string }[]
+  waitForWriter(timeoutMs?: number): Promise<LabNode>
+  kill(target: string): Promise<void>
+  freeze(target: string): Promise<void>
+  stop(target: string): Promise<void>
+  start(id: string): Promise<void>
+  switchover(id?: string): Promise<void>
+  blackhole(target: string): Promise<void>
+  latency(target: string, ms: number): Promise<void>
+  heal(target?: string): Promise<void>
+  down(removeDir: boolean): Promise<void>
+}

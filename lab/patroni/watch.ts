@@ -1,0 +1,152 @@
+/**
+ * The Patroni lab's eyes: each member's PostgreSQL asked directly, every 20 ms while a change is
+ * expected and every 250 ms otherwise, whether it is in recovery. A member that leaves recovery is
+ * `promoted`; once a commit that needs a synchronous standby succeeds on it, `writer-ready` — the
+ * moment the cluster accepts writes again, from which benchmarks measure the driver's downtime.
+ *
+ * @module
+ */
+import postgres from 'postgres'
+import type { EventLog } from '../events.ts'
+import { ADMIN_PASSWORD, ADMIN_USER, DATABASE, type Sql, within } from '../instance.ts'
+import type { MemberLayout } from './config.ts'
+
+/** What the watcher last saw of a member. */
+export type Seen = 'writer' | 'reader' | 'down'
+
+function memberSql(m: MemberLayout): Sql {
+  return postgres({
+    host: m.id,
+    port: m.pgPort,
+    user: ADMIN_USER,
+    password: ADMIN_PASSWORD,
+    database: DATABASE,
+    max: 1,
+    idle_timeout: 0,
+    connect_timeout: 1,
+    max_lifetime: null,
+    onnotice: () => {},
+    connection: { application_name: 'pgha-lab-control' },
+  })
+}
+
+export class Watcher {
+  /** The member that last proved writable with a synchronous commit. */
+  writer: string | null = null
+  readonly seen = new Map<string, Seen>()
+  private sql = new Map<string, Sql>()
+  private fastUntil = 0
+  private timer?: ReturnType<typeof setTimeout>
+  private closed = false
+  private readying?: string
+
+  constructor(
+    private readonly members: readonly MemberLayout[],
+    private readonly events: EventLog,
+    private readonly log: (m: string) => void,
+  ) {
+    for (const m of members) this.seen.set(m.id, 'down')
+  }
+
+  /** A direct connection to a member, for the control plane's own statements. */
+  admin(id: string): Sql {
+    let sql = this.sql.get(id)
+    if (!sql) {
+      sql = memberSql(this.members.find((m) => m.id === id)!)
+      this.sql.set(id, sql)
+    }
+    return sql
+  }
+
+  /** Polls fast for the next `ms` (a fault was injected). */
+  expectChange(ms = 60_000): void {
+    this.fastUntil = Date.now() + ms
+  }
+
+  start(): void {
+    const tick = async () => {
+      if (this.closed) return
+      await this.poll().catch((e) => this.log(`watch: ${(e as Error).message}`))
+      if (this.closed) return
+      this.timer = setTimeout(tick, Date.now() < this.fastUntil ? 20 : 250)
+    }
+    void tick()
+  }
+
+  /** One look at every member. */
+  async poll(): Promise<void> {
+    await Promise.all(
+      this.members.map(async (m) => {
+        let next: Seen = 'down'
+        try {
+          const [row] = await within(1000, this.admin(m.id)`SELECT pg_is_in_recovery() AS r`)
+          next = row!.r ? 'reader' : 'writer'
+        } catch {
+          // A connection that failed is not reused: the server may be back on the next tick.
+          void this.sql
+            .get(m.id)
+            ?.end({ timeout: 0 })
+            .catch(() => {})
+          this.sql.delete(m.id)
+        }
+        this.observe(m.id, next)
+      }),
+    )
+  }
+
+  /** The watcher was told a member is gone (killed or stopped by the lab). */
+  lost(id: string, reason: string): void {
+    this.seen.set(id, 'down')
+    if (this.writer === id) {
+      this.writer = null
+      this.events.emit('writer-lost', id, { reason })
+    }
+  }
+
+  private observe(id: string, next: Seen): void {
+    const before = this.seen.get(id)
+    this.seen.set(id, next)
+    if (next === before) {
+      if (next === 'writer' && this.writer !== id) void this.confirmWriter(id)
+      return
+    }
+    if (before === 'writer' && this.writer === id) {
+      this.writer = null
+      this.events.emit('writer-lost', id, { reason: next === 'down' ? 'unreachable' : 'demoted' })
+    }
+    if (next === 'writer') {
+      this.events.emit('promoted', id, { from: this.lastWriter ?? null })
+      void this.confirmWriter(id)
+    }
+    if (next === 'reader' && (before === 'down' || before === 'writer') && this.started)
+      this.events.emit('reader-rejoined', id, {})
+  }
+
+  /** Set once bring-up is done: members coming up then are not "rejoining". */
+  started = false
+  private lastWriter: string | null = null
+
+  /** A commit that waits for a synchronous standby (an xid is assigned): writes work again. */
+  private async confirmWriter(id: string): Promise<void> {
+    if (this.readying === id) return
+    this.readying = id
+    try {
+      await within(5000, this.admin(id)`SELECT pg_catalog.txid_current()`)
+      if (this.seen.get(id) !== 'writer' || this.writer === id) return
+      const from = this.lastWriter
+      this.writer = id
+      this.lastWriter = id
+      this.events.emit('writer-ready', id, { from })
+    } catch {
+    } finally {
+      this.readying = undefined
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    clearTimeout(this.timer)
+    await Promise.all([...this.sql.values()].map((s) => s.end({ timeout: 0 }).catch(() => {})))
+    this.sql.clear()
+  }
+}

@@ -8,6 +8,7 @@ import type { HaClient } from './core/client.ts'
 import type { HaEventMap, HaEventName } from './core/events.ts'
 import type { HostAddress } from './core/host.ts'
 import type { Topology } from './core/topology.ts'
+import { holdOpenUntil } from './runtime/timers.ts'
 
 /**
  * The high-availability API of an `sql` made by `postgresHa()`.
@@ -60,7 +61,8 @@ export function createHaApi(
     on: (name, listener) => client.events.on(name, listener),
     off: (name, listener) => client.events.off(name, listener),
     topology: () => client.topology(),
-    refreshTopology: () => client.monitor.refresh(),
+    // The monitor's connections never hold the process open; a caller awaiting a read does.
+    refreshTopology: () => holdOpenUntil(client.monitor.refresh()),
     writer: () => client.writer(),
     clusterId,
     ready: () => client.ready(),

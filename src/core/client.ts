@@ -141,6 +141,7 @@ export class HaClient implements Executor {
         probeTimeoutMs: Math.min(deps.options.probeTimeoutMs, deps.options.connectTimeoutMs),
         clock: deps.options.clock,
         logger: this.logger,
+        patroni: deps.options.patroni,
       },
       { factory: this.factory, onTopology: (t, previous) => this.#onTopology(t, previous) },
     )
@@ -162,6 +163,7 @@ export class HaClient implements Executor {
       markHostUp: (host: HostAddress) => this.#markUp(host),
       isHostDown: (host: HostAddress) => this.#isDown(host),
       hasConnected: () => this.#connected,
+      dialect: () => this.#lease.monitor.dialect?.name,
       endSignal: this.#ended.signal,
     })
     this.#mainFallback = deps.session?.fallback ?? deps.options.readerFallback

@@ -8,6 +8,7 @@ import type { DbConnection, StatementOptions } from './connection-factory.ts'
 import type { HostAddress, HostInfo, HostRole } from './host.ts'
 import type { HostPattern } from './host-pattern.ts'
 import type { DialectName } from './options.ts'
+import type { PatroniSettings } from './patroni-options.ts'
 
 /** What a dialect needs besides the connection it reads through. */
 export interface TopologyContext {
@@ -17,6 +18,12 @@ export interface TopologyContext {
   readonly defaultPort: number
   /** The hosts the user listed (the cluster endpoint, or every host of a self-managed cluster). */
   readonly initialHosts: readonly HostAddress[]
+  /** The hosts of the latest topology reading (empty before the first). */
+  readonly knownHosts: readonly HostAddress[]
+  /** Bound of each request a dialect makes besides its statements (Patroni's REST API). */
+  readonly probeTimeoutMs: number
+  /** Where Patroni's REST API is (the `patroni` dialect). */
+  readonly patroni: PatroniSettings
   /** Asks another host for its role (used where one host cannot describe the others). */
   probeRole(host: HostAddress): Promise<HostRole>
   /** Runs a read-only statement on another host, over the same probe connection (rejects if it cannot). */

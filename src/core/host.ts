@@ -35,6 +35,10 @@ export interface HostInfo extends HostAddress {
   readonly lagMs?: number
   /** The topology's own last-update time of this host (epoch ms), when reported. */
   readonly lastUpdateMs?: number
+  /** Replication lag in bytes of WAL, when the source reports it (Patroni). */
+  readonly lagBytes?: number
+  /** A synchronous standby: it has every acknowledged commit, and is the one promoted (Patroni). */
+  readonly synchronous?: boolean
 }
 
 /** The key under which a host is tracked: `host:port`. Hosts are equal when their keys are. */

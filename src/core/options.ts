@@ -22,10 +22,19 @@ import {
   object,
   oneOf,
 } from './option-checks.ts'
+import {
+  type PatroniAuthOptions,
+  type PatroniSettings,
+  type PatroniTlsOptions,
+  patroniAuthCheck,
+  patroniTlsCheck,
+  patroniUrlsCheck,
+  resolvePatroniSettings,
+} from './patroni-options.ts'
 import type { HaPlugin } from './plugin.ts'
 
 /** Topology dialects; `auto` detects on first connect. */
-export type DialectName = 'aurora-pg' | 'rds-multi-az-pg' | 'pg'
+export type DialectName = 'aurora-pg' | 'rds-multi-az-pg' | 'pg' | 'patroni'
 
 /** How a reader is chosen when several fit. */
 export type ReaderStrategy = 'random' | 'roundRobin' | 'leastConnections' | 'lowestLag'
@@ -88,6 +97,14 @@ export interface HaOptions {
   failureDetectionInterval?: number
   /** Host monitoring: failed probes in a row before the host is declared down (default 2; AWS: 3). */
   failureDetectionCount?: number
+  /** Patroni: the REST API port on each member's host (default 8008). */
+  patroniRestPort?: number
+  /** Patroni: REST API base URLs to ask instead (array or comma-separated), e.g. `http://db1:8008`. */
+  patroniUrls?: string | readonly string[]
+  /** Patroni: TLS for the REST API (`https`); PEM `ca`, client `cert` + `key`, `rejectUnauthorized`. */
+  patroniTls?: PatroniTlsOptions
+  /** Patroni: basic authentication sent to the REST API (`restapi.authentication`). */
+  patroniAuth?: PatroniAuthOptions
   /** Receives log lines; silent by default. `console` works. */
   logger?: Partial<Logger>
   /** Source of time, for tests. */
@@ -117,6 +134,7 @@ export interface ResolvedHaOptions {
   readonly failureDetectionTime: number
   readonly failureDetectionInterval: number
   readonly failureDetectionCount: number
+  readonly patroni: PatroniSettings
   readonly logger: Partial<Logger> | undefined
   readonly clock: Clock
   /** Options that plugins declared (iam*, secretsManager*, ...), validated by their specs. */
@@ -147,7 +165,7 @@ const pluginsCheck: Check = (v) => {
 
 const HA_SPECS: Record<keyof HaOptions, OptionSpec> = {
   plugins: { check: pluginsCheck, default: DEFAULT_PLUGINS, example: `'${DEFAULT_PLUGINS}'` },
-  dialect: { check: oneOf('auto', 'aurora-pg', 'rds-multi-az-pg', 'pg'), default: 'auto' },
+  dialect: { check: oneOf('auto', 'aurora-pg', 'rds-multi-az-pg', 'pg', 'patroni'), default: 'auto' },
   clusterInstanceHostPattern: { check: nonEmptyString, example: "'?.abc123.us-east-1.rds.amazonaws.com'" },
   clusterId: { check: nonEmptyString },
   targetRole: { check: oneOf('writer', 'reader', 'any'), default: 'writer' },
@@ -179,6 +197,10 @@ const HA_SPECS: Record<keyof HaOptions, OptionSpec> = {
   failureDetectionTime: { check: milliseconds(0), default: 200, example: '200' },
   failureDetectionInterval: { check: milliseconds(10), default: 500, example: '500' },
   failureDetectionCount: { check: integer(1, 100), default: 2, example: '2' },
+  patroniRestPort: { check: integer(1, 65535), example: '8008' },
+  patroniUrls: { check: patroniUrlsCheck, example: "['http://db1:8008', 'http://db2:8008']" },
+  patroniTls: { check: patroniTlsCheck, example: '{ ca: readFileSync("patroni-ca.pem", "utf8") }' },
+  patroniAuth: { check: patroniAuthCheck, secret: true, example: "{ username: 'patroni', password: '...' }" },
   logger: { check: object, example: 'console' },
   clock: { check: object },
 }
@@ -412,6 +434,7 @@ export function parseOptions(input: Record<string, unknown> | undefined): Parsed
     failureDetectionTime: ha.failureDetectionTime as number,
     failureDetectionInterval: ha.failureDetectionInterval as number,
     failureDetectionCount: ha.failureDetectionCount as number,
+    patroni: resolvePatroniSettings(ha),
     logger: ha.logger as Partial<Logger> | undefined,
     clock: (ha.clock as Clock | undefined) ?? systemClock,
     pluginOptions: Object.freeze(pluginOptions),

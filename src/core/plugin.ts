@@ -9,6 +9,7 @@ import type { ConnectionFactory, ConnectPurpose, ErrorKind } from './connection-
 import type { HaEvents } from './events.ts'
 import type { HostAddress, TargetRole } from './host.ts'
 import type { Logger } from './logger.ts'
+import type { DialectName } from './options.ts'
 import type { Topology } from './topology.ts'
 
 /**
@@ -90,6 +91,8 @@ export interface PluginServices {
   isHostDown(host: HostAddress): boolean
   /** Whether this client has ever completed a statement (failover only makes sense after that). */
   hasConnected(): boolean
+  /** The cluster's dialect, once known (given, or detected at the first topology read). */
+  dialect(): DialectName | undefined
   /** A signal aborted when the client ends, for plugin loops to stop on. */
   readonly endSignal: AbortSignal
 }

@@ -13,6 +13,7 @@ import { type Dialect, readRole, type TopologyContext } from './dialect.ts'
 import { type HostAddress, hostKey } from './host.ts'
 import type { HostPattern } from './host-pattern.ts'
 import type { Logger } from './logger.ts'
+import type { PatroniSettings } from './patroni-options.ts'
 import { makeTopology, sameShape, type Topology } from './topology.ts'
 
 /** How a monitor polls; fixed by the first client of the cluster. */
@@ -28,6 +29,7 @@ export interface TopologyMonitorConfig {
   readonly probeTimeoutMs: number
   readonly clock: Clock
   readonly logger: Logger
+  readonly patroni: PatroniSettings
 }
 
 /** A client of the monitor: lends its connection factory and hears about changes. */
@@ -35,6 +37,24 @@ export interface TopologySubscriber {
   readonly factory: ConnectionFactory
   onTopology(topology: Topology, previous: Topology | undefined): void
 }
+
+/**
+ * With one host and nothing that knows the others (`pg`), a failover can only wait for that host
+ * to be a writer again: said once per monitor, with the fixes.
+ */
+export function warnSingleHost(config: Pick<TopologyMonitorConfig, 'initialHosts' | 'logger'>): void {
+  if (config.initialHosts.length !== 1 || warned.has(config)) return
+  warned.add(config)
+  const host = hostKey(config.initialHosts[0]!)
+  config.logger.warn(
+    `dialect pg with one host (${host}) and no discovery source: after a failover this client can only ` +
+      'wait for that host to be the writer again. List every host of the cluster ' +
+      "(postgres://user@db1:5432,db2:5432,db3:5432/db), or on Patroni use dialect: 'patroni' " +
+      '(REST API on patroniRestPort, default 8008, or patroniUrls).',
+    { host },
+  )
+}
+const warned = new WeakSet<object>()
 
 /** Consecutive identical readings with a writer after which fast polling stops. */
 const SETTLE_READS = 3
@@ -80,6 +100,7 @@ export class TopologyMonitor {
   constructor(config: TopologyMonitorConfig) {
     this.config = config
     this.#dialect = config.dialect
+    if (config.dialect?.name === 'pg') warnSingleHost(config)
   }
 
   /** The latest reading, if any. */
@@ -195,7 +216,7 @@ export class TopologyMonitor {
       if (this.#stopped) return this.#current
       try {
         const conn = await this.#connection(factory, host)
-        this.#dialect ??= await detectDialect(conn)
+        this.#dialect ??= await this.#detect(conn)
         this.reads++
         const hosts = await this.#dialect.readTopology(conn, this.#context(factory))
         if (hosts.length === 0) throw new Error(`${hostKey(host)} reported an empty topology`)
@@ -283,6 +304,9 @@ export class TopologyMonitor {
       hostPattern: this.config.hostPattern,
       defaultPort: this.config.defaultPort,
       initialHosts: this.config.initialHosts,
+      knownHosts: this.#current?.hosts ?? [],
+      probeTimeoutMs: this.config.probeTimeoutMs,
+      patroni: this.config.patroni,
       probeRole: (host) =>
         this.#onProbe(factory, host, (conn) =>
           readRole(conn, { timeoutMs: this.config.probeTimeoutMs }),
@@ -292,6 +316,18 @@ export class TopologyMonitor {
           conn.query(text, [], { timeoutMs: this.config.probeTimeoutMs }),
         ),
     }
+  }
+
+  /** The dialect by the cluster's SQL; a plain one asks Patroni's REST API, bounded to a second. */
+  async #detect(conn: DbConnection): Promise<Dialect> {
+    const timeoutMs = Math.min(this.config.probeTimeoutMs, 1000)
+    const dialect = await detectDialect(conn, { settings: this.config.patroni, timeoutMs })
+    this.config.logger.debug('topology: dialect detected', {
+      cluster: this.config.clusterId,
+      dialect: dialect.name,
+    })
+    if (dialect.name === 'pg') warnSingleHost(this.config)
+    return dialect
   }
 
   /** Runs `work` on the probe connection of `host` (opened on first use, dropped when it fails). */

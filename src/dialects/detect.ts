@@ -7,8 +7,11 @@
  */
 import type { DbConnection } from '../core/connection-factory.ts'
 import type { Dialect } from '../core/dialect.ts'
+import type { HostAddress } from '../core/host.ts'
 import type { DialectName } from '../core/options.ts'
+import type { PatroniSettings } from '../core/patroni-options.ts'
 import { auroraPgDialect } from './aurora-pg.ts'
+import { patroniAnswers, patroniDialect } from './patroni.ts'
 import { pgDialect } from './pg.ts'
 import { rdsMultiAzPgDialect } from './rds-multi-az-pg.ts'
 
@@ -22,6 +25,7 @@ const BY_NAME: Record<DialectName, Dialect> = {
   'aurora-pg': auroraPgDialect,
   'rds-multi-az-pg': rdsMultiAzPgDialect,
   pg: pgDialect,
+  patroni: patroniDialect,
 }
 
 /** The dialect of a name. */
@@ -30,16 +34,22 @@ export function dialectByName(name: DialectName): Dialect {
 }
 
 /**
- * Detects the dialect of the cluster `conn` is connected to.
+ * Detects the dialect of the cluster `conn` is connected to. Plain PostgreSQL whose host has a
+ * Patroni REST API answering (`patroni.restPort`, or `patroni.urls`) is a Patroni cluster.
  *
  * @example
  * ```ts
  * const dialect = await detectDialect(conn) // auroraPgDialect on Aurora or the lab
  * ```
  */
-export async function detectDialect(conn: DbConnection): Promise<Dialect> {
+export async function detectDialect(
+  conn: DbConnection,
+  patroni?: { settings: PatroniSettings; timeoutMs: number },
+): Promise<Dialect> {
   const [row] = await conn.query<{ aurora: boolean; multi_az: boolean }>(DETECT_QUERY)
   if (row?.aurora) return auroraPgDialect
   if (row?.multi_az) return rdsMultiAzPgDialect
+  const host: HostAddress = conn.host
+  if (patroni && (await patroniAnswers(host, patroni.settings, patroni.timeoutMs))) return patroniDialect
   return pgDialect
 }

@@ -55,11 +55,14 @@ export function failoverPlugin(): HaPlugin {
     if (failed && trigger === 'connect-failed') services.markHostDown(failed, trigger)
     services.requestFastPolling('failover')
     const timeoutMs = options['failoverTimeoutMs'] as number
+    let onlyReader: HostAddress | undefined
     const found = await searchWriter({
       factory: services.factory,
       clock,
       candidates: () => candidateHosts(services, failed),
       reportedWriter: () => services.topology()?.writer,
+      preferred: () => services.topology()?.hosts.filter((h) => h.synchronous) ?? [],
+      ...(undiscoverable(services, failed) ? { onlyHostIsReader: (h: HostAddress) => (onlyReader = h) } : {}),
       failed,
       probeIntervalMs: options['failoverProbeIntervalMs'] as number,
       probeTimeoutMs: options['probeTimeoutMs'] as number,
@@ -68,10 +71,12 @@ export function failoverPlugin(): HaPlugin {
     })
     const tookMs = clock.now() - started
     if (!found) {
-      const error = new FailoverFailedError(
-        `No writable host found within failoverTimeoutMs (${timeoutMs} ms) after losing ${describe(failed) ?? 'the writer'}.`,
-        tookMs,
-      )
+      const error = onlyReader
+        ? onlyReaderError(onlyReader, tookMs)
+        : new FailoverFailedError(
+            `No writable host found within failoverTimeoutMs (${timeoutMs} ms) after losing ${describe(failed) ?? 'the writer'}.`,
+            tookMs,
+          )
       events.emit('failover', { from: failed, to: undefined, ok: false, tookMs, reason: trigger, error })
       logger.error('failover failed', { from: describe(failed), tookMs })
       throw error
@@ -150,6 +155,9 @@ export function failoverPlugin(): HaPlugin {
           if (!trigger || !services.hasConnected()) throw error
           if (ctx.targetRole !== 'writer') return readerFailover(ctx, next, error)
           const failed = ctx.host
+          // The one host there is refused a write as a standby: no search can find another.
+          if (trigger === 'read-only' && failed && undiscoverable(services, failed))
+            throw onlyReaderError(failed, 0, error)
           const to = await failoverFor(failed, seen, trigger)
           if (trigger === 'read-only' && sameHost(to, failed)) throw error
           const neverSent = !ctx.sent && !ctx.delivered
@@ -167,6 +175,21 @@ export function failoverPlugin(): HaPlugin {
       }
     },
   }
+}
+
+/** One host and a dialect that cannot tell of others (`pg`): no other host to fail over to. */
+function undiscoverable(services: PluginServices, failed: HostAddress | undefined): boolean {
+  return services.dialect() === 'pg' && candidateHosts(services, failed).length === 1
+}
+
+function onlyReaderError(host: HostAddress, tookMs: number, cause?: unknown): FailoverFailedError {
+  return new FailoverFailedError(
+    `${hostKey(host)} is a read-only standby and is the only host this client knows (dialect pg, one ` +
+      'host): there is no writer to fail over to. List every host of the cluster in the connection ' +
+      "string, or on Patroni use dialect: 'patroni' so the client learns the other members.",
+    tookMs,
+    cause === undefined ? undefined : { cause },
+  )
 }
 
 /** Every host worth probing for the writer: the topology's, then the user's when there is no topology. */

@@ -19,12 +19,19 @@ export interface WriterSearchInput {
   candidates(): HostAddress[]
   /** The topology's current writer, preferred when two hosts claim to be writable. */
   reportedWriter(): HostAddress | undefined
+  /** Next in preference: the synchronous standbys (the ones a cluster manager promotes). */
+  preferred?(): readonly HostAddress[]
   /** The host that failed; accepted only if no other host is writable. */
   readonly failed: HostAddress | undefined
   readonly probeIntervalMs: number
   readonly probeTimeoutMs: number
   readonly deadline: number
   readonly signal: AbortSignal
+  /**
+   * Nothing can tell of another host (one host, `pg`): a reader there ends the search at once, and
+   * is reported here, instead of probing it until the deadline.
+   */
+  readonly onlyHostIsReader?: (host: HostAddress) => void
 }
 
 /** Probes hosts until one is writable or the deadline passes; resolves with it, or undefined. */
@@ -54,6 +61,12 @@ export async function searchWriter(input: WriterSearchInput): Promise<HostAddres
           conns.push(conn)
         }
         const role = await readRole(conn, { timeoutMs })
+        if (role === 'reader' && input.onlyHostIsReader) {
+          input.onlyHostIsReader(host)
+          stop.abort()
+          wake?.()
+          return
+        }
         if (role === 'writer') {
           writable.set(hostKey(host), host)
           wake?.()
@@ -75,7 +88,7 @@ export async function searchWriter(input: WriterSearchInput): Promise<HostAddres
         const key = hostKey(host)
         if (!probing.has(key)) probing.set(key, probeLoop(host))
       }
-      const chosen = choose(writable, input.reportedWriter(), input.failed)
+      const chosen = choose(writable, input.reportedWriter(), input.failed, input.preferred?.())
       if (chosen && !sameHost(chosen, input.failed)) return chosen
       // The failed host answering as writer is accepted one round later, if nobody better shows up:
       // a lost connection on a healthy writer is common, a stale writer coming back is rare.
@@ -94,7 +107,7 @@ export async function searchWriter(input: WriterSearchInput): Promise<HostAddres
       })
       wake = undefined
     }
-    return choose(writable, input.reportedWriter(), input.failed)
+    return choose(writable, input.reportedWriter(), input.failed, input.preferred?.())
   } finally {
     stop.abort()
     input.signal.removeEventListener('abort', onAbort)
@@ -106,9 +119,11 @@ function choose(
   writable: Map<string, HostAddress>,
   reported: HostAddress | undefined,
   failed: HostAddress | undefined,
+  preferred: readonly HostAddress[] = [],
 ): HostAddress | undefined {
   if (writable.size === 0) return undefined
   if (reported && writable.has(hostKey(reported)) && !sameHost(reported, failed)) return reported
+  for (const host of preferred) if (writable.has(hostKey(host)) && !sameHost(host, failed)) return host
   for (const host of writable.values()) if (!sameHost(host, failed)) return host
   return writable.values().next().value
 }

@@ -2,6 +2,8 @@
 // `npm run bench`: every benchmark part on node, deno and bun, then a summary table across runtimes.
 // Usage: node scripts/bench.mjs [--runtimes node,deno,bun] [--parts failover,baseline,overhead,read-scaling,idle,deno-bench]
 //        [--trials 10] [--baseline-trials 3] [--idle-seconds 60] [--bench-iterations 3]
+//        npm run bench -- --manager patroni [--runtimes ...] [--trials 5]: only the Patroni part
+//        (bench/patroni.ts: postgres-ha beside postgres.js multi-host on a real Patroni cluster).
 // Each part prints one JSON document (saved to bench/results/<runtime>-<part>.json); their progress
 // goes to stderr as it happens. failover and overhead run one process at a time; the idle parts of
 // the three runtimes run together, alongside the baselines (idle clients do nothing, by design).
@@ -23,6 +25,7 @@ const options = {
   'baseline-trials': 3,
   'idle-seconds': 60,
   'bench-iterations': 3,
+  manager: 'lab',
 }
 const argv = process.argv.slice(2)
 for (let i = 0; i < argv.length; i++) {
@@ -30,7 +33,10 @@ for (let i = 0; i < argv.length; i++) {
   const value = argv[++i]
   const valid = { runtimes: ALL_RUNTIMES, parts: ALL_PARTS }[name]
   if (!(name in options) || value === undefined) usage(`unknown flag or missing value: ${argv[i - 1]}`)
-  if (valid) {
+  if (name === 'manager') {
+    if (value !== 'lab' && value !== 'patroni') usage(`--manager must be lab or patroni, got ${value}`)
+    options.manager = value
+  } else if (valid) {
     options[name] = value.split(',').filter(Boolean)
     for (const item of options[name]) if (!valid.includes(item)) usage(`--${name}: unknown "${item}"`)
   } else if (!/^\d+$/.test(value)) usage(`--${name} must be a whole number, got ${value}`)
@@ -81,6 +87,33 @@ function run(label, cmd, args, { env = {}, timeoutMs = 300_000 } = {}) {
 
 const started = performance.now()
 const failures = []
+
+if (options.manager === 'patroni') {
+  const trials = argv.includes('--trials') ? options.trials : 5
+  const rows = []
+  for (const runtime of options.runtimes) {
+    const [cmd, args] = command(runtime, 'bench/patroni.ts', ['--trials', String(trials)])
+    const r = await run(`${runtime} patroni`, cmd, args, { timeoutMs: 1_800_000 })
+    if (r.code !== 0) failures.push(`${runtime} patroni exited with ${r.code}`)
+    try {
+      const doc = JSON.parse(r.stdout)
+      for (const [scenario, s] of Object.entries(doc.scenarios))
+        for (const [client, c] of Object.entries(s.byClient))
+          rows.push(
+            `| ${runtime} | ${scenario} | ${client} | ${c.driverAddedMs.p50} | ${c.driverAddedMs.p95} | ` +
+              `${c.promotionMs.p50} | ${c.lost}/${c.duplicated} | ${c.capped} |`,
+          )
+    } catch {}
+  }
+  process.stdout.write(
+    '\n| runtime | fault | client | driver-added p50 ms | p95 | promotion p50 ms | lost/dup | capped |\n' +
+      '| --- | --- | --- | --- | --- | --- | --- | --- |\n' +
+      `${rows.join('\n')}\n\nReproduce: npm run bench -- --manager patroni   (this run: ` +
+      `${((performance.now() - started) / 60_000).toFixed(1)} min)\n`,
+  )
+  for (const f of failures) process.stdout.write(`FAILED: ${f}\n`)
+  process.exit(failures.length ? 1 : 0)
+}
 const partArgs = {
   failover: ['--trials', String(options.trials)],
   baseline: ['--trials', String(options['baseline-trials'])],

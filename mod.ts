@@ -25,8 +25,6 @@ export type {
   StatementOptions,
 } from './src/core/connection-factory.ts'
 export {
-  ClientEndedError,
-  ConnectFailedError,
   CredentialsUnavailableError,
   FailoverFailedError,
   FailoverSuccessError,

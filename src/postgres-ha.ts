@@ -110,7 +110,12 @@ export function postgresHa(
   const pools = createHostPools({
     parsed,
     connectHook: (ctx) => client!.runConnectPlugins(ctx),
-    connectTimeoutMs: ha.connectTimeoutMs,
+    // The user's own `connect_timeout` (any form postgres.js takes) governs user connections
+    // unless `connectTimeoutMs` says otherwise.
+    connectTimeoutMs:
+      given?.connectTimeoutMs !== undefined || postgresJs.connect_timeout === undefined
+        ? ha.connectTimeoutMs
+        : undefined,
   })
   client = new HaClient({
     options: Object.freeze({

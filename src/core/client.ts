@@ -378,16 +378,12 @@ export class HaClient implements Executor {
     ])
     stopTimer(timer)
     if (this.#lease.monitor.current) return
-    // No host could be reached at all: say so now rather than let the statement time out again.
-    // Any other failure (no topology functions, no permission) falls back to the listed hosts.
+    // No host could be reached at all: say so now, with the driver's own error (what a user of the
+    // driver alone would see), rather than let the statement time out again. Any other failure
+    // (no topology functions, no permission) falls back to the listed hosts.
     const error = this.#lease.monitor.lastError
     const kind = error === undefined ? 'other' : this.#deps.driverFactory.classify(error)
-    if (kind === 'auth-failed') throw error
-    if (error instanceof ConnectFailedError) throw error
-    if (kind === 'connect-failed' || kind === 'connection-lost') {
-      const hosts = this.#deps.initialHosts.map(hostKey).join(', ')
-      throw new ConnectFailedError(hosts, String((error as Error)?.message ?? error), { cause: error })
-    }
+    if (kind === 'auth-failed' || kind === 'connect-failed' || kind === 'connection-lost') throw error
   }
 
   /**

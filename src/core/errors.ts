@@ -12,9 +12,8 @@ export type HaErrorCode =
   | 'FAILOVER_FAILED'
   | 'TRANSACTION_RESOLUTION_UNKNOWN'
   | 'INVALID_OPTION'
-  | 'CLIENT_ENDED'
+  | 'CONNECTION_ENDED'
   | 'QUERY_TIMEOUT'
-  | 'CONNECT_FAILED'
   | 'MISSING_DEPENDENCY'
   | 'CREDENTIALS_UNAVAILABLE'
   | 'NO_READER_AVAILABLE'
@@ -158,11 +157,15 @@ export class MissingDependencyError extends HaError {
   }
 }
 
-/** A query was made after `sql.end()`. */
+/**
+ * Work reached the core after `sql.end()`. The postgres.js `sql` rejects such statements itself
+ * with postgres.js's own `CONNECTION_ENDED`; this is the core's driver-agnostic equivalent, with
+ * the same `code`.
+ */
 export class ClientEndedError extends HaError {
-  /** Creates the error; `options.cause` keeps what caused it. */
+  /** Creates the error. */
   constructor() {
-    super('CLIENT_ENDED', 'This postgres-ha client has been ended with sql.end(); create a new one.')
+    super('CONNECTION_ENDED', 'This postgres-ha client has been ended with sql.end(); create a new one.')
   }
 }
 
@@ -175,18 +178,6 @@ export class QueryTimeoutError extends HaError {
   constructor(timeoutMs: number, options?: { cause?: unknown }) {
     super('QUERY_TIMEOUT', `The statement did not finish within queryTimeoutMs (${timeoutMs} ms).`, options)
     this.timeoutMs = timeoutMs
-  }
-}
-
-/** No connection could be opened to a host within the connect timeout, or the host refused it. */
-export class ConnectFailedError extends HaError {
-  /** The host that could not be reached (`host:port`). */
-  readonly host: string
-
-  /** Creates the error; `options.cause` keeps what caused it. */
-  constructor(host: string, reason: string, options?: { cause?: unknown }) {
-    super('CONNECT_FAILED', `Could not connect to ${host}: ${reason}`, options)
-    this.host = host
   }
 }
 

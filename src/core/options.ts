@@ -205,6 +205,24 @@ const HA_SPECS: Record<keyof HaOptions, OptionSpec> = {
   clock: { check: object },
 }
 
+/**
+ * A duration in seconds as postgres.js takes it: a number, a numeric string (as from a URL or the
+ * environment), a function (called once per connection), or an object with its own `valueOf`
+ * (read each time a timer starts). 0 means no timeout.
+ */
+const seconds: Check = (v) => {
+  if ((typeof v === 'number' && v >= 0) || typeof v === 'function') return undefined
+  if (typeof v === 'string' && v.trim() !== '' && Number(v) >= 0) return undefined
+  if (v !== null && typeof v === 'object' && (v as object).valueOf !== Object.prototype.valueOf)
+    return undefined
+  return 'a number of seconds (or a function or an object with valueOf giving one)'
+}
+
+const userName: Check = (v) =>
+  nonEmptyString(v) === undefined || (v !== null && typeof v === 'object' && !Array.isArray(v))
+    ? undefined
+    : 'a non-empty string'
+
 /** postgres.js options postgres-ha passes through, with the type each must have. */
 const POSTGRES_JS_SPECS: Record<string, OptionSpec> = {
   host: {
@@ -220,8 +238,9 @@ const POSTGRES_JS_SPECS: Record<string, OptionSpec> = {
   path: { check: nonEmptyString },
   database: { check: nonEmptyString },
   db: { check: nonEmptyString },
-  user: { check: nonEmptyString },
-  username: { check: nonEmptyString },
+  // postgres.js turns the user into text only when it logs in: an object with toString is accepted.
+  user: { check: userName },
+  username: { check: userName },
   password: {
     check: (v) => (typeof v === 'string' || typeof v === 'function' ? undefined : 'a string or a function'),
     secret: true,
@@ -238,10 +257,8 @@ const POSTGRES_JS_SPECS: Record<string, OptionSpec> = {
   },
   sslnegotiation: { check: oneOf('direct', 'postgres') },
   max: { check: integer(1, 10_000) },
-  idle_timeout: { check: (v) => (v === null || typeof v === 'number' ? undefined : 'seconds, or null') },
-  connect_timeout: {
-    check: (v) => (typeof v === 'number' && v > 0 ? undefined : 'a positive number of seconds'),
-  },
+  idle_timeout: { check: (v) => (v === null ? undefined : seconds(v)) },
+  connect_timeout: { check: seconds },
   max_lifetime: {
     check: (v) =>
       v === null || typeof v === 'number' || typeof v === 'function' ? undefined : 'seconds, or null',
@@ -250,7 +267,7 @@ const POSTGRES_JS_SPECS: Record<string, OptionSpec> = {
   backoff: {
     check: (v) => (typeof v === 'number' || typeof v === 'function' ? undefined : 'seconds or a function'),
   },
-  keep_alive: { check: (v) => (v === null || typeof v === 'number' ? undefined : 'seconds, or null') },
+  keep_alive: { check: (v) => (v === null ? undefined : seconds(v)) },
   prepare: { check: boolean },
   no_prepare: { check: boolean },
   types: { check: object },
@@ -262,7 +279,13 @@ const POSTGRES_JS_SPECS: Record<string, OptionSpec> = {
     check: (v) =>
       typeof v === 'boolean' || typeof v === 'function' ? undefined : 'true, false or a function',
   },
-  transform: { check: object },
+  // postgres.camel, postgres.toCamel... are functions carrying `column`/`value` properties.
+  transform: {
+    check: (v) =>
+      typeof v === 'function' || object(v) === undefined
+        ? undefined
+        : 'an object or a postgres.js transform function',
+  },
   connection: { check: object },
   fetch_types: { check: boolean },
   publications: { check: nonEmptyString },
@@ -402,9 +425,13 @@ export function parseOptions(input: Record<string, unknown> | undefined): Parsed
     hostPattern = parsed
   }
 
+  // Only a plain number is read here: a function or `valueOf` is postgres.js's to call, per connect.
+  const givenTimeout = postgresJs.connect_timeout
   const connectTimeoutMs =
     (ha.connectTimeoutMs as number | undefined) ??
-    (typeof postgresJs.connect_timeout === 'number' ? Math.round(postgresJs.connect_timeout * 1000) : 10_000)
+    ((typeof givenTimeout === 'number' || typeof givenTimeout === 'string') && Number(givenTimeout) > 0
+      ? Math.max(1, Math.round(Number(givenTimeout) * 1000))
+      : 10_000)
   if ((ha.failureDetectionInterval as number) > (ha.failoverTimeoutMs as number))
     fail(
       'failureDetectionInterval',

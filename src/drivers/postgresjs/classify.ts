@@ -9,7 +9,6 @@ const KINDS: Record<string, ErrorKind> = {
   // No connection could be opened; nothing was sent.
   ECONNREFUSED: 'connect-failed',
   CONNECT_TIMEOUT: 'connect-failed',
-  CONNECT_FAILED: 'connect-failed',
   EHOSTUNREACH: 'connect-failed',
   ENETUNREACH: 'connect-failed',
   EHOSTDOWN: 'connect-failed',

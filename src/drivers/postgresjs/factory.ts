@@ -14,11 +14,11 @@ import type {
   DbConnection,
   StatementOptions,
 } from '../../core/connection-factory.ts'
-import { ConnectFailedError, QueryTimeoutError } from '../../core/errors.ts'
-import { hostKey } from '../../core/host.ts'
+import { QueryTimeoutError } from '../../core/errors.ts'
 import type { ConnectContext } from '../../core/plugin.ts'
 import { startTimer, stopTimer, type TimerHandle } from '../../runtime/mod.ts'
 import { classify } from './classify.ts'
+import { postgresJsError } from './errors.ts'
 import type { ParsedConnection } from './parse.ts'
 import type { ConnectHook } from './pools.ts'
 import { connectionError, destroySockets, openSocket, type SocketSet } from './socket.ts'
@@ -60,7 +60,7 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
   async function connect(request: ConnectRequest): Promise<DbConnection> {
     const { host, purpose, timeoutMs } = request
     const started = performance.now()
-    const where = hostKey(host)
+    const timedOut = () => postgresJsError('CONNECT_TIMEOUT', host.host, host.port)
     // Credentials the core's connect plugins resolved win over the configured ones.
     const ctx: ConnectContext = {
       host,
@@ -68,8 +68,7 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
       user: request.user ?? parsed.user,
       password: request.password ?? (await parsed.password()),
     }
-    if (connectHook)
-      await withTimeout(connectHook(ctx), timeoutMs, () => new ConnectFailedError(where, 'timed out'))
+    if (connectHook) await withTimeout(connectHook(ctx), timeoutMs, timedOut)
     const remainingMs = Math.max(1, timeoutMs - (performance.now() - started))
     // The driver's own connections (topology, monitoring, probes) never keep a process alive;
     // work a caller waits for holds the process open itself (see holdOpenUntil).
@@ -141,22 +140,15 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
       await withTimeout(
         sql.unsafe(''),
         remainingMs,
-        (silentMs) =>
-          new ConnectFailedError(
-            where,
-            silentMs === undefined ? `timed out after ${timeoutMs} ms` : `no answer for ${silentMs} ms`,
-          ),
+        // Silent or slow, the host did not let a connection open in time: postgres.js's error.
+        timedOut,
         request.silenceTimeoutMs === undefined
           ? undefined
           : { ms: request.silenceTimeoutMs, heardAt: () => heardAt },
       )
     } catch (error) {
       abort()
-      const kind = classify(error)
-      if (kind === 'connection-lost' || kind === 'connect-failed')
-        throw error instanceof ConnectFailedError
-          ? error
-          : new ConnectFailedError(where, (error as Error)?.message ?? String(error), { cause: error })
+      // postgres.js's own error (ECONNREFUSED, ENOTFOUND, CONNECT_TIMEOUT...), as its users know it.
       throw error
     }
 

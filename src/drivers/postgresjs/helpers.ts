@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import type postgres from 'postgres'
-import { type HaQuery, type PgQuery, type QueryHandler, queryClasses } from './query.ts'
+import { callerOrigin, type HaQuery, type PgQuery, type QueryHandler, queryClasses } from './query.ts'
 
 type Options = Record<string, unknown>
 
@@ -27,19 +27,22 @@ export function makeSqlFunction(
   const baseFn = base as unknown as (...args: unknown[]) => unknown
 
   function sql(strings: unknown, ...args: unknown[]): unknown {
-    return strings && Array.isArray((strings as { raw?: unknown }).raw)
-      ? new HaQuery(strings as readonly string[], args, handler, canceller)
-      : baseFn(strings, ...args)
+    if (!strings || !Array.isArray((strings as { raw?: unknown }).raw)) return baseFn(strings, ...args)
+    const q = new HaQuery(strings as readonly string[], args, handler, canceller)
+    q.callerOrigin = callerOrigin(q.strings, true, handler.debug, sql)
+    return q
   }
 
   function unsafe(text: string, args?: unknown, options?: Options): HaQuery {
     ;[args, options] = argsAndOptions(args, options)
     const list = args as unknown[]
-    return new HaQuery([text], list, handler, canceller, {
+    const q = new HaQuery([text], list, handler, canceller, {
       prepare: false,
       ...options,
       simple: 'simple' in options ? options.simple : list.length === 0,
     })
+    if (handler.debug) q.callerOrigin = callerOrigin(q.strings, false, true, unsafe)
+    return q
   }
 
   function file(path: string | URL, args?: unknown, options?: Options): HaQuery {

@@ -48,9 +48,10 @@ export function parseConnection(
   url?: string | postgres.Options<Record<string, postgres.PostgresType>>,
   options?: postgres.Options<Record<string, postgres.PostgresType>>,
 ): ParsedConnection {
+  // postgres.js writes into the object it is given (`no_prepare` sets `prepare`): give it a copy.
   const base = (typeof url === 'string'
-    ? postgres(url, options ?? {})
-    : postgres(url ?? options ?? {})) as unknown as postgres.Sql
+    ? postgres(url, { ...options })
+    : postgres({ ...(url ?? options) })) as unknown as postgres.Sql
   const parsed = base.options as postgres.ParsedOptions & { pass: unknown }
   const secret = parsed.pass as unknown as PasswordSource
   maskOptions(parsed)

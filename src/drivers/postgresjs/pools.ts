@@ -104,10 +104,20 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
   const { parsed, connectHook, connectTimeoutMs } = opts
   const shared = parsed.options as postgres.ParsedOptions & { shared: { typeArrayMap: object } }
   const tls = tlsSettings(shared)
-  const connectTimeout = connectTimeoutMs !== undefined ? connectTimeoutMs / 1000 : shared.connect_timeout
-  // Our own steps (connect hook, TLS) come before postgres.js starts its connect timer. Read per
-  // connection and only when needed: postgres.js reads `connect_timeout` itself (a `valueOf` may count).
-  const budgetMs = () => (Number(connectTimeout) > 0 ? Number(connectTimeout) * 1000 : 0)
+  const connectTimeout: unknown =
+    connectTimeoutMs !== undefined ? connectTimeoutMs / 1000 : shared.connect_timeout
+  // Our own steps (connect hook, TLS) come before postgres.js starts its connect timer, which it
+  // does right after our socket function resolved. A `connect_timeout` with a `valueOf` is read
+  // once per connect, by us, and postgres.js is handed what we read: a user's `valueOf` counts
+  // connects exactly as it would under postgres.js alone.
+  let lastSeconds = 0
+  const dynamic = connectTimeout !== null && typeof connectTimeout === 'object'
+  const timeoutForPostgresJs = dynamic ? { valueOf: () => lastSeconds } : connectTimeout
+  const budgetMs = () => {
+    const seconds = Number(connectTimeout)
+    if (dynamic) lastSeconds = seconds
+    return seconds > 0 ? seconds * 1000 : 0
+  }
   const resolvesCredentials = connectHook !== undefined || parsed.passwordIsFunction
   const entries = new Map<string, PoolEntry>()
   const states = new WeakMap<postgres.Sql, InstanceState>()
@@ -128,13 +138,13 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       // TLS is negotiated in our socket function (see tls.ts).
       ssl: false,
       target_session_attrs: null,
-      connect_timeout: connectTimeout,
+      connect_timeout: timeoutForPostgresJs,
       // The core decides when to try a host again; postgres.js's own back-off grows to 20 s.
       backoff: 0,
       no_subscribe: true,
       socket: resolvesCredentials
         ? () => credentialsThenSocket(pool, state, sets)
-        : () => openSocket(host, port, sets, tls, tls ? budgetMs() : 0),
+        : () => openSocket(host, port, sets, tls, budgetMs()),
       pass: resolvesCredentials ? () => password(pool, state) : () => parsed.password().then((p) => p ?? ''),
       shared: { retries: 0, typeArrayMap: shared.shared.typeArrayMap },
       ...overrides,

@@ -30,6 +30,8 @@ export interface PgQuery extends Promise<unknown> {
   cursorFn?: RowCallback
   forEachFn?: RowCallback
   onlyDescribe?: boolean
+  /** The stack postgres.js appends to the error of a failed statement. */
+  readonly origin: string
   handle(): Promise<void>
   execute(): this
   cancel(): unknown
@@ -51,11 +53,14 @@ export interface HaQuery extends PgQuery {
   inner: PgQuery | undefined
   /** Set by a reserved connection: which reservation runs it. */
   owner: unknown
+  /** Where the caller made it (see {@link callerOrigin}). */
+  callerOrigin: Error | undefined
 }
 
 /** A postgres.js query of one attempt; setting `state` (a connection took it) marks `ctx.sent`. */
 interface AttemptQuery extends PgQuery {
   ctx: ExecuteContext | undefined
+  outer: HaQuery | undefined
 }
 
 export interface QueryClasses {
@@ -91,10 +96,19 @@ export function queryClasses(base: postgres.Sql): QueryClasses {
   class HaQueryImpl extends Query {
     declare inner: PgQuery | undefined
     declare owner: unknown
+    declare callerOrigin: Error | undefined
+    override get origin(): string {
+      return this.callerOrigin?.stack ?? ''
+    }
   }
 
   class AttemptQueryImpl extends Query {
     declare ctx: ExecuteContext | undefined
+    declare outer: HaQuery | undefined
+    // postgres.js appends a failed query's origin to the error's stack: the caller's, not ours.
+    override get origin(): string {
+      return this.outer?.callerOrigin?.stack ?? ''
+    }
     declare _state: unknown
     declare _reject: (error: unknown) => void
     declare _redispatched: boolean
@@ -160,6 +174,7 @@ export function attemptQuery(
   const { AttemptQuery } = classes!
   const inner = new AttemptQuery(q.strings, q.args, handler, canceller, q.options)
   inner.ctx = ctx
+  inner.outer = q
   if (q.isRaw) inner.isRaw = q.isRaw
   if (q.onlyDescribe) inner.onlyDescribe = true
   if (q.cursorFn) {
@@ -189,4 +204,34 @@ export function cancelQuery(q: PgQuery): unknown {
 
 function cancelError(): Error {
   return Object.assign(new Error('57014: canceling statement due to user request'), { code: '57014' })
+}
+
+const origins = new WeakMap<readonly string[], Error>()
+
+/**
+ * The stack of the caller that made a query, for postgres.js to append to the error of a failed
+ * statement (its "origin"): the caller's own frame, not ours (every attempt runs from the core,
+ * far from the caller). As postgres.js does, one per template for tagged queries, and a full
+ * stack for every query with `debug`; `above` is the function the caller called.
+ */
+export function callerOrigin(
+  strings: readonly string[],
+  tagged: boolean,
+  debug: unknown,
+  above: (...args: never[]) => unknown,
+): Error | undefined {
+  if (!debug) {
+    if (!tagged) return undefined
+    const cached = origins.get(strings)
+    if (cached) return cached
+  }
+  const limit = Error.stackTraceLimit
+  if (!debug) Error.stackTraceLimit = 1
+  const origin = new Error()
+  Error.captureStackTrace?.(origin, above)
+  // Formats the stack now, while the limit holds (it is formatted lazily otherwise).
+  void origin.stack
+  Error.stackTraceLimit = limit
+  if (!debug) origins.set(strings, origin)
+  return origin
 }

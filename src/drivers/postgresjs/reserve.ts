@@ -52,9 +52,9 @@ export interface ReserveDeps {
   readonly fallback: QueryHandler
   isEnded(): boolean
   endedError(): Error
-  /** Count a statement as under way (so `sql.end()` waits for it), and as done. */
-  enter(): void
-  leave(): void
+  /** Count a statement as under way (so `sql.end()` waits for it, or rejects it), and as done. */
+  enter(reject: (error: unknown) => void): void
+  leave(reject: (error: unknown) => void): void
 }
 
 const OPENS = /^(BEGIN|START TRANSACTION)$/
@@ -188,7 +188,8 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
         return
       }
       q.active = true
-      deps.enter()
+      const reject = q.reject
+      deps.enter(reject)
       const request: ExecuteRequest = {
         kind: 'reserved',
         pinnedHost: r.slot && !r.slot.lost ? r.slot.host : undefined,
@@ -199,11 +200,11 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
         .execute(request, (host, ctx) => attempt(r, q as HaQuery, host, ctx))
         .then(
           (value) => {
-            deps.leave()
+            deps.leave(reject)
             settle(r, q as HaQuery, value)
           },
           (error) => {
-            deps.leave()
+            deps.leave(reject)
             fail(r, q as HaQuery, error)
           },
         )

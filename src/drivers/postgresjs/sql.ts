@@ -7,9 +7,10 @@
  */
 
 import postgres from 'postgres'
-import { ClientEndedError } from '../../core/errors.ts'
 import type { ExecuteRequest, Executor } from '../../core/executor.ts'
 import type { ExecuteContext } from '../../core/plugin.ts'
+import { startTimer, stopTimer } from '../../runtime/mod.ts'
+import { postgresJsError } from './errors.ts'
 import { makeSqlFunction } from './helpers.ts'
 import { createListener } from './listen.ts'
 import type { HostPools } from './pools.ts'
@@ -85,35 +86,52 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
   const { executor, pools, base, ha, onEnd } = input
   let ended = false
   let ending: Promise<void> | undefined
-  // Executions under way, so that `end()` without a timeout lets them finish first.
-  let running = 0
+  // Executions under way, so that `end()` lets them finish first: how to reject each, and whether
+  // postgres.js has it now. When `end({ timeout })` is up, postgres.js destroys what it has, with
+  // its own errors; what is still ours (waiting for a connection, a failover, a first topology
+  // read) is destroyed here, as postgres.js destroys its queue.
+  const pending = new Map<(error: unknown) => void, boolean>()
   let drained: (() => void) | undefined
   const isEnded = () => ended
-  const endedError = () => new ClientEndedError()
+  // What postgres.js raises itself after end(): code written against it branches on these codes.
+  const host0 = String(pools.options.host[0] ?? 'localhost')
+  const port0 = Number(pools.options.port[0] ?? 5432)
+  const endedError = () => postgresJsError('CONNECTION_ENDED', host0, port0)
+  const destroyedError = () => postgresJsError('CONNECTION_DESTROYED', host0, port0)
 
-  const enter = () => {
-    running++
+  const enter = (reject: (error: unknown) => void) => {
+    pending.set(reject, false)
   }
-  const leave = () => {
-    if (--running === 0 && drained) drained()
+  /** Runs one attempt with postgres.js owning the work meanwhile. */
+  const handOver = <T>(reject: (error: unknown) => void, attempt: () => Promise<T>): Promise<T> => {
+    if (!pending.has(reject)) return attempt()
+    pending.set(reject, true)
+    return attempt().catch((error: unknown) => {
+      if (pending.has(reject)) pending.set(reject, false)
+      throw error
+    })
+  }
+  const leave = (reject: (error: unknown) => void) => {
+    if (pending.delete(reject) && pending.size === 0 && drained) drained()
   }
 
   const handler: QueryHandler = (q) => {
-    if (ended) return q.reject(new ClientEndedError())
+    if (ended) return q.reject(endedError())
     q.active = true
-    enter()
+    const reject = q.reject
+    enter(reject)
     executor
       .execute(requestOf(q), (host, ctx) => {
         const entry = pools.entry(host)
-        return attemptQuery(q as HaQuery, entry.handler, entry.canceller, ctx)
+        return handOver(reject, () => attemptQuery(q as HaQuery, entry.handler, entry.canceller, ctx))
       })
       .then(
         (value) => {
-          leave()
+          leave(reject)
           q.resolve(value)
         },
         (error) => {
-          leave()
+          leave(reject)
           q.reject(error)
         },
       )
@@ -138,27 +156,36 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
       fn = mode
       mode = ''
     }
-    if (ended) return Promise.reject(new ClientEndedError())
+    if (ended) return Promise.reject(endedError())
     const body = fn as (tx: postgres.TransactionSql) => unknown
-    enter()
-    return executor
+    let rejectTx: (error: unknown) => void = () => {}
+    const destroyed = new Promise<never>((_, reject) => {
+      rejectTx = reject
+    })
+    enter(rejectTx)
+    const run = executor
       .execute(TRANSACTION, (host, ctx: ExecuteContext) => {
         const guard = transactionGuard()
         const guarded = guard.body(body)
-        return pools
-          .get(host)
-          .begin(String(mode), (tx) => {
-            // From here on the caller's function runs: never replay it.
-            ctx.sent = true
-            return guarded(tx)
-          })
-          .catch((error: unknown) => {
-            guard.abandon()
-            // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
-            throw guard.lost ?? error
-          })
+        const pool = pools.get(host)
+        return handOver(rejectTx, () =>
+          pool
+            .begin(String(mode), (tx) => {
+              // From here on the caller's function runs: never replay it.
+              ctx.sent = true
+              return guarded(tx)
+            })
+            .catch((error: unknown) => {
+              guard.abandon()
+              // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
+              throw guard.lost ?? error
+            }),
+        )
       })
-      .finally(leave)
+      .finally(() => leave(rejectTx))
+    // end({ timeout }) may give up on the transaction before postgres.js does.
+    destroyed.catch(() => {})
+    return Promise.race([run, destroyed])
   }
 
   function end(options?: { timeout?: number | null }): Promise<void> {
@@ -168,9 +195,19 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
       // As in postgres.js, a query made just before end() (its handler is a microtask away) still runs.
       await 1
       ended = true
-      if (timeout === null && running > 0) await new Promise<void>((resolve) => (drained = resolve))
+      const started = performance.now()
+      if (pending.size > 0) {
+        let timer: ReturnType<typeof startTimer> | undefined
+        await new Promise<void>((resolve) => {
+          drained = resolve
+          if (timeout !== null) timer = startTimer(resolve, timeout * 1000, { keepAlive: true })
+        })
+        stopTimer(timer)
+        for (const [reject, withPostgresJs] of pending) if (!withPostgresJs) reject(destroyedError())
+      }
+      const left = timeout === null ? null : Math.max(0, timeout - (performance.now() - started) / 1000)
       await Promise.all([listener.end(), reserved.end()])
-      await pools.endAll({ timeout })
+      await pools.endAll({ timeout: left })
       await onEnd?.()
     })()
     return ending

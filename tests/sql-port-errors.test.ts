@@ -1,0 +1,144 @@
+/**
+ * postgres.js's errors reach the caller of `postgresHa()` unchanged where postgres-ha adds nothing:
+ * a first connect that fails, a statement after `end()`, `end({ timeout })` with work still queued,
+ * and the stack of a failed statement pointing at the line that made it.
+ */
+import assert from 'node:assert/strict'
+import { createServer, type Server, type Socket } from 'node:net'
+import { after, before, test } from 'node:test'
+import { postgresHa } from '../mod.ts'
+import { type PgServer, startPgServer } from './helpers/pg-server.ts'
+
+let pg: PgServer
+const clients: Array<{ end(o?: { timeout?: number }): Promise<void> }> = []
+const servers: Server[] = []
+before(async () => {
+  pg = await startPgServer()
+})
+after(async () => {
+  await Promise.all(clients.map((c) => c.end({ timeout: 0 }).catch(() => {})))
+  for (const s of servers) s.close()
+  await pg?.stop()
+})
+
+function client(url: string, options: Record<string, unknown> = {}) {
+  const sql = postgresHa(url, { onnotice: () => {}, ...options })
+  clients.push(sql)
+  return sql
+}
+
+/** A port on 127.0.0.1 that refuses connections. */
+async function refusedPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const { port } = server.address() as { port: number }
+  await new Promise<void>((r) => server.close(() => r()))
+  return port
+}
+
+/** A server that accepts connections and never answers. */
+async function silentServer(): Promise<number> {
+  const sockets = new Set<Socket>()
+  const server = createServer((s) => {
+    sockets.add(s)
+    s.on('error', () => {})
+  })
+  server.on('close', () => {
+    for (const s of sockets) s.destroy()
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  servers.push(server)
+  return (server.address() as { port: number }).port
+}
+
+test('errors: a refused first connect rejects with ECONNREFUSED, for a statement and for sql.begin', async () => {
+  const port = await refusedPort()
+  const sql = client(`postgres://app:pw@127.0.0.1:${port}/app`)
+  const e1 = await sql`select 1`.catch((e: unknown) => e)
+  assert.equal((e1 as { code?: string }).code, 'ECONNREFUSED', String(e1))
+  const e2 = await sql.begin((tx) => tx`select 1`).catch((e: unknown) => e)
+  assert.equal((e2 as { code?: string }).code, 'ECONNREFUSED', String(e2))
+})
+
+test("errors: a silent host times out with postgres.js's CONNECT_TIMEOUT, host:port in the message", async () => {
+  const port = await silentServer()
+  const sql = client(`postgres://app:pw@127.0.0.1:${port}/app`, { connect_timeout: 0.2 })
+  const t0 = performance.now()
+  const error = (await sql`select 1`.catch((e: unknown) => e)) as { code?: string; message?: string }
+  const took = performance.now() - t0
+  assert.equal(error.code, 'CONNECT_TIMEOUT', String(error))
+  assert.equal(error.message, `write CONNECT_TIMEOUT 127.0.0.1:${port}`)
+  // One connect timeout, not one per step of ours (postgres.js's own test allows 0.2-0.3 s).
+  assert.ok(took < 1500, `took ${took} ms`)
+})
+
+test("errors: an unknown host name rejects with the resolver's own error", async () => {
+  const sql = client('postgres://app:pw@no-such-host.invalid:5432/app', { connect_timeout: 2 })
+  const error = (await sql`select 1`.catch((e: unknown) => e)) as { code?: string }
+  assert.ok(['ENOTFOUND', 'EAI_AGAIN'].includes(error.code ?? ''), `got ${error.code}: ${error}`)
+})
+
+test('errors: after end(), statements, transactions, reserve and listen reject with CONNECTION_ENDED', async () => {
+  const sql = client(pg.url)
+  await sql`select 1`
+  await sql.end()
+  const ended = { code: 'CONNECTION_ENDED', message: `write CONNECTION_ENDED 127.0.0.1:${pg.port}` }
+  await assert.rejects(sql`select 1`, ended)
+  await assert.rejects(
+    sql.begin((tx) => tx`select 1`),
+    ended,
+  )
+  await assert.rejects(sql.reserve(), ended)
+  await assert.rejects(
+    sql.listen('x', () => {}),
+    ended,
+  )
+})
+
+test('errors: end() lets a statement made before it finish; end({ timeout: 0 }) destroys it', async () => {
+  const graceful = client(pg.url)
+  const kept = graceful`select 1 as x`.execute()
+  await graceful.end()
+  assert.equal((await kept)[0]!.x, 1)
+
+  // Made before the client ever connected: it is still postgres-ha's (first topology read) when
+  // end({ timeout: 0 }) comes, and is destroyed as postgres.js destroys its queue.
+  const hasty = client(pg.url)
+  const destroyed = hasty`select pg_sleep(0.2)`.catch((e: { code?: string }) => e.code)
+  const ending = hasty.end({ timeout: 0 })
+  assert.equal(await destroyed, 'CONNECTION_DESTROYED')
+  await ending
+})
+
+test("errors: end({ timeout: 0 }) during a transaction with nothing running gives postgres.js's CONNECTION_CLOSED", async () => {
+  const sql = client(pg.url)
+  const error = await sql
+    .begin(async () => {
+      setTimeout(() => void sql.end({ timeout: 0 }), 10)
+      await new Promise((r) => setTimeout(r, 200))
+      return sql`select 1`
+    })
+    .catch((e: { code?: string }) => e.code)
+  assert.equal(error, 'CONNECTION_CLOSED')
+})
+
+test('errors: the stack of a failed statement ends at the line that made it', async () => {
+  const sql = client(pg.url)
+  await sql`select 1`
+  const line = Number(new Error().stack!.split('\n')[1]!.match(/:(\d+):\d+\)?$/)![1]) + 1
+  const error = (await sql`selec 1`.catch((e: unknown) => e)) as Error
+  const last = error.stack!.split('\n').pop()!
+  assert.equal(Number(last.match(/:(\d+):\d+\)?$/)?.[1]), line, error.stack)
+})
+
+test("errors: with debug, the stack of a failed statement keeps the caller's own frames", async () => {
+  const sql = client(pg.url, { debug: true })
+  function outerCaller() {
+    return innerCaller()
+  }
+  function innerCaller() {
+    return sql`selec 1`
+  }
+  const error = (await outerCaller().catch((e: unknown) => e)) as Error
+  assert.match(error.stack!, /innerCaller[\s\S]*outerCaller/)
+})

@@ -88,8 +88,9 @@ test('options: a bad host pattern is explained', () => {
   })
 })
 
-test('options: the socket option is refused with the reason', () => {
-  assert.match(invalid({ socket: () => null }).message, /opens the sockets itself/)
+test('options: the socket option is taken as postgres.js takes it (a function), nothing else', () => {
+  assert.equal(parseOptions({ socket: () => null }).postgresJs.socket instanceof Function, true)
+  assert.match(invalid({ socket: 'tunnel' }).message, /socket: got "tunnel"; expected a function/)
 })
 
 test('options: a password never appears in an error', () => {

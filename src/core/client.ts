@@ -370,13 +370,17 @@ export class HaClient implements Executor {
     if (this.#lease.monitor.current) return
     let timer: TimerHandle | undefined
     // A cluster that doesn't answer must not hold the first statement longer than a connect would.
+    const refresh = this.#lease.monitor.refresh().catch(() => undefined)
     await Promise.race([
-      this.#lease.monitor.refresh().catch(() => undefined),
+      refresh,
       new Promise<void>((resolve) => {
         timer = startTimer(resolve, this.options.connectTimeoutMs)
       }),
     ])
     stopTimer(timer)
+    // Its connect, bounded by the same timeout and started a moment later, is about to tell
+    // whether the host answers: its verdict beats a second connect by the statement itself.
+    if (!this.#lease.monitor.current && this.#lease.monitor.connecting) await refresh
     if (this.#lease.monitor.current) return
     // No host could be reached at all: say so now, with the driver's own error (what a user of the
     // driver alone would see), rather than let the statement time out again. Any other failure

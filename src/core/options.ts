@@ -294,11 +294,8 @@ const POSTGRES_JS_SPECS: Record<string, OptionSpec> = {
   },
   load_balance_hosts: { check: oneOf('disable', 'random') },
   no_subscribe: { check: boolean },
-}
-
-/** Options postgres.js accepts that postgres-ha must own, with the reason shown to the user. */
-const REFUSED: Record<string, string> = {
-  socket: 'postgres-ha opens the sockets itself to route connections and to drop a dead host at once',
+  // Called per host with that host and port; postgres-ha still tracks and aborts what it returns.
+  socket: { check: fn },
 }
 
 const pluginSpecs = new Map<string, OptionSpec>()
@@ -390,7 +387,6 @@ export function parseOptions(input: Record<string, unknown> | undefined): Parsed
   for (const [rawName, value] of Object.entries(given)) {
     if (value === undefined) continue
     const name = aliasOf.get(rawName) ?? rawName
-    if (name in REFUSED) fail(rawName, value, `no value: ${REFUSED[name]}`)
     const haSpec = HA_SPECS[name as keyof HaOptions]
     const pluginSpec = pluginSpecs.get(name)
     const pgSpec = POSTGRES_JS_SPECS[name]

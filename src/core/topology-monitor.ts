@@ -92,6 +92,7 @@ export class TopologyMonitor {
   /** The error last logged, so that a persistent one is logged once. */
   #loggedError: string | undefined
   #stopped = false
+  #connecting = 0
   /** Number of topology statements sent, for tests and the idle benchmark. */
   reads = 0
   /** Why the last read failed on every host, cleared by a successful read. */
@@ -208,6 +209,11 @@ export class TopologyMonitor {
     return out
   }
 
+  /** Whether a topology read is opening its connection now (bounded by `probeTimeoutMs`). */
+  get connecting(): boolean {
+    return this.#connecting > 0
+  }
+
   async #read(): Promise<Topology | undefined> {
     const factory = this.#factory()
     if (!factory) return this.#current
@@ -276,7 +282,10 @@ export class TopologyMonitor {
       return this.#wrapTimeout(this.#conn)
     this.#conn?.abort()
     this.#conn = undefined
-    const conn = await factory.connect({ host, purpose: 'topology', timeoutMs: this.config.probeTimeoutMs })
+    this.#connecting++
+    const conn = await factory
+      .connect({ host, purpose: 'topology', timeoutMs: this.config.probeTimeoutMs })
+      .finally(() => this.#connecting--)
     if (this.#stopped) {
       conn.abort()
       throw new Error('topology monitor stopped')

@@ -23,6 +23,8 @@ export interface PgServer {
   readonly url: string
   /** The same server as the superuser `postgres` (same password). */
   readonly adminUrl: string
+  /** The directory of its Unix-domain socket (`.s.PGSQL.<port>`). */
+  readonly socketDir: string
   stop(): Promise<void>
 }
 
@@ -202,6 +204,7 @@ export async function startPgServer(
     database: 'pgha',
     url: `postgres://pgha:${PASSWORD}@127.0.0.1:${port}/pgha`,
     adminUrl: `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`,
+    socketDir: join(dir, 'sock'),
     async stop() {
       await run(join(BIN, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => {})
       running.delete(data)

@@ -58,6 +58,9 @@ export function classify(error: unknown): ErrorKind {
   // cannot help, and the caller must see that error itself.
   if ((error as { credentialsUnavailable?: unknown }).credentialsUnavailable === true) return 'auth-failed'
   const { code, syscall } = error as { code?: unknown; syscall?: unknown }
+  // A Unix-domain socket file that is not there: the server is down (ENOENT from anything else,
+  // sql.file() for one, is no connection problem).
+  if (code === 'ENOENT') return syscall === 'connect' ? 'connect-failed' : 'other'
   const kind = typeof code === 'string' ? KINDS[code] : undefined
   if (kind === undefined) return 'other'
   // The server sent this error and kept the session (severity ERROR, not FATAL or PANIC): a

@@ -85,7 +85,7 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
     const sockets: SocketSet = {
       sockets: new Set(),
       onSocketOpen: (socket) => {
-        socket.unref()
+        socket.unref?.()
         // Once: the answer to the SSLRequest. The TLS socket takes over the TCP socket afterwards,
         // and nothing else may read from it.
         if (tls) socket.once('data', heard)
@@ -123,7 +123,7 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
       parameters: {},
       shared: { retries: 0, typeArrayMap: {} },
       socket: () => {
-        const socket = openSocket(host.host, host.port, [sockets], tls, remainingMs)
+        const socket = openSocket(host.host, host.port, [sockets], tls, remainingMs, parsed.connector)
         return socket instanceof Promise ? socket.then(listen) : socket.on('data', heard)
       },
     } as unknown as postgres.Options<Record<string, postgres.PostgresType>>)

@@ -5,8 +5,10 @@
  *
  * @module
  */
+import type { Socket } from 'node:net'
 import postgres from 'postgres'
 import type { HostAddress } from '../../core/host.ts'
+import { type SocketConnector, socketPath } from './socket.ts'
 
 /** A password as postgres.js accepts it: a string or a function returning one (IAM tokens, rotation). */
 export type PasswordSource = string | (() => string | Promise<string>) | undefined
@@ -29,6 +31,8 @@ export interface ParsedConnection {
   readonly passwordIsFunction: boolean
   /** Resolves the configured password (calls a password function each time). */
   password(): Promise<string | undefined>
+  /** The user's postgres.js `socket` function, called per host with that host and port. */
+  readonly connector: SocketConnector | undefined
 }
 
 const inspectSymbol = Symbol.for('nodejs.util.inspect.custom')
@@ -49,16 +53,22 @@ export function parseConnection(
   options?: postgres.Options<Record<string, postgres.PostgresType>>,
 ): ParsedConnection {
   // postgres.js writes into the object it is given (`no_prepare` sets `prepare`): give it a copy.
+  const given = { ...(typeof url === 'string' ? options : (url ?? options)) }
   const base = (typeof url === 'string'
-    ? postgres(url, { ...options })
-    : postgres({ ...(url ?? options) })) as unknown as postgres.Sql
-  const parsed = base.options as postgres.ParsedOptions & { pass: unknown }
+    ? postgres(socketDirectoryUrl(url, given), given)
+    : postgres(given)) as unknown as postgres.Sql
+  const parsed = base.options as postgres.ParsedOptions & { pass: unknown; socket?: unknown }
   const secret = parsed.pass as unknown as PasswordSource
   maskOptions(parsed)
-  const hosts = parsed.host.map((host, i) => ({
-    host,
-    port: Number(parsed.port[i] ?? parsed.port[0] ?? 5432),
-  }))
+  // A `path` of its own (not derived from a host directory) is the one host: the socket file.
+  const ownPath = typeof parsed.path === 'string' && !parsed.host.some((h) => h.startsWith('/'))
+  const hosts = ownPath
+    ? [{ host: parsed.path as unknown as string, port: Number(parsed.port[0] ?? 5432) }]
+    : parsed.host.map((host, i) => ({
+        host,
+        port: Number(parsed.port[i] ?? parsed.port[0] ?? 5432),
+      }))
+  const userSocket = parsed.socket as ((o: object) => unknown) | undefined
   return {
     options: parsed,
     base,
@@ -68,7 +78,39 @@ export function parseConnection(
     async password() {
       return typeof secret === 'function' ? await secret() : secret || undefined
     },
+    // As postgres.js calls it (with its options), but for the host and port postgres-ha chose.
+    connector:
+      typeof userSocket === 'function'
+        ? (host, port) =>
+            userSocket({ ...parsed, host: [host], port: [port], path: socketPath(host, port) ?? false }) as
+              | Socket
+              | Promise<Socket>
+        : undefined,
   }
+}
+
+/**
+ * libpq's `?host=/directory` (a Unix-domain socket directory in the query string, the URL's own
+ * host empty or a placeholder, `&port=` beside it): postgres.js would send `host` and `port` to
+ * the server as settings and fail. They become the `host` and `port` options instead; explicit
+ * options still win.
+ */
+function socketDirectoryUrl(url: string, options: Record<string, unknown>): string {
+  const query = url.indexOf('?')
+  if (query < 0) return url
+  const params = new URLSearchParams(url.slice(query + 1))
+  const dir = params.get('host')
+  if (!dir?.startsWith('/')) return url
+  params.delete('host')
+  options.host ??= dir
+  // libpq's `port` parameter goes with it (postgres.js would send it as a setting too).
+  const port = params.get('port')
+  params.delete('port')
+  if (port) options.port ??= Number(port)
+  const rest = params.toString()
+  // postgres://user@/db has no host for URL parsing: any placeholder does, the option wins.
+  const head = url.slice(0, query).replace(/^(\w+:\/\/(?:[^@/]*@)?)(?=[/]|$)/, '$1localhost')
+  return rest ? `${head}?${rest}` : head
 }
 
 /** Hides the password of a parsed options object from enumeration, JSON and inspection. */

@@ -12,7 +12,14 @@ import { type HostAddress, hostKey } from '../../core/host.ts'
 import type { ConnectContext } from '../../core/plugin.ts'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
 import type { ParsedConnection } from './parse.ts'
-import { connectionError, destroySockets, failedSocket, openSocket, type SocketSet } from './socket.ts'
+import {
+  connectionError,
+  destroySockets,
+  failedSocket,
+  openSocket,
+  type SocketSet,
+  socketPath,
+} from './socket.ts'
 import { tlsSettings } from './tls.ts'
 
 /** Runs the connect pipeline (plugins may set `user`/`password`); resolves when credentials are ready. */
@@ -133,7 +140,8 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       ...shared,
       host: [host],
       port: [port],
-      path: false,
+      // For postgres.js's error messages; the socket itself is ours.
+      path: socketPath(host, port) ?? false,
       user,
       // TLS is negotiated in our socket function (see tls.ts).
       ssl: false,
@@ -144,7 +152,7 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       no_subscribe: true,
       socket: resolvesCredentials
         ? () => credentialsThenSocket(pool, state, sets)
-        : () => openSocket(host, port, sets, tls, budgetMs()),
+        : () => openSocket(host, port, sets, tls, budgetMs(), parsed.connector),
       pass: resolvesCredentials ? () => password(pool, state) : () => parsed.password().then((p) => p ?? ''),
       shared: { retries: 0, typeArrayMap: shared.shared.typeArrayMap },
       ...overrides,
@@ -174,7 +182,7 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     // This connection logs in as the instance's user and will fail; the next ones use the new one.
     if (ctx.user !== state.user) switchUser(ctx.user, pool)
     const remainingMs = budget && Math.max(1, budget - (performance.now() - started))
-    return openSocket(host, port, sets, tls, remainingMs)
+    return openSocket(host, port, sets, tls, remainingMs, parsed.connector)
   }
 
   async function resolveCredentials(host: HostAddress, as: string): Promise<ConnectContext> {

@@ -2,7 +2,9 @@
  * `sql.reserve()`: a connection pinned to one host. Each reservation runs on a dedicated
  * `max: 1` postgres.js instance (recycled between reservations) rather than postgres.js's own
  * `reserve()`, whose connection can be closed and reused by the pool behind the reservation's back
- * (porsager/postgres#1208, #925). The reservation tracks whether a transaction is open on it.
+ * (porsager/postgres#1208, #925). As in postgres.js, `reserve()` resolves once the connection is
+ * open (a connect failure rejects it with postgres.js's own error) and counts against `max` (see
+ * `capacity.ts`). The reservation tracks whether a transaction is open on it.
  * Once its connection is lost it is pinned to nothing: its next statement opens a new connection
  * on whatever host the core then gives (the current writer, or a live reader), so it never returns
  * to a dead or demoted host. A transaction open on a lost connection is gone: every statement
@@ -16,6 +18,7 @@ import type postgres from 'postgres'
 import { TransactionResolutionUnknownError } from '../../core/errors.ts'
 import type { ExecuteRequest, Executor } from '../../core/executor.ts'
 import { type HostAddress, hostKey, sameHost } from '../../core/host.ts'
+import type { Capacity } from './capacity.ts'
 import { classify } from './classify.ts'
 import { connectionError } from './errors.ts'
 import type { SqlFunction } from './helpers.ts'
@@ -23,12 +26,21 @@ import { makeSqlFunction } from './helpers.ts'
 import type { Dedicated, HostPools } from './pools.ts'
 import { attemptQuery, cancelQuery, type HaQuery, type PgQuery, type QueryHandler } from './query.ts'
 
-/** One dedicated connection, reusable by successive reservations on its host. */
+/**
+ * One dedicated connection, reusable by successive reservations on its host. It is held by a
+ * postgres.js reservation of its own `max: 1` instance: open before a statement is given to it,
+ * and opened again (a new reservation of that instance) after it was lost.
+ */
 interface Slot {
   readonly host: HostAddress
   readonly dedicated: Dedicated
-  readonly handler: unknown
-  readonly canceller: unknown
+  /** The handler and canceller of the instance's reservation, while it is open. */
+  handler: unknown
+  canceller: unknown
+  /** The instance's reservation, open and not lost: statements may go to `handler`. */
+  live: boolean
+  opening: Promise<void> | undefined
+  release: (() => void) | undefined
   main: Socket | undefined
   /** Its connection closed since it was last checked. */
   lost: boolean
@@ -52,6 +64,8 @@ export interface ReserveDeps {
   readonly fallback: QueryHandler
   isEnded(): boolean
   endedError(): Error
+  /** postgres.js's `max` over pool statements and reservations. */
+  readonly capacity: Capacity
   /** Count a statement as under way (so `sql.end()` waits for it, or rejects it), and as done. */
   enter(reject: (error: unknown) => void): void
   leave(reject: (error: unknown) => void): void
@@ -74,11 +88,18 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
     const list = idle.get(hostKey(host))
     let slot = list?.pop()
     while (slot?.lost) {
-      void slot.dedicated.end()
+      endSlot(slot)
       slot = list?.pop()
     }
     if (slot) return slot
-    const made: Partial<Slot> & { main?: Socket; lost: boolean } = { host, lost: false, main: undefined }
+    const made: Partial<Slot> & { main?: Socket; lost: boolean } = {
+      host,
+      lost: false,
+      live: false,
+      main: undefined,
+      opening: undefined,
+      release: undefined,
+    }
     const dedicated = pools.dedicated(
       host,
       {},
@@ -91,14 +112,39 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
           if (socket === made.main) {
             made.main = undefined
             made.lost = true
+            made.live = false
           }
         },
       },
     )
-    const probe = (dedicated.sql as unknown as (s: TemplateStringsArray) => PgQuery)(
-      Object.assign([''], { raw: [''] }) as unknown as TemplateStringsArray,
-    )
-    return Object.assign(made, { dedicated, handler: probe.handler, canceller: probe.canceller }) as Slot
+    return Object.assign(made, { dedicated }) as Slot
+  }
+
+  /** Opens the slot's connection: a postgres.js reservation of its instance (rejects as postgres.js's does). */
+  function open(slot: Slot): Promise<void> {
+    if (slot.live) return Promise.resolve()
+    slot.opening ??= (async () => {
+      const reservation = (await slot.dedicated.sql.reserve()) as unknown as postgres.ReservedSql
+      const probe = (reservation as unknown as (s: TemplateStringsArray) => PgQuery)(
+        Object.assign([''], { raw: [''] }) as unknown as TemplateStringsArray,
+      )
+      slot.handler = probe.handler
+      slot.canceller = probe.canceller
+      slot.release = () => reservation.release()
+      slot.lost = false
+      slot.live = true
+    })().finally(() => {
+      slot.opening = undefined
+    })
+    return slot.opening
+  }
+
+  function endSlot(slot: Slot): void {
+    // A reservation of a live connection is handed back first: postgres.js's end() would
+    // otherwise wait a second for it. A lost one was already dropped by postgres.js.
+    if (slot.live) slot.release?.()
+    slot.live = false
+    void slot.dedicated.end()
   }
 
   function recycle(slot: Slot, reusable: boolean): void {
@@ -106,7 +152,7 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
     let list = idle.get(key)
     if (!list) idle.set(key, (list = []))
     if (reusable && !slot.lost && !deps.isEnded() && list.length < maxIdle) list.push(slot)
-    else void slot.dedicated.end()
+    else endSlot(slot)
   }
 
   function attempt(r: Reservation, q: HaQuery, host: HostAddress, ctx: Parameters<typeof attemptQuery>[3]) {
@@ -119,7 +165,8 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
     if (!slot) slot = r.slot = acquire(host)
     const used = slot
     const inTransaction = r.inTransaction
-    return attemptQuery(q, used.handler, used.canceller, ctx).catch((error: unknown) => {
+    const run = () => attemptQuery(q, used.handler, used.canceller, ctx)
+    return (used.live ? run() : open(used).then(run)).catch((error: unknown) => {
       const kind = classify(error)
       if (kind === 'connection-lost' || kind === 'connect-failed') {
         used.lost = true
@@ -176,7 +223,23 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
 
   async function reserve(): Promise<SqlFunction> {
     if (deps.isEnded()) throw deps.endedError()
+    await deps.capacity.reserve()
     const r: Reservation = { slot: undefined, inTransaction: false, lost: undefined, released: false }
+    try {
+      // Nothing is sent yet: a connect failure on a writer that moved is retried on the new one.
+      await executor.execute({ kind: 'statement', description: 'reserve' }, async (host) => {
+        if (r.slot && !sameHost(r.slot.host, host)) {
+          recycle(r.slot, false)
+          r.slot = undefined
+        }
+        r.slot ??= acquire(host)
+        await open(r.slot)
+      })
+    } catch (error) {
+      if (r.slot) recycle(r.slot, false)
+      deps.capacity.unreserve()
+      throw error
+    }
     const handler: QueryHandler = (q) => {
       if (r.released) return deps.fallback(q)
       if (deps.isEnded()) return q.reject(deps.endedError())
@@ -219,6 +282,7 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
         r.lost = undefined
         if (r.slot) recycle(r.slot, !r.inTransaction)
         r.slot = undefined
+        deps.capacity.unreserve()
       },
     })
     return sql
@@ -229,6 +293,7 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
     async end() {
       const all = [...idle.values()].flat()
       idle.clear()
+      for (const s of all) if (s.live) s.release?.()
       await Promise.all(all.map((s) => s.dedicated.end()))
     },
   }

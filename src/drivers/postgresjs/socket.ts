@@ -34,6 +34,25 @@ type Addressed = Socket & { host?: string; port?: number }
 const secured = new WeakMap<Socket, Socket>()
 
 /**
+ * Opens the connection to a host: the user's postgres.js `socket` function (an SSH tunnel, a
+ * proxy, Cloudflare's sockets) in place of a TCP or Unix-domain socket of ours. It may return a
+ * socket still connecting, or a promise; whatever it throws fails the connection with that value.
+ */
+export type SocketConnector = (host: string, port: number) => Socket | Promise<Socket>
+
+const SOCKET_FILE = /\/\.s\.PGSQL\.\d+$/
+
+/**
+ * The Unix-domain socket file of a host that is a directory (`/var/run/postgresql`: PostgreSQL's
+ * `.s.PGSQL.<port>` in it) or the socket file itself (postgres.js's `path` option); `undefined`
+ * for a TCP host.
+ */
+export function socketPath(host: string, port: number): string | undefined {
+  if (!host.startsWith('/')) return undefined
+  return SOCKET_FILE.test(host) ? host : `${host.replace(/\/+$/, '')}/.s.PGSQL.${port}`
+}
+
+/**
  * A socket for postgres.js to `host:port`, tracked in every set of `sets` until it closes.
  *
  * Without `tls`, a TCP socket returned while still connecting (postgres.js attaches its listeners
@@ -47,8 +66,40 @@ export function openSocket(
   sets: readonly SocketSet[],
   tls: TlsSettings | undefined,
   timeoutMs: number,
+  connector?: SocketConnector,
 ): Socket | Promise<Socket> {
-  const raw = tcp(host, port, sets)
+  if (!connector) return secure(tcp(host, port), host, port, sets, tls, timeoutMs)
+  let opened: Socket | Promise<Socket>
+  try {
+    opened = connector(host, port)
+  } catch (error) {
+    return failedSocket(error, host, port)
+  }
+  return Promise.resolve(opened).then(
+    (socket) => {
+      const addressed = socket as Addressed
+      // postgres.js reads these for error messages.
+      addressed.host ??= host
+      addressed.port ??= port
+      return secure(addressed, host, port, sets, tls, timeoutMs)
+    },
+    (error: unknown) => failedSocket(error, host, port),
+  )
+}
+
+/** Tracks `raw` in `sets` and, with `tls`, secures it (see {@link openSocket}). */
+function secure(
+  raw: Addressed,
+  host: string,
+  port: number,
+  sets: readonly SocketSet[],
+  tls: TlsSettings | undefined,
+  timeoutMs: number,
+): Socket | Promise<Socket> {
+  for (const set of sets) {
+    set.sockets.add(raw)
+    set.onSocketOpen?.(raw)
+  }
   const untrack = () => {
     for (const set of sets) {
       set.sockets.delete(raw)
@@ -85,6 +136,8 @@ export function openSocket(
  * waiting query too, but would then keep that connection slot "connecting" forever.
  */
 export function failedSocket(error: unknown, host: string, port: number): Socket {
+  // postgres.js hands a reservation what failed as it is, and wraps anything but an object into an
+  // Error for a statement ('wat' becomes an Error 'wat'); a falsy value cannot fail a stream.
   const socket = new Duplex({
     read() {},
     write(_chunk, _encoding, callback) {
@@ -96,7 +149,7 @@ export function failedSocket(error: unknown, host: string, port: number): Socket
   socket.on('error', noop)
   holdErrorsUntilClose(socket)
   // A close without an error would make postgres.js reconnect at once.
-  const reason = error instanceof Object ? error : new Error(String(error))
+  const reason = error ? error : new Error(String(error))
   setImmediate(() => socket.destroy(reason as Error))
   return socket
 }
@@ -106,15 +159,12 @@ export function destroySockets(set: SocketSet, error?: Error): void {
   for (const socket of [...set.sockets]) (secured.get(socket) ?? socket).destroy(error)
 }
 
-function tcp(host: string, port: number, sets: readonly SocketSet[]): Addressed {
-  const socket = createConnection({ host, port }) as Addressed
+function tcp(host: string, port: number): Addressed {
+  const path = socketPath(host, port)
+  const socket = (path ? createConnection({ path }) : createConnection({ host, port })) as Addressed
   // postgres.js reads these for error messages.
   socket.host = host
   socket.port = port
-  for (const set of sets) {
-    set.sockets.add(socket)
-    set.onSocketOpen?.(socket)
-  }
   return socket
 }
 
@@ -131,6 +181,8 @@ function guard(socket: Socket, raw: Addressed, untrack: (() => void) | undefined
   const written = raw.bytesWritten
   const onEnd = () => {
     // A cancel request (exactly 16 bytes) is answered by a close without a byte; that is no error.
+    // A user's socket may be any duplex stream, without byte counts: nothing to tell then.
+    if (typeof read !== 'number') return
     if (raw.bytesRead === read && raw.bytesWritten - written !== CANCEL_REQUEST_BYTES) {
       const where = `${raw.host}:${raw.port}`
       socket.destroy(

@@ -10,6 +10,7 @@ import postgres from 'postgres'
 import type { ExecuteRequest, Executor } from '../../core/executor.ts'
 import type { ExecuteContext } from '../../core/plugin.ts'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
+import { createCapacity } from './capacity.ts'
 import { postgresJsError } from './errors.ts'
 import { makeSqlFunction } from './helpers.ts'
 import { createListener } from './listen.ts'
@@ -115,26 +116,32 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     if (pending.delete(reject) && pending.size === 0 && drained) drained()
   }
 
+  const capacity = createCapacity(Math.max(1, Number(pools.options.max) || 1))
+
   const handler: QueryHandler = (q) => {
     if (ended) return q.reject(endedError())
     q.active = true
     const reject = q.reject
     enter(reject)
-    executor
-      .execute(requestOf(q), (host, ctx) => {
-        const entry = pools.entry(host)
-        return handOver(reject, () => attemptQuery(q as HaQuery, entry.handler, entry.canceller, ctx))
-      })
-      .then(
-        (value) => {
-          leave(reject)
-          q.resolve(value)
-        },
-        (error) => {
-          leave(reject)
-          q.reject(error)
-        },
-      )
+    capacity.statement(() =>
+      executor
+        .execute(requestOf(q), (host, ctx) => {
+          const entry = pools.entry(host)
+          return handOver(reject, () => attemptQuery(q as HaQuery, entry.handler, entry.canceller, ctx))
+        })
+        .then(
+          (value) => {
+            capacity.done()
+            leave(reject)
+            q.resolve(value)
+          },
+          (error) => {
+            capacity.done()
+            leave(reject)
+            q.reject(error)
+          },
+        ),
+    )
   }
   handler.debug = pools.options.debug
 
@@ -144,6 +151,7 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     pools,
     base,
     fallback: handler,
+    capacity,
     isEnded,
     endedError,
     enter,
@@ -163,26 +171,33 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
       rejectTx = reject
     })
     enter(rejectTx)
-    const run = executor
-      .execute(TRANSACTION, (host, ctx: ExecuteContext) => {
-        const guard = transactionGuard()
-        const guarded = guard.body(body)
-        const pool = pools.get(host)
-        return handOver(rejectTx, () =>
-          pool
-            .begin(String(mode), (tx) => {
-              // From here on the caller's function runs: never replay it.
-              ctx.sent = true
-              return guarded(tx)
-            })
-            .catch((error: unknown) => {
-              guard.abandon()
-              // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
-              throw guard.lost ?? error
-            }),
-        )
+    // A transaction holds a pool connection: it counts against `max` like a statement.
+    const started = new Promise<void>((resolve) => capacity.statement(resolve))
+    const run = started
+      .then(() =>
+        executor.execute(TRANSACTION, (host, ctx: ExecuteContext) => {
+          const guard = transactionGuard()
+          const guarded = guard.body(body)
+          const pool = pools.get(host)
+          return handOver(rejectTx, () =>
+            pool
+              .begin(String(mode), (tx) => {
+                // From here on the caller's function runs: never replay it.
+                ctx.sent = true
+                return guarded(tx)
+              })
+              .catch((error: unknown) => {
+                guard.abandon()
+                // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
+                throw guard.lost ?? error
+              }),
+          )
+        }),
+      )
+      .finally(() => {
+        capacity.done()
+        leave(rejectTx)
       })
-      .finally(() => leave(rejectTx))
     // end({ timeout }) may give up on the transaction before postgres.js does.
     destroyed.catch(() => {})
     return Promise.race([run, destroyed])

@@ -25,6 +25,7 @@ export type {
   StatementOptions,
 } from './src/core/connection-factory.ts'
 export {
+  ConnectTimeoutError,
   CredentialsUnavailableError,
   FailoverFailedError,
   FailoverSuccessError,

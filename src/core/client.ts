@@ -11,7 +11,7 @@ import { DefaultReadOnly } from './default-read-only.ts'
 import type { Dialect } from './dialect.ts'
 import {
   ClientEndedError,
-  ConnectFailedError,
+  ConnectTimeoutError,
   NoReaderAvailableError,
   NoWriterAvailableError,
 } from './errors.ts'
@@ -228,10 +228,8 @@ export class HaClient implements Executor {
         late = true
         conn?.abort()
         reject(
-          new ConnectFailedError(
-            hostKey(request.host),
-            `no connection within ${request.timeoutMs} ms (connect plugins included)`,
-          ),
+          // What the driver would raise for a connect timeout of its own (the plugins included).
+          new ConnectTimeoutError(request.host.host, request.host.port),
         )
       }, request.timeoutMs)
       connecting.then(

@@ -13,6 +13,7 @@ export type HaErrorCode =
   | 'TRANSACTION_RESOLUTION_UNKNOWN'
   | 'INVALID_OPTION'
   | 'CONNECTION_ENDED'
+  | 'CONNECT_TIMEOUT'
   | 'QUERY_TIMEOUT'
   | 'MISSING_DEPENDENCY'
   | 'CREDENTIALS_UNAVAILABLE'
@@ -178,6 +179,33 @@ export class QueryTimeoutError extends HaError {
   constructor(timeoutMs: number, options?: { cause?: unknown }) {
     super('QUERY_TIMEOUT', `The statement did not finish within queryTimeoutMs (${timeoutMs} ms).`, options)
     this.timeoutMs = timeoutMs
+  }
+}
+
+/**
+ * No connection to a host was ready within the connect timeout, counting the connect plugins
+ * (credentials) as well as the driver. Shaped like postgres.js's own `CONNECT_TIMEOUT` error
+ * (same `code`, message `write CONNECT_TIMEOUT host:port`, `address`, `port`), which it stands
+ * for where the deadline is postgres-ha's.
+ *
+ * @example
+ * ```ts
+ * try { await sql`select 1` } catch (e) { if (e.code === 'CONNECT_TIMEOUT') retryLater() }
+ * ```
+ */
+export class ConnectTimeoutError extends HaError {
+  /** `CONNECT_TIMEOUT`, as postgres.js sets it. */
+  readonly errno = 'CONNECT_TIMEOUT'
+  /** The host that did not answer in time. */
+  readonly address: string
+  /** Its port. */
+  readonly port: number
+
+  /** Creates the error for `host:port`; `options.cause` keeps what caused it. */
+  constructor(host: string, port: number, options?: { cause?: unknown }) {
+    super('CONNECT_TIMEOUT', `write CONNECT_TIMEOUT ${host}:${port}`, options)
+    this.address = host
+    this.port = port
   }
 }
 

@@ -159,13 +159,19 @@ export function postgresHa(
   }
   Object.assign(sql, { end })
   Object.assign(readerSql.sql, { end })
-  // A LISTEN lives on one connection: when the writer moves, it moves with it.
+  // A LISTEN and a logical replication subscription live on one connection: when the writer
+  // moves, they move with it.
   haClient.events.on('writerChanged', ({ from }) => {
     if (!from) return
-    for (const surface of [sql, readerSql.sql])
-      void sqlControl(surface)
+    for (const surface of [sql, readerSql.sql]) {
+      const control = sqlControl(surface)
+      void control
         ?.relisten()
         .catch((error) => haClient.logger.warn('re-listen failed', { error: String(error) }))
+      void control
+        ?.resubscribe()
+        .catch((error) => haClient.logger.warn('re-subscribe failed', { error: String(error) }))
+    }
   })
   return sql as unknown as PostgresHaSql<Record<string, unknown>>
 }

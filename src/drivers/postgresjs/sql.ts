@@ -13,10 +13,12 @@ import { startTimer, stopTimer } from '../../runtime/mod.ts'
 import { createCapacity } from './capacity.ts'
 import { postgresJsError } from './errors.ts'
 import { makeSqlFunction } from './helpers.ts'
+import { openLargeObject } from './large-object.ts'
 import { createListener } from './listen.ts'
 import type { HostPools } from './pools.ts'
 import { attemptQuery, cancelQuery, type HaQuery, type PgQuery, type QueryHandler } from './query.ts'
 import { createReserve } from './reserve.ts'
+import { createSubscriber } from './subscribe.ts'
 import { transactionGuard } from './transaction-guard.ts'
 
 /**
@@ -45,6 +47,8 @@ export interface CreateSqlOptions<Ha> {
 export interface SqlControl {
   /** Re-listens every `sql.listen` channel on the host the core now gives (after a writer change). */
   relisten(): Promise<void>
+  /** Subscribes every `sql.subscribe` subscriber again on the host the core now gives. */
+  resubscribe(): Promise<void>
   /** Whether `sql.end()` was called. */
   ended(): boolean
 }
@@ -158,6 +162,7 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     leave,
   })
   const listener = createListener({ executor, pools, isEnded, endedError })
+  const subscriber = createSubscriber({ executor, pools, isEnded, endedError })
 
   function begin(mode: unknown, fn?: unknown): Promise<unknown> {
     if (fn === undefined) {
@@ -221,7 +226,7 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
         for (const [reject, withPostgresJs] of pending) if (!withPostgresJs) reject(destroyedError())
       }
       const left = timeout === null ? null : Math.max(0, timeout - (performance.now() - started) / 1000)
-      await Promise.all([listener.end(), reserved.end()])
+      await Promise.all([listener.end(), subscriber.end(), reserved.end()])
       await pools.endAll({ timeout: left })
       await onEnd?.()
     })()
@@ -230,10 +235,6 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
 
   async function close(): Promise<void> {
     await Promise.all(pools.hosts().map((h) => pools.close(h)))
-  }
-
-  function unsupported(name: string) {
-    return () => Promise.reject(new Error(`sql.${name}() is not supported by postgres-ha`))
   }
 
   Object.assign(sql, {
@@ -246,8 +247,8 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     listen: listener.listen,
     end,
     close,
-    subscribe: unsupported('subscribe'),
-    largeObject: unsupported('largeObject'),
+    subscribe: subscriber.subscribe,
+    largeObject: (oid?: number, mode?: number) => openLargeObject(begin as never, oid, mode),
     ha,
   })
   Object.defineProperty(sql, 'parameters', {
@@ -258,6 +259,6 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     value: (_depth: number, opts: unknown, inspect?: (v: unknown, o: unknown) => string) =>
       `PostgresHa ${inspect ? inspect(pools.options, opts) : ''}`,
   })
-  controls.set(sql, { relisten: listener.relisten, ended: isEnded })
+  controls.set(sql, { relisten: listener.relisten, resubscribe: subscriber.resubscribe, ended: isEnded })
   return sql as unknown as HaSql<Ha>
 }

@@ -205,5 +205,5 @@ test('read-scaling: LISTEN through sql.ha.reader runs on the writer; ending the 
     () => undefined,
     (e: unknown) => e as { code?: string },
   )
-  assert.equal(error?.code, 'CLIENT_ENDED')
+  assert.equal(error?.code, 'CONNECTION_ENDED')
 })

@@ -8,6 +8,7 @@
 
 import postgres from 'postgres'
 import type { ExecuteRequest, Executor } from '../../core/executor.ts'
+import { hostKey } from '../../core/host.ts'
 import type { ExecuteContext } from '../../core/plugin.ts'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
 import { createCapacity } from './capacity.ts'
@@ -181,7 +182,7 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     const run = started
       .then(() =>
         executor.execute(TRANSACTION, (host, ctx: ExecuteContext) => {
-          const guard = transactionGuard()
+          const guard = transactionGuard(hostKey(host))
           const guarded = guard.body(body)
           const pool = pools.get(host)
           return handOver(rejectTx, () =>
@@ -192,7 +193,7 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
                 return guarded(tx)
               })
               .catch((error: unknown) => {
-                guard.abandon()
+                guard.abandon(error)
                 // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
                 throw guard.lost ?? error
               }),

@@ -3,19 +3,29 @@
  *
  * postgres.js answers a failed transaction body with ROLLBACK (a failed savepoint body with
  * ROLLBACK TO SAVEPOINT, a finished body with COMMIT) on the transaction's connection even after
- * that connection closed; the write then throws a TypeError from a `setImmediate`, which crashes
- * the process. So once the connection is known lost, no body is allowed to settle: postgres.js
- * rejects `begin` by itself when the close arrives, and the abandoned scope is garbage collected.
+ * that connection closed, and runs any statement the body still makes on it; the write then throws
+ * a TypeError from a `setImmediate`, which crashes the process. So once the connection is known
+ * lost, no body is allowed to settle (postgres.js rejects `begin` by itself when the close arrives,
+ * and the abandoned scope is garbage collected), and every statement the body still makes — it may
+ * have caught the error and carried on — rejects with `TransactionResolutionUnknownError` instead
+ * of reaching postgres.js.
  *
  * @module
  */
 import type postgres from 'postgres'
+import { TransactionResolutionUnknownError } from '../../core/errors.ts'
 import { classify } from './classify.ts'
 
 /** How long a body whose statement lost its connection waits for postgres.js to see the close. */
 const LOST_CLOSE_WAIT_MS = 2_000
 
 const never = () => new Promise<never>(() => {})
+
+/** The fields of a postgres.js query the guard takes over. */
+interface GuardedQuery {
+  handler: (q: GuardedQuery) => void
+  reject: (error: unknown) => void
+}
 
 /** The state of one `sql.begin`. */
 export interface TransactionGuard {
@@ -24,38 +34,88 @@ export interface TransactionGuard {
   /** Wraps the caller's body (and, inside it, every savepoint body). */
   body<T>(fn: (tx: postgres.TransactionSql) => T | Promise<T>): (tx: postgres.TransactionSql) => Promise<T>
   /** To call when `begin` itself settled with an error: every pending body is abandoned. */
-  abandon(): void
+  abandon(error?: unknown): void
 }
 
-/** Creates the guard of one transaction. */
-export function transactionGuard(): TransactionGuard {
+/** Creates the guard of one transaction on `host` (`host:port`, for errors). */
+export function transactionGuard(host?: string): TransactionGuard {
   let lost: unknown
   let abandoned = false
+  let refusal: TransactionResolutionUnknownError | undefined
   const waiting = new Set<() => void>()
+
+  /** What a statement made after the loss rejects with. */
+  const refuse = () => {
+    refusal ??= new TransactionResolutionUnknownError(host, undefined, { cause: lost })
+    return refusal
+  }
+
+  const onLost = (error: unknown) => {
+    lost ??= error
+  }
+
+  /** Waits for postgres.js to see the close; if the connection turns out alive, `error` lets ROLLBACK run. */
+  const awaitClose = (error: unknown) =>
+    new Promise<never>((_, reject) => {
+      const timer = setTimeout(() => {
+        waiting.delete(stop)
+        reject(error)
+      }, LOST_CLOSE_WAIT_MS)
+      const stop = () => clearTimeout(timer)
+      waiting.add(stop)
+    })
 
   const settleBody = <T>(result: T | Promise<T>): Promise<T> =>
     Promise.resolve(result).then(
-      (value) => (abandoned ? never() : value),
+      (value) => {
+        if (abandoned) return never()
+        // A body that caught the loss and returned: COMMIT must not go to the dead connection.
+        return lost === undefined ? value : awaitClose(lost)
+      },
       (error: unknown) => {
         if (abandoned) return never()
-        if (classify(error) !== 'connection-lost') throw error
-        lost ??= error
-        // The close normally follows at once; if the connection turns out alive, let ROLLBACK run.
-        return new Promise<never>((_, reject) => {
-          const timer = setTimeout(() => {
-            waiting.delete(stop)
-            reject(error)
-          }, LOST_CLOSE_WAIT_MS)
-          const stop = () => clearTimeout(timer)
-          waiting.add(stop)
-        })
+        if (classify(error) !== 'connection-lost' && lost === undefined) throw error
+        onLost(error)
+        return awaitClose(lost)
       },
     )
+
+  /** Takes over a postgres.js query of the transaction: it sees the loss, and is refused after it. */
+  const guardQuery = <Q>(made: Q): Q => {
+    const q = made as unknown as GuardedQuery
+    if (!(made instanceof Promise) || typeof q.handler !== 'function') return made
+    const handler = q.handler
+    const reject = q.reject
+    // postgres.js rejects the statements of a closing connection before it tells `begin`.
+    q.reject = (error) => {
+      if (classify(error) === 'connection-lost') onLost(error)
+      reject(error)
+    }
+    q.handler = (query) => {
+      if (lost !== undefined || abandoned) query.reject(refuse())
+      else handler(query)
+    }
+    return made
+  }
+
+  const wrapTx = (tx: postgres.TransactionSql): postgres.TransactionSql => {
+    wrapSavepoint(tx)
+    return new Proxy(tx, {
+      apply: (target, self, args) => guardQuery(Reflect.apply(target, self, args)),
+      get(target, key, receiver) {
+        const value = Reflect.get(target, key, receiver)
+        if ((key === 'unsafe' || key === 'file') && typeof value === 'function')
+          return (...args: unknown[]) => guardQuery(value.apply(target, args))
+        return value
+      },
+    })
+  }
 
   const wrapSavepoint = (tx: postgres.TransactionSql) => {
     const original = tx.savepoint as (...args: unknown[]) => Promise<unknown>
     // The tagged-template form runs one statement in a savepoint; it has no body to guard.
     tx.savepoint = ((name: unknown, fn?: unknown) => {
+      if (lost !== undefined || abandoned) return Promise.reject(refuse())
       if (Array.isArray((name as { raw?: unknown })?.raw)) return original.apply(tx, [name, fn])
       if (fn === undefined)
         return original.call(tx, guardBody(name as (tx: postgres.TransactionSql) => unknown))
@@ -66,10 +126,9 @@ export function transactionGuard(): TransactionGuard {
   const guardBody =
     <T>(fn: (tx: postgres.TransactionSql) => T | Promise<T>) =>
     (tx: postgres.TransactionSql): Promise<T> => {
-      wrapSavepoint(tx)
       let result: T | Promise<T>
       try {
-        const value = fn(tx)
+        const value = fn(wrapTx(tx))
         // postgres.js runs an array of queries returned by the body (`begin(sql => [sql`...`])`).
         result = (Array.isArray(value) ? Promise.all(value) : value) as T | Promise<T>
       } catch (error) {
@@ -83,8 +142,9 @@ export function transactionGuard(): TransactionGuard {
       return lost
     },
     body: guardBody,
-    abandon() {
+    abandon(error?: unknown) {
       abandoned = true
+      if (error !== undefined && classify(error) === 'connection-lost') onLost(error)
       for (const stop of waiting) stop()
       waiting.clear()
     },

@@ -1,0 +1,93 @@
+// A `sql.begin` body that catches the error of its lost connection and carries on: the process
+// survives, every later `tx` statement rejects with TransactionResolutionUnknownError, and so does
+// `begin`; nothing of the transaction commits.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import postgres from 'postgres'
+import { type Lab, startLab } from '../lab/mod.ts'
+import { type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
+import { labClientOptions, settle } from './helpers/ha.ts'
+
+let lab: Lab
+let sql: PostgresHaSql
+const uncaught: unknown[] = []
+const onUncaught = (error: unknown) => uncaught.push(error)
+
+before(async () => {
+  process.on('uncaughtException', onUncaught)
+  process.on('unhandledRejection', onUncaught)
+  lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  sql = postgresHa(lab.url('cluster'), labClientOptions())
+  await sql`create table kv (id int primary key)`
+})
+
+after(async () => {
+  await sql?.end()
+  await lab?.down()
+  process.off('uncaughtException', onUncaught)
+  process.off('unhandledRejection', onUncaught)
+})
+
+async function terminate(pid: number): Promise<void> {
+  const admin = postgres(lab.url('cluster'), { max: 1, onnotice: () => {} })
+  try {
+    await admin`select pg_terminate_backend(${pid})`
+  } finally {
+    await admin.end()
+  }
+}
+
+for (const how of ['terminated while running', 'terminated while idle'] as const) {
+  test(`begin: a body that catches its lost connection (${how}) and goes on — no crash, TransactionResolutionUnknownError`, async () => {
+    const later: Array<Awaited<ReturnType<typeof settle>>> = []
+    let caught: unknown
+    const id = how === 'terminated while running' ? 1 : 10
+    // postgres.js rejects `begin` as soon as the connection closes, the body may still be running.
+    let bodyDone!: () => void
+    const body = new Promise<void>((resolve) => (bodyDone = resolve))
+    const result = await settle(
+      sql.begin(async (tx) => {
+        try {
+          await tx`insert into kv values (${id})`
+          const [{ pid }] = (await tx`select pg_backend_pid() as pid`) as unknown as [{ pid: number }]
+          if (how === 'terminated while running') {
+            const sleeping = tx`select pg_sleep(5)`.then(
+              () => undefined,
+              (error: unknown) => {
+                caught = error
+              },
+            )
+            await new Promise((r) => setTimeout(r, 200))
+            await terminate(pid)
+            await sleeping
+          } else {
+            await terminate(pid)
+            await new Promise((r) => setTimeout(r, 200))
+            caught = await tx`select 1`.then(
+              () => undefined,
+              (error: unknown) => error,
+            )
+          }
+          // The body ignores the error and carries on, as real code sometimes does.
+          later.push(await settle(tx`insert into kv values (${id + 1})`))
+          later.push(await settle(tx`select 1`))
+        } finally {
+          bodyDone()
+        }
+      }),
+    )
+    await body
+    // Outlive anything postgres.js might still do with the dead connection.
+    await new Promise((r) => setTimeout(r, 300))
+    assert.deepEqual(uncaught.map(String), [], 'nothing thrown outside the caller')
+    assert.ok(caught, 'the body saw an error')
+    assert.equal(result.ok, false)
+    if (!result.ok)
+      assert.ok(result.error instanceof TransactionResolutionUnknownError, `got ${result.error}`)
+    for (const r of later) {
+      assert.equal(r.ok, false, 'a statement after the loss ran')
+      if (!r.ok) assert.ok(r.error instanceof TransactionResolutionUnknownError, `got ${r.error}`)
+    }
+    assert.equal((await sql`select id from kv where id in (${id}, ${id + 1})`).length, 0)
+  })
+}

@@ -7,7 +7,8 @@
  *
  * @module
  */
-import type { ErrorKind } from '../../core/connection-factory.ts'
+import type { DbConnection, ErrorKind } from '../../core/connection-factory.ts'
+import { readRole } from '../../core/dialect.ts'
 import {
   FailoverFailedError,
   FailoverSuccessError,
@@ -155,6 +156,9 @@ export function failoverPlugin(): HaPlugin {
           if (!trigger || !services.hasConnected()) throw error
           if (ctx.targetRole !== 'writer') return readerFailover(ctx, next, error)
           const failed = ctx.host
+          // A read-only transaction (`begin('read only')`, SET TRANSACTION READ ONLY) refuses writes
+          // on a healthy writer too: only a host that is no longer writable was demoted.
+          if (trigger === 'read-only' && (await stillWritable(services, failed))) throw error
           // The one host there is refused a write as a standby: no search can find another.
           if (trigger === 'read-only' && failed && undiscoverable(services, failed))
             throw onlyReaderError(failed, 0, error)
@@ -190,6 +194,21 @@ function onlyReaderError(host: HostAddress, tookMs: number, cause?: unknown): Fa
     tookMs,
     cause === undefined ? undefined : { cause },
   )
+}
+
+/** Whether `host` answers as a writable primary, asked on a connection of its own. */
+async function stillWritable(services: PluginServices, host: HostAddress | undefined): Promise<boolean> {
+  if (!host) return false
+  const timeoutMs = services.options['probeTimeoutMs'] as number
+  let conn: DbConnection | undefined
+  try {
+    conn = await services.factory.connect({ host, purpose: 'probe', timeoutMs })
+    return (await readRole(conn, { timeoutMs })) === 'writer'
+  } catch {
+    return false
+  } finally {
+    conn?.abort()
+  }
 }
 
 /** Every host worth probing for the writer: the topology's, then the user's when there is no topology. */

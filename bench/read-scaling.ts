@@ -53,6 +53,11 @@ const oneReader = status.nodes.find((n) => n.role === 'reader')!.id
 const raw = postgres(lab.url(oneReader), { onnotice: () => {} })
 const ha = postgresHa(lab.url('cluster'))
 const ryw = postgresHa(lab.url('cluster'), { readYourWrites: true })
+// Untimed: waits until every reader has replayed what the writer has written.
+const writerRaw = postgres(lab.url(status.writer!), { max: 1, onnotice: () => {} })
+const readerRaws = status.nodes
+  .filter((n) => n.role === 'reader')
+  .map((n) => postgres(lab.url(n.id), { max: 1, onnotice: () => {} }))
 try {
   await ha`create table if not exists bench_ryw (id int primary key, v int not null)`
   await ha`insert into bench_ryw values (1, 0) on conflict do nothing`
@@ -86,8 +91,28 @@ try {
 
   // Read-your-writes: write → read pairs, alternating the two clients per block of 100 pairs.
   const timings = {
-    off: { write: [] as number[], readAfterWrite: [] as number[], readAlone: [] as number[] },
-    on: { write: [] as number[], readAfterWrite: [] as number[], readAlone: [] as number[] },
+    off: {
+      write: [] as number[],
+      readAfterWrite: [] as number[],
+      readAlone: [] as number[],
+      readCaughtUp: [] as number[],
+    },
+    on: {
+      write: [] as number[],
+      readAfterWrite: [] as number[],
+      readAlone: [] as number[],
+      readCaughtUp: [] as number[],
+    },
+  }
+  const caughtUp = async () => {
+    const [{ lsn }] = (await writerRaw`select pg_current_wal_lsn()::text as lsn`) as unknown as [
+      { lsn: string },
+    ]
+    for (const r of readerRaws)
+      for (let i = 0; i < 1000; i++) {
+        const [row] = await r`select pg_last_wal_replay_lsn() >= ${lsn}::pg_lsn as ok`
+        if (row!.ok) break
+      }
   }
   const clientOf = { off: ha, on: ryw }
   let misses = 0
@@ -106,6 +131,12 @@ try {
         t = performance.now()
         await sql.ha.reader`select v from bench_ryw where id = 1`
         timings[setting].readAlone.push(performance.now() - t)
+        // The same pair with the readers caught up before the read: the pure cost of the check.
+        await sql`update bench_ryw set v = ${v} where id = 1`
+        await caughtUp()
+        t = performance.now()
+        await sql.ha.reader`select v from bench_ryw where id = 1`
+        timings[setting].readCaughtUp.push(performance.now() - t)
       }
       progress('read-scaling', `read-your-writes block ${block + 1} ${setting}`)
     }
@@ -114,15 +145,24 @@ try {
     off: {
       writeP50Us: us(timings.off.write),
       readAfterWriteP50Us: us(timings.off.readAfterWrite),
+      readAfterWriteCaughtUpP50Us: us(timings.off.readCaughtUp),
       readAloneP50Us: us(timings.off.readAlone),
     },
     on: {
       writeP50Us: us(timings.on.write),
       readAfterWriteP50Us: us(timings.on.readAfterWrite),
+      readAfterWriteCaughtUpP50Us: us(timings.on.readCaughtUp),
       readAloneP50Us: us(timings.on.readAlone),
     },
     addedWriteP50Us: us(timings.on.write) - us(timings.off.write),
     addedReadAfterWriteP50Us: us(timings.on.readAfterWrite) - us(timings.off.readAfterWrite),
+    /** The read after a write the readers have already replayed: the check alone. */
+    addedReadAfterWriteCaughtUpP50Us: us(timings.on.readCaughtUp) - us(timings.off.readCaughtUp),
+    /** That added time in units of a whole read's p50 (about one round trip on this lab). */
+    addedReadAfterWriteCaughtUpInReads: round2(
+      (us(timings.on.readCaughtUp) - us(timings.off.readCaughtUp)) / us(timings.off.readAlone),
+    ),
+    /** A second read with no write since: no check when the same reader is picked, one when the other is. */
     addedReadAloneP50Us: us(timings.on.readAlone) - us(timings.off.readAlone),
     readsThatMissedTheirWrite: misses,
   }
@@ -147,4 +187,5 @@ try {
   )
 } finally {
   await Promise.all([raw.end({ timeout: 1 }), ha.end({ timeout: 1 }), ryw.end({ timeout: 1 })])
+  await Promise.all([writerRaw, ...readerRaws].map((r) => r.end({ timeout: 1 })))
 }

@@ -1,46 +1,77 @@
 /**
- * `overhead`: what postgres-ha with its default plugins adds to a healthy cluster. The same
- * workload — `select $1` and single-row inserts, 10 concurrent — through raw postgres.js and
- * through postgres-ha on the same lab writer, in short rounds that alternate which goes first.
- * Shared machines are noisy, so each round pairs the two clients and the headline figures are
- * medians over rounds: throughput ratio (postgres-ha ÷ raw), added p50 latency per query, and the
- * added client CPU time per query (`process.cpuUsage`, where the runtime has it); p99 is pooled.
+ * `overhead`: what postgres-ha with its default plugins adds to a healthy cluster, measured on the
+ * build users run (`dist/` on Node and Bun, `mod.ts` on Deno; see `lib/entry.ts`). Four workloads
+ * — `select $1`, a single-row insert, a 100-row select and a 3-statement transaction — at 1 and at
+ * 10 concurrent operations, through raw postgres.js and through postgres-ha on the same lab
+ * writer. Shared machines are noisy, so the two clients run in paired, interleaved batches (each
+ * round runs every workload on both, alternating which goes first) and every headline figure is a
+ * median over the rounds of a per-round difference or ratio: throughput ratio (postgres-ha ÷ raw),
+ * added p50 and p99 latency, and added client CPU time per statement (`process.cpuUsage` around
+ * each batch: the whole process, so whatever postgres-ha does in the background counts too).
  *
- * Targets: throughput ratio ≥ 0.97 and added p50 ≤ 20 µs, for each workload.
+ * Targets, per workload: at 10 concurrent, throughput ratio ≥ 0.97 and added p50 ≤ 20 µs; at both
+ * concurrencies, added CPU ≤ 2 µs per statement.
  *
- * Usage: `node --import tsx bench/overhead.ts [--queries 20000] [--rounds 10] [--concurrency 10] [--no-save]`.
- * `--queries` is per workload and per client, split over the rounds.
+ * Usage: `node --import tsx bench/overhead.ts [--ops 1500] [--rounds 12] [--no-save]` (or `deno run
+ * -A`, `bun`). `--ops` is per batch at 10 concurrent (a quarter of it at 1, a third for the
+ * transaction).
  *
  * @module
  */
 import postgres from 'postgres'
-import { postgresHa } from '../mod.ts'
 import { parseFlags } from './lib/args.ts'
 import { labSettings, openBenchLab } from './lib/bench-lab.ts'
+import { entry, postgresHa } from './lib/entry.ts'
 import { type Batch, runBatch } from './lib/load.ts'
 import { emit, machineInfo, progress, runtimeInfo } from './lib/report.ts'
 import { quantile } from './lib/stats.ts'
 import type { AnySql } from './lib/write-loop.ts'
 
 const flags = parseFlags('bench/overhead.ts', {
-  queries: { default: 20_000, help: 'statements per workload and per client, over all rounds' },
-  rounds: { default: 10, help: 'rounds; each alternates which client goes first' },
-  concurrency: { default: 10, help: 'statements in flight at once' },
+  ops: { default: 1_500, help: 'operations per batch at 10 concurrent (a quarter at 1)' },
+  rounds: { default: 12, help: 'paired rounds; each alternates which client goes first' },
   'no-save': { default: false, help: 'do not write bench/results/<runtime>-overhead.json' },
 })
 const started = performance.now()
 const startedAt = new Date().toISOString()
 const rounds = Math.max(1, Math.round(flags.rounds))
-const perRound = Math.max(1, Math.floor(flags.queries / rounds))
+const CONCURRENCY = [1, 10] as const
 
 type ClientName = 'postgres.js' | 'postgres-ha'
-type Workload = 'select $1' | 'insert'
-const WORKLOADS: Record<Workload, (sql: AnySql, i: number) => Promise<unknown>> = {
-  'select $1': (sql, i) => sql`select ${i}::int as x`,
-  insert: (sql, i) => sql`insert into bench_overhead (v) values (${i})`,
-}
+const CLIENTS: ClientName[] = ['postgres.js', 'postgres-ha']
 
-progress('overhead', 'lab up')
+interface Workload {
+  /** Statements per operation (the transaction's three; begin and commit not counted). */
+  statements: number
+  /** Share of `--ops` per batch. */
+  share: number
+  run(sql: AnySql, i: number): Promise<unknown>
+}
+const WORKLOADS: Record<string, Workload> = {
+  'select $1': { statements: 1, share: 1, run: (sql, i) => sql`select ${i}::int as x` },
+  insert: { statements: 1, share: 1, run: (sql, i) => sql`insert into bench_overhead (v) values (${i})` },
+  'select 100 rows': {
+    statements: 1,
+    share: 1 / 2,
+    run: (sql) => sql`select id, v, note from bench_rows order by id limit ${100}`,
+  },
+  transaction: {
+    statements: 3,
+    share: 1 / 3,
+    run: (sql, i) =>
+      sql.begin(async (tx) => {
+        await tx`select ${i}::int as x`
+        await tx`insert into bench_overhead (v) values (${i})`
+        await tx`select count(*) from bench_rows where id <= ${i % 100}`
+      }),
+  },
+}
+const workloadNames = Object.keys(WORKLOADS)
+const batches: Record<string, Record<ClientName, Batch[]>> = {}
+const opsFor = (w: Workload, concurrency: number) =>
+  Math.max(10, Math.round(flags.ops * w.share * (concurrency === 1 ? 0.25 : 1)))
+
+progress('overhead', `lab up; postgres-ha from ${entry.file}`)
 await using lab = await openBenchLab({ endpointLagMs: 0 })
 const writer = (await lab.status()).writer!
 const raw = postgres(lab.url(writer), { onnotice: () => {} })
@@ -48,35 +79,44 @@ const ha = postgresHa(lab.url('cluster'))
 const clients: Record<ClientName, AnySql> = { 'postgres.js': raw, 'postgres-ha': ha as unknown as AnySql }
 try {
   await raw`create table if not exists bench_overhead (id bigint generated always as identity primary key, v int)`
-  // Warm both pools to `concurrency` open connections and prepared statements.
-  for (const sql of Object.values(clients))
-    for (const w of Object.values(WORKLOADS))
-      await runBatch(flags.concurrency * 20, flags.concurrency, (i) => w(sql, i))
+  await raw`create table if not exists bench_rows (id int primary key, v int, note text)`
+  await raw`insert into bench_rows select g, g * 7, 'row number ' || g from generate_series(1, 100) g on conflict do nothing`
+  // Warm both pools to 10 open connections, prepared statements and the JIT.
+  for (const name of CLIENTS)
+    for (const w of Object.values(WORKLOADS)) await runBatch(200, 10, (i) => w.run(clients[name], i))
 
-  const batches: Record<Workload, Record<ClientName, Batch[]>> = {
-    'select $1': { 'postgres.js': [], 'postgres-ha': [] },
-    insert: { 'postgres.js': [], 'postgres-ha': [] },
-  }
+  for (const w of workloadNames)
+    for (const c of CONCURRENCY) batches[`${w}@${c}`] = { 'postgres.js': [], 'postgres-ha': [] }
   for (let round = 0; round < rounds; round++) {
-    const order: ClientName[] =
-      round % 2 === 0 ? ['postgres.js', 'postgres-ha'] : ['postgres-ha', 'postgres.js']
-    for (const workload of Object.keys(WORKLOADS) as Workload[]) {
-      for (const name of order) {
-        const batch = await runBatch(perRound, flags.concurrency, (i) =>
-          WORKLOADS[workload](clients[name], i),
-        )
-        batches[workload][name].push(batch)
-        progress('overhead', `round ${round + 1}/${rounds} ${workload} ${name}: ${qps(batch)} q/s`)
-      }
-    }
+    const order = round % 2 === 0 ? CLIENTS : [...CLIENTS].reverse()
+    for (const w of workloadNames)
+      for (const c of CONCURRENCY)
+        for (const name of order) {
+          const workload = WORKLOADS[w]!
+          batches[`${w}@${c}`]![name].push(
+            await runBatch(opsFor(workload, c), c, (i) => workload.run(clients[name], i)),
+          )
+        }
+    progress('overhead', `round ${round + 1}/${rounds}: ${summaryLine(round)}`)
   }
 
-  const results = Object.fromEntries(
-    (Object.keys(WORKLOADS) as Workload[]).map((workload) => [workload, compare(batches[workload])]),
-  ) as Record<Workload, ReturnType<typeof compare>>
-  const missed = Object.entries(results).flatMap(([w, r]) => [
-    ...(r.throughputRatio < 0.97 ? [`${w}: throughput ratio ${r.throughputRatio} (target ≥ 0.97)`] : []),
-    ...(r.addedP50Us > 20 ? [`${w}: added p50 ${r.addedP50Us} µs (target ≤ 20 µs)`] : []),
+  const results: Record<string, Record<string, ReturnType<typeof compare>>> = {}
+  for (const w of workloadNames) {
+    results[w] = {}
+    for (const c of CONCURRENCY)
+      results[w]![`concurrency ${c}`] = compare(batches[`${w}@${c}`]!, WORKLOADS[w]!)
+  }
+  const targets = workloadNames.flatMap((w) => [
+    target(`${w} @10 throughput ratio`, '≥', 0.97, results[w]!['concurrency 10']!.throughputRatio),
+    target(`${w} @10 added p50 (µs)`, '≤', 20, results[w]!['concurrency 10']!.addedP50Us),
+    ...CONCURRENCY.map((c) =>
+      target(
+        `${w} @${c} added CPU per statement (µs)`,
+        '≤',
+        2,
+        results[w]![`concurrency ${c}`]!.addedCpuUsPerStatement,
+      ),
+    ),
   ])
   emit(
     'overhead',
@@ -86,15 +126,21 @@ try {
       machine: machineInfo(),
       startedAt,
       durationMs: Math.round(performance.now() - started),
+      entry,
       lab: await labSettings(lab),
       clients: {
         'postgres.js': 'postgres(writer instance endpoint), default options',
         'postgres-ha': 'postgresHa(cluster endpoint), default options and plugins',
       },
-      workload: `${perRound * rounds} statements per workload and client, ${flags.concurrency} concurrent, ${rounds} rounds alternating which client goes first`,
+      workload:
+        `${rounds} paired rounds; per round and client, a batch per workload and concurrency ` +
+        `(${workloadNames.map((w) => `${w}: ${opsFor(WORKLOADS[w]!, 10)} @10, ${opsFor(WORKLOADS[w]!, 1)} @1`).join('; ')})`,
       results,
-      targetsMet: missed.length === 0,
-      targetMissed: missed,
+      targets,
+      targetsMet: targets.every((t) => t.met),
+      targetMissed: targets
+        .filter((t) => !t.met)
+        .map((t) => `${t.name}: ${t.value} (target ${t.op} ${t.target})`),
     },
     !flags['no-save'],
   )
@@ -102,54 +148,68 @@ try {
   await Promise.all([raw.end({ timeout: 1 }), ha.end({ timeout: 1 })])
 }
 
-function qps(b: Batch): number {
-  return Math.round((b.latencies.length / b.wallMs) * 1000)
+function target(name: string, op: '≥' | '≤', limit: number, value: number | null) {
+  const met = value !== null && (op === '≥' ? value >= limit : value <= limit)
+  return { name, op, target: limit, value, met }
 }
 
-/** postgres-ha against raw postgres.js over all rounds of one workload. */
-function compare(by: Record<ClientName, Batch[]>) {
+function qps(b: Batch): number {
+  return (b.latencies.length / b.wallMs) * 1000
+}
+
+/** This round's throughput ratios at 10 concurrent, for the progress line. */
+function summaryLine(round: number): string {
+  return workloadNames
+    .map((w) => {
+      const pair = batches[`${w}@10`]!
+      return `${w} ${round2(qps(pair['postgres-ha'][round]!) / qps(pair['postgres.js'][round]!))}`
+    })
+    .join(', ')
+}
+
+function median(xs: number[]): number {
+  return quantile(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  )
+}
+function sortedMs(b: Batch): number[] {
+  return Array.from(b.latencies).sort((x, y) => x - y)
+}
+
+/** postgres-ha against raw postgres.js over all rounds of one workload at one concurrency. */
+function compare(by: Record<ClientName, Batch[]>, w: Workload) {
   const stats = (bs: Batch[]) => {
     const all = bs.flatMap((b) => Array.from(b.latencies)).sort((a, b) => a - b)
     const wall = bs.reduce((a, b) => a + b.wallMs, 0)
     const cpu = bs.every((b) => b.cpuMs !== null) ? bs.reduce((a, b) => a + b.cpuMs!, 0) : null
     return {
-      queries: all.length,
-      throughputQps: Math.round((all.length / wall) * 1000),
+      operations: all.length,
+      throughputOps: Math.round((all.length / wall) * 1000),
       p50Us: Math.round(quantile(all, 0.5) * 1000),
       p99Us: Math.round(quantile(all, 0.99) * 1000),
-      cpuUsPerQuery: cpu === null ? null : round2((cpu * 1000) / all.length),
+      cpuUsPerStatement: cpu === null ? null : round2((cpu * 1000) / all.length / w.statements),
     }
   }
-  const p50Us = (b: Batch) =>
-    quantile(
-      Array.from(b.latencies).sort((x, y) => x - y),
-      0.5,
-    ) * 1000
-  const cpuUs = (b: Batch) => (b.cpuMs === null ? Number.NaN : (b.cpuMs * 1000) / b.latencies.length)
-  const raw = by['postgres.js']
-  const ha = by['postgres-ha']
-  const pairs = raw.map((b, i) => [b, ha[i]!] as const)
+  const cpuUs = (b: Batch) =>
+    b.cpuMs === null ? Number.NaN : (b.cpuMs * 1000) / b.latencies.length / w.statements
+  const pairs = by['postgres.js'].map((r, i) => [r, by['postgres-ha'][i]!] as const)
   const byRound = pairs.map(([r, h]) => round2(qps(h) / qps(r)))
-  const median = (xs: number[]) =>
-    quantile(
-      [...xs].sort((a, b) => a - b),
-      0.5,
-    )
-  const base = stats(raw)
-  const withHa = stats(ha)
+  const addedAt = (q: number) =>
+    Math.round(median(pairs.map(([r, h]) => (quantile(sortedMs(h), q) - quantile(sortedMs(r), q)) * 1000)))
   const addedCpu = median(pairs.map(([r, h]) => cpuUs(h) - cpuUs(r)))
   return {
-    'postgres.js': base,
-    'postgres-ha': withHa,
+    'postgres.js': stats(by['postgres.js']),
+    'postgres-ha': stats(by['postgres-ha']),
     /** Median over rounds of postgres-ha's throughput ÷ raw postgres.js's in the same round. */
     throughputRatio: round2(median(byRound)),
     throughputRatioByRound: byRound,
-    /** Median over rounds of the difference of p50 latency. */
-    addedP50Us: Math.round(median(pairs.map(([r, h]) => p50Us(h) - p50Us(r)))),
-    /** Pooled p99s, postgres-ha − raw. */
-    addedP99Us: withHa.p99Us - base.p99Us,
-    /** Median over rounds of the difference of client CPU time per query. */
-    addedCpuUsPerQuery: Number.isFinite(addedCpu) ? round2(addedCpu) : null,
+    /** Median over rounds of the difference of the p50 latency of an operation. */
+    addedP50Us: addedAt(0.5),
+    /** Median over rounds of the difference of the p99 latency of an operation. */
+    addedP99Us: addedAt(0.99),
+    /** Median over rounds of the difference of client CPU time per statement. */
+    addedCpuUsPerStatement: Number.isFinite(addedCpu) ? round2(addedCpu) : null,
   }
 }
 

@@ -16,9 +16,9 @@
  * @module
  */
 import postgres from 'postgres'
-import { postgresHa } from '../mod.ts'
 import { parseFlags } from './lib/args.ts'
 import { labSettings, openBenchLab } from './lib/bench-lab.ts'
+import { postgresHa } from './lib/entry.ts'
 import { type Batch, runBatch } from './lib/load.ts'
 import { emit, machineInfo, progress, runtimeInfo } from './lib/report.ts'
 import { quantile } from './lib/stats.ts'

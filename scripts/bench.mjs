@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // `npm run bench`: every benchmark part on node, deno and bun, then a summary table across runtimes.
-// Usage: node scripts/bench.mjs [--runtimes node,deno,bun] [--parts failover,baseline,overhead,read-scaling,idle,deno-bench]
-//        [--trials 10] [--baseline-trials 3] [--idle-seconds 60] [--bench-iterations 3]
+// Usage: node scripts/bench.mjs [--runtimes node,deno,bun] [--parts failover,baseline,overhead,read-scaling,recovery,idle,deno-bench]
+//        [--trials 10] [--baseline-trials 3] [--recovery-trials 5] [--idle-seconds 60] [--bench-iterations 3]
 //        npm run bench -- --manager patroni [--runtimes ...] [--trials 5]: only the Patroni part
 //        (bench/patroni.ts: postgres-ha beside postgres.js multi-host on a real Patroni cluster).
+// First `npm run build`: Node and Bun measure the built dist/ (what npm users run), Deno the
+// published entry mod.ts (what JSR serves); see bench/lib/entry.ts.
 // Each part prints one JSON document (saved to bench/results/<runtime>-<part>.json); their progress
-// goes to stderr as it happens. failover and overhead run one process at a time; the idle parts of
+// goes to stderr as it happens. failover, overhead and recovery run one process at a time; the idle parts of
 // the three runtimes run together, alongside the baselines (idle clients do nothing, by design).
 // The default run takes about 8 minutes on a 2-core machine (7.7 min measured).
 import { spawn } from 'node:child_process'
@@ -16,13 +18,14 @@ import { fileURLToPath } from 'node:url'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bin = (name) => join(root, 'node_modules', '.bin', name)
 const ALL_RUNTIMES = ['node', 'deno', 'bun']
-const ALL_PARTS = ['failover', 'baseline', 'overhead', 'read-scaling', 'idle', 'deno-bench']
+const ALL_PARTS = ['failover', 'baseline', 'overhead', 'read-scaling', 'recovery', 'idle', 'deno-bench']
 
 const options = {
   runtimes: ALL_RUNTIMES,
   parts: ALL_PARTS,
   trials: 10,
   'baseline-trials': 3,
+  'recovery-trials': 5,
   'idle-seconds': 60,
   'bench-iterations': 3,
   manager: 'lab',
@@ -46,7 +49,7 @@ for (let i = 0; i < argv.length; i++) {
 function usage(message) {
   console.error(
     `${message}\nusage: node scripts/bench.mjs [--runtimes ${ALL_RUNTIMES}] [--parts ${ALL_PARTS}] ` +
-      '[--trials 10] [--baseline-trials 3] [--idle-seconds 60] [--bench-iterations 3]',
+      '[--trials 10] [--baseline-trials 3] [--recovery-trials 5] [--idle-seconds 60] [--bench-iterations 3]',
   )
   process.exit(2)
 }
@@ -119,6 +122,7 @@ const partArgs = {
   baseline: ['--trials', String(options['baseline-trials'])],
   overhead: [],
   'read-scaling': [],
+  recovery: ['--trials', String(options['recovery-trials'])],
   idle: ['--seconds', String(options['idle-seconds'])],
 }
 
@@ -130,8 +134,14 @@ const partRun = (runtime, part, extra = {}) => {
 }
 const wants = (part) => options.parts.includes(part)
 
+const build = await run('npm run build', bin('tsup'), [])
+if (build.code !== 0) {
+  process.stdout.write('FAILED: npm run build (the benchmarks measure dist/)\n')
+  process.exit(1)
+}
+
 // Timing-sensitive parts: one process at a time, nothing else running.
-for (const part of ['failover', 'overhead', 'read-scaling'].filter(wants))
+for (const part of ['failover', 'overhead', 'read-scaling', 'recovery'].filter(wants))
   for (const runtime of options.runtimes) await partRun(runtime, part)
 
 // The idle parts mostly wait, so they run together, alongside the baselines, whose outcomes are

@@ -8,6 +8,8 @@
 // so files and runtimes overlap well. The longest jobs start first (their times from the last run
 // are kept in .tmp/test-times.json; a new file starts early, as if it were slow). Each job's output
 // is printed whole when it ends, then a per-runtime count and a closing "N passed, N failed".
+// A file with the line `// test-runner: heavy` (it starts many servers at once) never runs beside
+// another heavy job: the three runtimes' copies of it take turns.
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
@@ -147,8 +149,18 @@ if (checks) {
     ],
   })
 }
+const heavy = new Set(
+  testFiles.filter((file) => {
+    try {
+      return /^\/\/ test-runner: heavy$/m.test(readFileSync(join(root, file), 'utf8'))
+    } catch {
+      return false
+    }
+  }),
+)
 for (const runtime of runtimes)
-  for (const file of testFiles) jobList.push({ label: `${runtime} ${file}`, kind: 'test', runtime, file })
+  for (const file of testFiles)
+    jobList.push({ label: `${runtime} ${file}`, kind: 'test', runtime, file, heavy: heavy.has(file) })
 // Longest first; a job never timed before counts as long, so a new slow file cannot start last.
 const expected = (job) => previous[job.label] ?? 120
 jobList.sort((a, b) => expected(b) - expected(a))
@@ -178,16 +190,36 @@ async function runJob(job) {
 
 const started = performance.now()
 const results = []
-let next = 0
+const pending = [...jobList]
+let heavyRunning = false
+/** Workers waiting for the heavy job under way to end (only heavy jobs are left for them). */
+const waiting = []
+/** The next job to start: the longest pending one, a heavy one only while no heavy one runs. */
+async function take() {
+  for (;;) {
+    const i = pending.findIndex((job) => !(job.heavy && heavyRunning))
+    if (i >= 0) {
+      const [job] = pending.splice(i, 1)
+      if (job.heavy) heavyRunning = true
+      return job
+    }
+    if (pending.length === 0) return undefined
+    await new Promise((resolve) => waiting.push(resolve))
+  }
+}
 const running = new Set()
 process.stderr.write(
   `${jobList.length} jobs (${testFiles.length} files × ${runtimes.join(', ')}${checks ? ' + checks' : ''}), ${jobs} at a time\n`,
 )
 async function worker() {
-  for (let job = jobList[next++]; job; job = jobList[next++]) {
+  for (let job = await take(); job; job = await take()) {
     running.add(job.label)
     const result = await runJob(job)
     running.delete(job.label)
+    if (job.heavy) {
+      heavyRunning = false
+      for (const wake of waiting.splice(0)) wake()
+    }
     results.push(result)
     const counts = result.kind === 'test' ? `: ${result.passed} passed, ${result.failed} failed` : ''
     process.stdout.write(

@@ -1,6 +1,9 @@
+// test-runner: heavy
 // A one-trial smoke of every benchmark part, on the runtime running the suite, so that the
 // benchmarks never rot: each part runs with tiny durations (all at once, each on its own lab) and
-// its one JSON document is checked for shape and sane values — never for timing targets.
+// its one JSON document is checked for shape and sane values — never for timing targets. The parts
+// import the sources here (BENCH_ENTRY=source), so the suite needs no build; `npm run bench` builds
+// dist/ and measures that.
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
@@ -37,7 +40,7 @@ function run(command: string, args: string[], env: Record<string, string> = {}, 
 
 function part(name: string, args: string[]): Promise<Run> {
   const { command, args: base } = sameRuntimeCommand(join(repoRoot, 'bench', `${name}.ts`))
-  return run(command, [...base, ...args, '--no-save'])
+  return run(command, [...base, ...args, '--no-save'], { BENCH_ENTRY: 'source' })
 }
 
 /** The one JSON document of a run that must have succeeded. */
@@ -59,7 +62,8 @@ const runs = {
     '--cap-ms',
     '3000',
   ]),
-  overhead: part('overhead', ['--queries', '200', '--rounds', '2']),
+  overhead: part('overhead', ['--ops', '40', '--rounds', '2']),
+  recovery: part('recovery', ['--trials', '1', '--writers', '5', '--warmup-ms', '1000']),
   idle: part('idle', ['--seconds', '2', '--clients', '3', '--settle-ms', '300']),
   denoBench:
     runtimeName() === 'deno'
@@ -112,17 +116,41 @@ test('bench: baseline compares postgres-ha with postgres.js on the cluster endpo
   }
 })
 
-test('bench: overhead compares raw postgres.js with postgres-ha on both workloads', async () => {
+test('bench: overhead compares raw postgres.js with postgres-ha on four workloads at 1 and 10 concurrent', async () => {
   const doc = json(await runs.overhead)
   assert.equal(doc.part, 'overhead')
-  for (const workload of ['select $1', 'insert']) {
-    const r = doc.results[workload]
-    assert.equal(r['postgres.js'].queries, 200)
-    assert.equal(r['postgres-ha'].queries, 200)
-    assert.ok(r.throughputRatio > 0 && r.throughputRatio < 10, `ratio ${r.throughputRatio}`)
-    assert.equal(r.throughputRatioByRound.length, 2)
-    assert.ok(Number.isFinite(r.addedP50Us) && Number.isFinite(r.addedP99Us))
+  assert.deepEqual([doc.entry.kind, doc.entry.file], ['source', 'mod.ts'])
+  for (const workload of ['select $1', 'insert', 'select 100 rows', 'transaction']) {
+    for (const concurrency of ['concurrency 1', 'concurrency 10']) {
+      const r = doc.results[workload][concurrency]
+      assert.ok(r['postgres.js'].operations >= 20, `${workload} ${concurrency}`)
+      assert.equal(r['postgres-ha'].operations, r['postgres.js'].operations)
+      assert.ok(r.throughputRatio > 0 && r.throughputRatio < 10, `ratio ${r.throughputRatio}`)
+      assert.equal(r.throughputRatioByRound.length, 2)
+      assert.ok(Number.isFinite(r.addedP50Us) && Number.isFinite(r.addedP99Us))
+      assert.ok(r.addedCpuUsPerStatement === null || Number.isFinite(r.addedCpuUsPerStatement))
+    }
   }
+  assert.equal(doc.targets.length, 4 * 4)
+  assert.equal(typeof doc.targetsMet, 'boolean')
+})
+
+test('bench: recovery times throughput back to 90 % on the new writer, with a clean ledger', async () => {
+  const doc = json(await runs.recovery)
+  assert.equal(doc.part, 'recovery')
+  assert.equal(doc.trials, 1)
+  const [trial] = doc.results
+  // Shape and correctness only: on a loaded machine a trial may not get back to 90 % within its cap.
+  assert.ok(trial.baselinePerSecond >= 0)
+  assert.ok(isTime(trial.promotionMs) && trial.promotionMs > 0)
+  assert.ok(trial.recoveryMs === null || isTime(trial.recoveryMs), `recoveryMs ${trial.recoveryMs}`)
+  if (trial.recoveryMs !== null && trial.firstWriteMs !== null)
+    assert.ok(trial.recoveryMs >= trial.firstWriteMs)
+  assert.notEqual(trial.newWriter, trial.oldWriter)
+  assert.equal(doc.lost, 0)
+  assert.equal(doc.duplicated, 0)
+  assert.deepEqual(doc.unhandledRejections, [])
+  assert.ok(trial.ledger.acknowledged > 0)
   assert.equal(typeof doc.targetsMet, 'boolean')
 })
 

@@ -8,7 +8,7 @@
  */
 import postgres from 'postgres'
 import type { Lab } from '../../lab/mod.ts'
-import { postgresHa } from '../../mod.ts'
+import { postgresHa } from './entry.ts'
 import { nowMs } from './report.ts'
 import type { ClientUnderTest } from './trial.ts'
 import type { AnySql } from './write-loop.ts'
@@ -45,12 +45,17 @@ export async function makeClient(lab: Lab, kind: ClientKind): Promise<ClientUnde
     const sql = postgresHa(lab.url('cluster'))
     // The first sign of the fault the client acted on: a host declared down or a failover started.
     const seen: number[] = []
+    const failovers: number[] = []
     sql.ha.on('hostDown', () => seen.push(nowMs()))
     sql.ha.on('failoverStart', () => seen.push(nowMs()))
+    sql.ha.on('failover', (e) => {
+      if (e.ok) failovers.push(nowMs())
+    })
     await sql`select 1`
     return {
       sql: sql as unknown as AnySql,
       detectedAfter: (faultMs) => seen.find((t) => t >= faultMs),
+      failedOverAfter: (faultMs) => failovers.find((t) => t >= faultMs),
       end: () => sql.end({ timeout: 1 }),
     }
   }

@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { HaError } from '../../mod.ts'
 
 /**
  * The class of `error` for the benchmarks' "errors seen by the caller" counts.
@@ -15,7 +14,7 @@ import { HaError } from '../../mod.ts'
  * ```
  */
 export function errorClass(error: unknown): string {
-  if (error instanceof HaError) return error.constructor.name
+  if (isHaError(error)) return (error as object).constructor.name
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code
     return code === undefined ? error.name : `${error.name} ${String(code)}`
@@ -30,4 +29,14 @@ export function addCounts(
 ): Record<string, number> {
   for (const [k, v] of Object.entries(more)) into[k] = (into[k] ?? 0) + v
   return into
+}
+
+/**
+ * By the class's name, not `instanceof`: the error may come from the built package (`dist/`),
+ * whose `HaError` is another class object than the sources'.
+ */
+function isHaError(error: unknown): boolean {
+  for (let p = error; p !== null && typeof p === 'object'; p = Object.getPrototypeOf(p))
+    if ((p as object).constructor?.name === 'HaError') return true
+  return false
 }

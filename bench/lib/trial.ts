@@ -19,6 +19,8 @@ export interface ClientUnderTest {
   sql: AnySql
   /** Epoch ms at which the client first reacted to the fault (postgres-ha's `failoverStart`), if it tells. */
   detectedAfter?(faultMs: number): number | undefined
+  /** Epoch ms at which the client had found and verified the new writer (postgres-ha's successful `failover`), if it tells. */
+  failedOverAfter?(faultMs: number): number | undefined
   end(): Promise<void>
 }
 

@@ -41,6 +41,8 @@ export interface WriteLoopOptions {
   /** Gives each write its id; ids are unique across a whole run. */
   nextId: () => number
   intervalMs?: number
+  /** The least pause after a failed write (default 0), so that a loop with no interval cannot spin on errors. */
+  errorPauseMs?: number
   /** Hard bounds: the loop ends by itself after this long or this many writes. */
   maxMs: number
   maxWrites?: number
@@ -63,6 +65,7 @@ export function startWriteLoop(options: WriteLoopOptions): WriteLoop {
     client,
     nextId,
     intervalMs = 10,
+    errorPauseMs = 0,
     maxMs,
     maxWrites = Math.ceil(maxMs / intervalMs),
   } = options
@@ -82,7 +85,7 @@ export function startWriteLoop(options: WriteLoopOptions): WriteLoop {
         record.error = errorClass(error)
       }
       record.endMs = nowMs()
-      const wait = intervalMs - (performance.now() - t)
+      const wait = Math.max(intervalMs - (performance.now() - t), record.error ? errorPauseMs : 0)
       if (wait > 0 && !stopped) await new Promise((r) => setTimeout(r, wait))
     }
   })()

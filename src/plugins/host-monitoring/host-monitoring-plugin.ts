@@ -8,8 +8,8 @@
  * @module
  */
 import type { ExecuteContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
-import { startTimer, stopTimer } from '../../runtime/timers.ts'
 import { closeIdleHostMonitors, hostMonitorFor } from './host-monitor.ts'
+import { type LongStatements, longStatements } from './long-statements.ts'
 
 /**
  * Creates the host monitoring plugin (enabled by default).
@@ -25,6 +25,23 @@ export function hostMonitoringPlugin(): HaPlugin {
   let intervalMs = 500
   let count = 2
   let connectTimeoutMs = 10_000
+  let tracker: LongStatements<ExecuteContext> | undefined
+
+  /** A statement past its grace period: its host is watched until the statement ends. */
+  const watch = (ctx: ExecuteContext): (() => void) | undefined => {
+    const host = ctx.host
+    if (!host) return undefined
+    return hostMonitorFor(host).watch({
+      factory: services.factory,
+      intervalMs,
+      count,
+      connectTimeoutMs,
+      onDown: (reason) => {
+        services.markHostDown(host, reason)
+        services.abortHost(host, reason)
+      },
+    })
+  }
 
   return {
     name: 'hostMonitoring',
@@ -34,32 +51,20 @@ export function hostMonitoringPlugin(): HaPlugin {
       intervalMs = s.options['failureDetectionInterval'] as number
       count = s.options['failureDetectionCount'] as number
       connectTimeoutMs = s.options['connectTimeoutMs'] as number
+      tracker = longStatements(graceMs, () => s.clock.now(), watch)
     },
     async execute<T>(ctx: ExecuteContext, next: () => Promise<T>): Promise<T> {
-      let unwatch: (() => void) | undefined
-      // Short statements, the vast majority, never reach the monitor: only a timer is armed.
-      const grace = startTimer(() => {
-        const host = ctx.host
-        if (!host) return
-        unwatch = hostMonitorFor(host).watch({
-          factory: services.factory,
-          intervalMs,
-          count,
-          connectTimeoutMs,
-          onDown: (reason) => {
-            services.markHostDown(host, reason)
-            services.abortHost(host, reason)
-          },
-        })
-      }, graceMs)
+      // Short statements, the vast majority, never reach the monitor, and arm no timer of their
+      // own: one shared timer finds those that run past the grace period.
+      const done = tracker!.start(ctx)
       try {
         return await next()
       } finally {
-        stopTimer(grace)
-        unwatch?.()
+        done()
       }
     },
     end() {
+      tracker?.close()
       closeIdleHostMonitors()
     },
   }

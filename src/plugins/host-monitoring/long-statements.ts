@@ -1,0 +1,93 @@
+/**
+ * Which running statements have run longer than a grace period, without a timer per statement:
+ * statements are kept in start order, and one timer at a time is armed for the oldest one that is
+ * not yet long. A statement that ends before its grace period costs a set insertion and deletion;
+ * the timer wakes at most once per grace period while statements keep coming.
+ *
+ * @module
+ */
+import { startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
+
+/** One statement being tracked. */
+interface Tracked<T> {
+  readonly item: T
+  readonly startedMs: number
+  /** Set once the statement became long: what to call when it ends. */
+  end: (() => void) | undefined
+  long: boolean
+}
+
+/** The tracker of one client's statements (see {@link longStatements}). */
+export interface LongStatements<T> {
+  /** Starts tracking; returns the function to call when the statement ends (once). */
+  start(item: T): () => void
+  /** Stops the timer and ends every long statement's watch. */
+  close(): void
+}
+
+/**
+ * Calls `onLong(item)` for each started item still running `graceMs` after its start (as a
+ * per-statement timer would, give or take the timer's own lateness); the function `onLong`
+ * returns, if any, is called when the item ends.
+ *
+ * @example
+ * ```ts
+ * const tracker = longStatements(200, () => performance.now(), (ctx) => monitor.watch(ctx.host))
+ * const done = tracker.start(ctx)
+ * try { return await next() } finally { done() }
+ * ```
+ */
+export function longStatements<T>(
+  graceMs: number,
+  now: () => number,
+  onLong: (item: T) => (() => void) | undefined,
+): LongStatements<T> {
+  // Insertion order is start order: the first entry not yet long is the next one to become long.
+  const running = new Set<Tracked<T>>()
+  let timer: TimerHandle | undefined
+
+  const arm = (delayMs: number) => {
+    timer = startTimer(sweep, delayMs)
+  }
+
+  function sweep(): void {
+    timer = undefined
+    const t = now()
+    for (const entry of running) {
+      if (entry.long) continue
+      const age = t - entry.startedMs
+      if (age < graceMs) {
+        arm(graceMs - age)
+        return
+      }
+      entry.long = true
+      entry.end = onLong(entry.item)
+    }
+  }
+
+  return {
+    start(item) {
+      const entry: Tracked<T> = { item, startedMs: now(), end: undefined, long: false }
+      running.add(entry)
+      // An armed timer is for an older statement; when it fires it re-arms for the next one.
+      if (timer === undefined) arm(graceMs)
+      return () => {
+        running.delete(entry)
+        const end = entry.end
+        entry.end = undefined
+        end?.()
+      }
+    },
+    close() {
+      stopTimer(timer)
+      timer = undefined
+      const entries = [...running]
+      running.clear()
+      for (const entry of entries) {
+        const end = entry.end
+        entry.end = undefined
+        end?.()
+      }
+    },
+  }
+}

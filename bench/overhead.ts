@@ -12,7 +12,7 @@
  * Targets, per workload: at 10 concurrent, throughput ratio ≥ 0.97 and added p50 ≤ 20 µs; at both
  * concurrencies, added CPU ≤ 2 µs per statement.
  *
- * Usage: `node --import tsx bench/overhead.ts [--ops 1500] [--rounds 12] [--no-save]` (or `deno run
+ * Usage: `node --import tsx bench/overhead.ts [--ops 1000] [--rounds 10] [--no-save]` (or `deno run
  * -A`, `bun`). `--ops` is per batch at 10 concurrent (a quarter of it at 1, a third for the
  * transaction).
  *
@@ -28,8 +28,8 @@ import { quantile } from './lib/stats.ts'
 import type { AnySql } from './lib/write-loop.ts'
 
 const flags = parseFlags('bench/overhead.ts', {
-  ops: { default: 1_500, help: 'operations per batch at 10 concurrent (a quarter at 1)' },
-  rounds: { default: 12, help: 'paired rounds; each alternates which client goes first' },
+  ops: { default: 1_000, help: 'operations per batch at 10 concurrent (a quarter at 1)' },
+  rounds: { default: 10, help: 'paired rounds; each alternates which client goes first' },
   'no-save': { default: false, help: 'do not write bench/results/<runtime>-overhead.json' },
 })
 const started = performance.now()

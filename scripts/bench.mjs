@@ -126,9 +126,12 @@ const partArgs = {
   idle: ['--seconds', String(options['idle-seconds'])],
 }
 
+/** Parts that take longer than the default 5 minutes on a busy 2-core machine. */
+const partTimeoutMs = { overhead: 900_000, recovery: 600_000 }
+
 const partRun = (runtime, part, extra = {}) => {
   const [cmd, args] = command(runtime, `bench/${part}.ts`, partArgs[part])
-  return run(`${runtime} ${part}`, cmd, args, extra).then((r) => {
+  return run(`${runtime} ${part}`, cmd, args, { timeoutMs: partTimeoutMs[part], ...extra }).then((r) => {
     if (r.code !== 0) failures.push(`${runtime} ${part} exited with ${r.code}`)
   })
 }

@@ -100,21 +100,29 @@ export class TransactionResolutionUnknownError extends HaError {
 }
 
 /**
- * No usable host was found within `failoverTimeoutMs`. The statement did not run on a new host.
+ * No usable host was found within `failoverTimeoutMs`. When `mayHaveRun` is false the statement
+ * provably never reached a server; when it is true it was sent before its connection was lost
+ * and may have run there. (A transaction whose connection was lost gets
+ * {@link TransactionResolutionUnknownError} instead, with this error as `cause`.)
  *
  * @example
  * ```ts
- * catch (e) { if (e instanceof FailoverFailedError) alertOnCall(e.message) }
+ * catch (e) {
+ *   if (e instanceof FailoverFailedError) alertOnCall(e.message, { checkData: e.mayHaveRun })
+ * }
  * ```
  */
 export class FailoverFailedError extends HaError {
   /** How long failover searched before giving up, in milliseconds. */
   readonly elapsedMs: number
+  /** True when the statement was sent before the connection was lost: it may have run. */
+  readonly mayHaveRun: boolean
 
   /** Creates the error; `elapsedMs` is how long failover searched. */
-  constructor(message: string, elapsedMs: number, options?: { cause?: unknown }) {
+  constructor(message: string, elapsedMs: number, options?: { cause?: unknown; mayHaveRun?: boolean }) {
     super('FAILOVER_FAILED', message, options)
     this.elapsedMs = elapsedMs
+    this.mayHaveRun = options?.mayHaveRun ?? false
   }
 }
 

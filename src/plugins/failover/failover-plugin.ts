@@ -162,9 +162,14 @@ export function failoverPlugin(): HaPlugin {
           // The one host there is refused a write as a standby: no search can find another.
           if (trigger === 'read-only' && failed && undiscoverable(services, failed))
             throw onlyReaderError(failed, 0, error)
-          const to = await failoverFor(failed, seen, trigger)
-          if (trigger === 'read-only' && sameHost(to, failed)) throw error
           const neverSent = !ctx.sent && !ctx.delivered
+          let to: HostAddress
+          try {
+            to = await failoverFor(failed, seen, trigger)
+          } catch (failure) {
+            throw fateOf(failure, ctx, failed, trigger, error)
+          }
+          if (trigger === 'read-only' && sameHost(to, failed)) throw error
           // A reserved connection outside a transaction has no session left to lose once its
           // connection failed; inside one, the transaction died with it.
           const retryable = ctx.kind !== 'reserved' || !ctx.inTransaction
@@ -179,6 +184,32 @@ export function failoverPlugin(): HaPlugin {
       }
     },
   }
+}
+
+/**
+ * What a statement whose failover found no writer rejects with: `FailoverFailedError` as it is
+ * only when the work provably never reached a server (or was refused as read-only); a sent
+ * statement's error says it may have run; a transaction's fate is unknown, the failure its cause.
+ */
+function fateOf(
+  failure: unknown,
+  ctx: ExecuteContext,
+  failed: HostAddress | undefined,
+  trigger: Trigger,
+  lost: unknown,
+): unknown {
+  if (!(failure instanceof FailoverFailedError) || trigger === 'read-only') return failure
+  // A reserved connection's open transaction died with its connection, sent or not.
+  const lostTransaction = ctx.inTransaction && (ctx.sent || ctx.delivered || ctx.kind === 'reserved')
+  if (lostTransaction)
+    return new TransactionResolutionUnknownError(describe(failed), undefined, { cause: failure })
+  if (!ctx.sent && !ctx.delivered) return failure
+  return new FailoverFailedError(
+    `${failure.message} The statement was sent to ${describe(failed) ?? 'the database'} before the connection ` +
+      'was lost: it may have run there.',
+    failure.elapsedMs,
+    { cause: lost, mayHaveRun: true },
+  )
 }
 
 /** One host and a dialect that cannot tell of others (`pg`): no other host to fail over to. */

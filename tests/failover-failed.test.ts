@@ -1,0 +1,53 @@
+// When no writer can be found, FailoverFailedError alone is only for work that provably never
+// reached a server; a sent statement says it may have run, a transaction's fate stays unknown.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { startLab } from '../lab/mod.ts'
+import { FailoverFailedError, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
+import { labClientOptions, settle } from './helpers/ha.ts'
+
+test('failover failed: sent statement says it may have run, transactions are unknown, unsent work is FailoverFailedError', async () => {
+  await using lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  const sql = postgresHa(lab.url('cluster'), labClientOptions({ failoverTimeoutMs: 1_500 }))
+  try {
+    await sql`create table kv (id int primary key)`
+    const reserved = await sql.reserve()
+    await reserved`begin`
+    await reserved`insert into kv values (3)`
+    const statement = settle(sql`select pg_sleep(5)`)
+    const transaction = settle(
+      sql.begin(async (tx) => {
+        await tx`insert into kv values (1)`
+        await tx`select pg_sleep(5)`
+      }),
+    )
+    const inReserved = settle(reserved`select pg_sleep(5)`)
+    await new Promise((r) => setTimeout(r, 300))
+    const ids = (await lab.status()).nodes.map((n) => n.id)
+    await Promise.all(ids.map((id) => lab.kill(id)))
+
+    const sent = await statement
+    assert.equal(sent.ok, false)
+    if (!sent.ok) {
+      assert.ok(sent.error instanceof FailoverFailedError, `got ${sent.error}`)
+      assert.equal(sent.error.mayHaveRun, true, 'a sent statement may have run')
+      assert.match(sent.error.message, /may have run/)
+    }
+    for (const r of [await transaction, await inReserved]) {
+      assert.equal(r.ok, false)
+      if (r.ok) continue
+      assert.ok(r.error instanceof TransactionResolutionUnknownError, `got ${r.error}`)
+      assert.ok(r.error.cause instanceof FailoverFailedError, `cause: ${r.error.cause}`)
+    }
+    // Made while every host is down: it never reaches a server.
+    const unsent = await settle(sql`select 1`)
+    assert.equal(unsent.ok, false)
+    if (!unsent.ok) {
+      assert.ok(unsent.error instanceof FailoverFailedError, `got ${unsent.error}`)
+      assert.equal(unsent.error.mayHaveRun, false)
+    }
+    reserved.release()
+  } finally {
+    await sql.end({ timeout: 1 })
+  }
+})

@@ -325,7 +325,10 @@ export class PatroniControl implements ControlPlane {
           return false
         }
       }
-      await within(5000, this.watcher.admin(w.id)`SELECT pg_catalog.txid_current()`)
+      await within(
+        5000,
+        this.watcher.admin(w.id)`SELECT pg_catalog.pg_logical_emit_message(true, 'pgha-lab', 'ready')`,
+      )
       node = this.nodeOf(w)
       return true
     }).catch((e) => {

@@ -126,12 +126,16 @@ export class Watcher {
   started = false
   private lastWriter: string | null = null
 
-  /** A commit that waits for a synchronous standby (an xid is assigned): writes work again. */
+  /**
+   * A commit that waits for the synchronous standby: writes work again. It must write WAL — a
+   * transaction that only takes an xid (`txid_current()`) commits without waiting for a standby,
+   * and would mark the leader ready before any real write can commit.
+   */
   private async confirmWriter(id: string): Promise<void> {
     if (this.readying === id) return
     this.readying = id
     try {
-      await within(5000, this.admin(id)`SELECT pg_catalog.txid_current()`)
+      await within(5000, this.admin(id)`SELECT pg_catalog.pg_logical_emit_message(true, 'pgha-lab', 'ready')`)
       if (this.seen.get(id) !== 'writer' || this.writer === id) return
       const from = this.lastWriter
       this.writer = id

@@ -132,6 +132,7 @@ export function postgresHa(
     dialect: ha.dialect === 'auto' ? undefined : dialectByName(ha.dialect),
     user: parsed.user,
     abortHost: (host, reason) => pools.abort(host, reason),
+    warmHost: (host) => pools.warm(host),
     connectedHosts: () => pools.hosts().filter((h) => pools.connectionCount(h) > 0),
     connectionCount: (host) => pools.connectionCount(host),
     onUserResolved: (user) => pools.setUser(user),

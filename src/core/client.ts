@@ -59,6 +59,8 @@ export interface HaClientDeps {
   connectedHosts(): HostAddress[]
   /** Open user connections to a host. */
   connectionCount(host: HostAddress): number
+  /** Opens a user connection to a host ahead of its first statement; returns its release (see {@link PluginServices.warmHost}). */
+  warmHost?(host: HostAddress): () => void
   /** The connect plugins resolved another user name (from a secret): user connections must use it. */
   onUserResolved?(user: string): void
   /**
@@ -158,6 +160,7 @@ export class HaClient implements Executor {
       currentWriter: () => this.#writer,
       setWriter: (host: HostAddress) => this.#setWriter(host, 'failover'),
       abortHost: (host: HostAddress, reason: string) => deps.abortHost(host, reason),
+      warmHost: (host: HostAddress) => deps.warmHost?.(host) ?? (() => {}),
       connectedHosts: () => deps.connectedHosts(),
       markHostDown: (host: HostAddress, reason: string) => this.#markDown(host, reason),
       markHostUp: (host: HostAddress) => this.#markUp(host),

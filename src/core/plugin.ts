@@ -81,6 +81,11 @@ export interface PluginServices {
   setWriter(host: HostAddress): void
   /** Drops every connection of this client to `host` at once; statements on them reject. */
   abortHost(host: HostAddress, reason: string): void
+  /**
+   * Opens one user connection to `host` now (if this client has none), so that the first statement
+   * there pays no connect and authentication. Returns a release that closes it again if unused.
+   */
+  warmHost(host: HostAddress): () => void
   /** Hosts this client has user connections open to. */
   connectedHosts(): HostAddress[]
   /** Records that `host` failed: no statement is routed to it until {@link markHostUp}. */

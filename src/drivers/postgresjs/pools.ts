@@ -44,6 +44,12 @@ export interface HostPools {
   abort(host: HostAddress, reason: string): void
   /** Ends the pool of `host` gracefully and forgets it; its next `get` makes a new one. */
   close(host: HostAddress): Promise<void>
+  /**
+   * Opens one pool connection to `host` now, if it has none, so that its first statement finds it
+   * open (failover: the hosts the writer search reaches). Returns a release that closes the pool
+   * again if it still holds only that connection (the host did not become the writer).
+   */
+  warm(host: HostAddress): () => void
   /** Hosts that have a pool. */
   hosts(): HostAddress[]
   /** Open sockets to `host` (all instances of this client). */
@@ -303,6 +309,16 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       if (!e) return
       forget(key)
       await endEntry(e, 1)
+    },
+    warm(host) {
+      if (ending || this.connectionCount(host) > 0) return () => {}
+      const e = entry(host)
+      // The statement is what opens (and authenticates) the connection; its answer is not needed.
+      void e.sql`select 1`.catch(() => {})
+      return () => {
+        if (entries.get(hostKey(host)) === e && this.connectionCount(host) <= 1)
+          void this.close(host).catch(() => {})
+      }
     },
     hosts: () => [...entries.values()].map((e) => e.address),
     connectionCount(host) {

@@ -57,6 +57,9 @@ export function failoverPlugin(): HaPlugin {
     services.requestFastPolling('failover')
     const timeoutMs = options['failoverTimeoutMs'] as number
     let onlyReader: HostAddress | undefined
+    // The hand-over: each host the search reaches gets a user connection while its role is being
+    // probed, so the first statement on the new writer finds one open and authenticated.
+    const warmed: { host: HostAddress; release: () => void }[] = []
     const found = await searchWriter({
       factory: services.factory,
       clock,
@@ -64,6 +67,9 @@ export function failoverPlugin(): HaPlugin {
       reportedWriter: () => services.topology()?.writer,
       preferred: () => services.topology()?.hosts.filter((h) => h.synchronous) ?? [],
       ...(undiscoverable(services, failed) ? { onlyHostIsReader: (h: HostAddress) => (onlyReader = h) } : {}),
+      onReachable: (host) => {
+        if (!sameHost(host, failed)) warmed.push({ host, release: services.warmHost(host) })
+      },
       failed,
       probeIntervalMs: options['failoverProbeIntervalMs'] as number,
       probeTimeoutMs: options['probeTimeoutMs'] as number,
@@ -71,6 +77,7 @@ export function failoverPlugin(): HaPlugin {
       signal: services.endSignal,
     })
     const tookMs = clock.now() - started
+    for (const w of warmed) if (!found || !sameHost(w.host, found)) w.release()
     if (!found) {
       const error = onlyReader
         ? onlyReaderError(onlyReader, tookMs)

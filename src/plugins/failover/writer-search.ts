@@ -32,6 +32,8 @@ export interface WriterSearchInput {
    * is reported here, instead of probing it until the deadline.
    */
   readonly onlyHostIsReader?: (host: HostAddress) => void
+  /** Called once per host, the first time a probe connection to it opens. */
+  readonly onReachable?: (host: HostAddress) => void
 }
 
 /** Probes hosts until one is writable or the deadline passes; resolves with it, or undefined. */
@@ -43,6 +45,7 @@ export async function searchWriter(input: WriterSearchInput): Promise<HostAddres
   const writable = new Map<string, HostAddress>()
   let wake: (() => void) | undefined
   const conns: DbConnection[] = []
+  const reached = new Set<string>()
   let failedSeenAt: number | undefined
 
   const probeLoop = async (host: HostAddress) => {
@@ -59,6 +62,10 @@ export async function searchWriter(input: WriterSearchInput): Promise<HostAddres
             break
           }
           conns.push(conn)
+          if (!reached.has(hostKey(host))) {
+            reached.add(hostKey(host))
+            input.onReachable?.(host)
+          }
         }
         const role = await readRole(conn, { timeoutMs })
         if (role === 'reader' && input.onlyHostIsReader) {

@@ -1,0 +1,39 @@
+// The hand-over: the first statement on the new writer after a failover runs on a connection
+// opened while the writer search was still probing, not on one it has to open and authenticate.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { startLab } from '../lab/mod.ts'
+import { FailoverSuccessError, postgresHa } from '../mod.ts'
+import { labClientOptions } from './helpers/ha.ts'
+
+test('failover: the first statement on the new writer finds a connection opened during the search', async () => {
+  await using lab = await startLab({ nodes: 3, promoteAfterMs: 1500, endpointLagMs: 60_000 })
+  const sql = postgresHa(lab.url('cluster'), labClientOptions())
+  try {
+    await sql`create table h (id int)`
+    let failoverDoneAt: number | undefined
+    sql.ha.on('failover', (e) => {
+      if (e.ok) failoverDoneAt = Date.now()
+    })
+    const old = (await lab.status()).writer!
+    await lab.kill(old)
+    const insert = () => sql`insert into h values (1)
+      returning (select backend_start from pg_stat_activity where pid = pg_backend_pid()) as opened,
+        (select aurora_db_instance_identifier()) as instance`
+    // The pool connection to the old writer is dead: the statement fails over, then runs (or, if
+    // it was already on its way, is reported with FailoverSuccessError and re-run).
+    const [row] = await insert().catch((error) => {
+      if (!(error instanceof FailoverSuccessError)) throw error
+      return insert()
+    })
+    assert.notEqual(row!.instance, old)
+    assert.ok(failoverDoneAt, 'a failover happened')
+    const opened = (row!.opened as Date).getTime()
+    assert.ok(
+      opened < failoverDoneAt,
+      `the connection was opened ${opened - failoverDoneAt} ms after the failover ended: a fresh connect`,
+    )
+  } finally {
+    await sql.end()
+  }
+})

@@ -109,7 +109,7 @@ export function postgresHa(
   let client: HaClient | undefined
   const pools = createHostPools({
     parsed,
-    connectHook: (ctx) => client!.runConnectPlugins(ctx),
+    connectHook: (start, open, timeoutMs) => client!.connect(start, open, timeoutMs),
     // The user's own `connect_timeout` (any form postgres.js takes) governs user connections
     // unless `connectTimeoutMs` says otherwise.
     connectTimeoutMs:

@@ -66,6 +66,7 @@ test('pipeline: connect hooks can set credentials before the connection opens', 
     purpose: 'user',
     user: 'app',
     password: undefined,
+    deadline: Number.POSITIVE_INFINITY,
   }
   let seen: string | undefined
   await connectChain([plugin])(c, async () => {

@@ -88,42 +88,6 @@ test('secrets: after a rotation, connects succeed after exactly one re-fetch (co
   await plugin.end!()
 })
 
-test('secrets: an auth failure in a pool connect during execute is retried once with the re-read secret', async () => {
-  const { h, plugin, host } = await setUp()
-  // The pool path: the driver asks the connect chain for credentials, then connects inside execute.
-  const statement = () =>
-    plugin.execute!(h.executeContext(host), async () => {
-      const ctx = h.connectContext(host, 'placeholder')
-      await plugin.connect!(ctx, async () => {})
-      return h.login(ctx)
-    })
-  assert.equal(await statement(), 'app_user')
-  const start = fake.getSecretValueCount('app/db')
-  await rotate()
-  assert.deepEqual(await Promise.all([statement(), statement(), statement()]), Array(3).fill('app_user'))
-  assert.equal(fake.getSecretValueCount('app/db') - start, 1)
-  assert.ok(plugin.stats().authRetries >= 1)
-  // The database changed the password but the secret holds a wrong one: one retry, then the database's error.
-  rotation++
-  await admin.unsafe(`alter role app_user password '${passwordNo(rotation)}'`)
-  fake.setSecret('app/db', { username: 'app_user', password: 'wrong-test-only-pw' })
-  try {
-    const ectx = h.executeContext(host)
-    const fetched = fake.getSecretValueCount('app/db')
-    const error = await plugin.execute!(ectx, async () => {
-      const ctx = h.connectContext(host, 'placeholder')
-      await plugin.connect!(ctx, async () => {})
-      return h.login(ctx)
-    }).catch((e) => e)
-    assert.equal(error.code, '28P01')
-    assert.equal(ectx.attempt, 1)
-    assert.equal(fake.getSecretValueCount('app/db') - fetched, 1)
-  } finally {
-    fake.setSecret('app/db', { username: 'app_user', password: passwordNo(rotation) })
-  }
-  await plugin.end!()
-})
-
 test('secrets: the cache lasts secretsManagerExpirationSec (default 870 s); expiry re-reads once for concurrent connects', async () => {
   const { h, plugin, connect } = await setUp()
   await connect()

@@ -36,12 +36,25 @@ after(async () => {
   process.off('unhandledRejection', onUnhandled)
 })
 
+/** Mutable credentials a test hook may set before the login. */
+type Credentials = { -readonly [K in keyof ConnectContext]: ConnectContext[K] }
+
+/** A connect hook that sets the credentials with `choose`, then logs in once with them. */
+function choosing(choose: (ctx: Credentials) => Promise<void>): ConnectHook {
+  return async (start, open, timeoutMs) => {
+    const ctx: Credentials = { ...start, deadline: Number.POSITIVE_INFINITY }
+    await choose(ctx)
+    await open(ctx, timeoutMs)
+  }
+}
+
 function hooked(
-  connectHook: ConnectHook | undefined,
+  chooseCredentials: ((ctx: Credentials) => Promise<void>) | undefined,
   options: Parameters<typeof parseConnection>[1] = {},
   extra: { connectTimeoutMs?: number; url?: string } = {},
 ) {
   const parsed = parseConnection(extra.url ?? pg.url, { onnotice: () => {}, ...options })
+  const connectHook = chooseCredentials && choosing(chooseCredentials)
   const pools = createHostPools({ parsed, connectHook, connectTimeoutMs: extra.connectTimeoutMs })
   const target = { host: parsed.hosts[0]! }
   const sql = createSql({
@@ -189,7 +202,7 @@ test('sql: setUser logs new pool connections in as that role; statements under w
   )
 })
 
-test('sql: a connect hook that switches the user fails that attempt and moves the pool to the new user', async () => {
+test('sql: a connect hook that switches the user logs that very connection in as the new user', async () => {
   const { sql } = hooked(
     async (ctx) => {
       ctx.user = 'third'
@@ -197,11 +210,37 @@ test('sql: a connect hook that switches the user fails that attempt and moves th
     },
     { max: 1 },
   )
-  // The instance logged in as pgha with third's password; the next connection is third's.
-  const { error } = await rejection(sql`select 1`)
-  assert.equal((error as { code?: string }).code, '28P01')
+  // The login happens with the hook's credentials (user included), before postgres.js gets the socket.
   const [row] = await sql`select current_user as u`
   assert.equal(row!.u, 'third')
+  await settle()
+  assert.deepEqual(unhandled, [])
+})
+
+test('sql: a refused login goes back to the connect hook, which may retry on a new socket; nothing reaches the statement', async () => {
+  const attempts: string[] = []
+  const url = pg.url.replace(`pgha:${pg.password}@`, 'third:x@')
+  const parsed = parseConnection(url, { onnotice: () => {}, max: 1 })
+  const pools = createHostPools({
+    parsed,
+    connectHook: async (start, open, timeoutMs) => {
+      for (const password of ['wrong-first', 'third-secret']) {
+        attempts.push(password)
+        try {
+          return await open({ user: start.user, password }, timeoutMs)
+        } catch (error) {
+          if (classify(error) !== 'auth-failed') throw error
+          assert.equal((error as { code?: string }).code, '28P01')
+        }
+      }
+    },
+  })
+  const target = parsed.hosts[0]!
+  const sql = createSql({ executor: passthroughExecutor(() => target), pools, base: parsed.base, ha: {} })
+  ends.push(() => sql.end({ timeout: 0 }))
+  const [row] = await sql`select current_user as u`
+  assert.equal(row!.u, 'third')
+  assert.deepEqual(attempts, ['wrong-first', 'third-secret'])
   await settle()
   assert.deepEqual(unhandled, [])
 })

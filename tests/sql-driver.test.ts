@@ -232,9 +232,9 @@ test('sql: the connect hook runs on authentication and may replace the password'
   const seen: ConnectContext[] = []
   const pools = createHostPools({
     parsed,
-    connectHook: async (ctx) => {
-      seen.push({ ...ctx })
-      ctx.password = pg.password
+    connectHook: async (start, open, timeoutMs) => {
+      seen.push({ ...start, deadline: Number.POSITIVE_INFINITY })
+      await open({ user: start.user, password: pg.password }, timeoutMs)
     },
   })
   const executor = passthroughExecutor(() => parsed.hosts[0]!)
@@ -455,8 +455,7 @@ test('sql: factory statement timeout aborts the connection and rejects', async (
 test('sql: factory connect failures are connect-failed or auth-failed, within the timeout', async () => {
   const silent = await silentServer()
   const parsed = parseConnection(pg.url)
-  const seen: string[] = []
-  const factory = createConnectionFactory({ parsed, connectHook: async (ctx) => void seen.push(ctx.purpose) })
+  const factory = createConnectionFactory({ parsed })
   const t0 = performance.now()
   const e1 = await factory
     .connect({ host: { host: '127.0.0.1', port: silent.port }, purpose: 'probe', timeoutMs: 300 })
@@ -472,6 +471,5 @@ test('sql: factory connect failures are connect-failed or auth-failed, within th
   const bad = createConnectionFactory({ parsed: parseConnection(pg.url, { password: 'nope' }) })
   const e3 = await bad.connect({ host: parsed.hosts[0]!, purpose: 'probe', timeoutMs: 2000 }).catch((e) => e)
   assert.equal(bad.classify(e3), 'auth-failed')
-  assert.deepEqual(seen, ['probe', 'probe'])
   silent.close()
 })

@@ -95,7 +95,13 @@ export function pluginHarness(options: Record<string, unknown> = {}): PluginHarn
     services,
     clock,
     logLines,
-    connectContext: (host, user) => ({ host, purpose: 'user', user, password: undefined }),
+    connectContext: (host, user) => ({
+      host,
+      purpose: 'user',
+      user,
+      password: undefined,
+      deadline: clock.now() + 10_000,
+    }),
     executeContext: (host) => ({
       kind: 'statement',
       targetRole: 'writer',

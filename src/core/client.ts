@@ -6,15 +6,11 @@
  */
 
 import { holdOpenUntil, startTimer, stopTimer, type TimerHandle } from '../runtime/timers.ts'
+import { type ConnectStart, connectWithin, type OpenWith } from './connect-contract.ts'
 import type { ConnectionFactory, ConnectRequest, DbConnection } from './connection-factory.ts'
 import { DefaultReadOnly } from './default-read-only.ts'
 import type { Dialect } from './dialect.ts'
-import {
-  ClientEndedError,
-  ConnectTimeoutError,
-  NoReaderAvailableError,
-  NoWriterAvailableError,
-} from './errors.ts'
+import { ClientEndedError, NoReaderAvailableError, NoWriterAvailableError } from './errors.ts'
 import { createEvents, type HaEvents } from './events.ts'
 import type { Attempt, ExecuteRequest, Executor } from './executor.ts'
 import { type HostAddress, type HostInfo, hostKey, sameHost, type TargetRole } from './host.ts'
@@ -76,7 +72,7 @@ export interface HaClientDeps {
 
 /**
  * The driver-agnostic client. The postgres.js `sql` surface calls {@link HaClient.execute} for
- * every statement and {@link HaClient.runConnectPlugins} for every new connection.
+ * every statement and {@link HaClient.connect} for every new connection.
  *
  * @example
  * ```ts
@@ -195,58 +191,31 @@ export class HaClient implements Executor {
   /**
    * An internal connection (topology, probe, monitor, recheck) through the connect plugins, within
    * one deadline of `request.timeoutMs` that includes the plugins (IAM signing, a Secrets Manager
-   * read): a plugin that never answers must not wedge the caller. A connection that arrives after
-   * the deadline is dropped, since nobody waits for it any more.
+   * read): a plugin that never answers must not wedge the caller (see {@link connectWithin}).
    */
-  #connectInternal(request: ConnectRequest): Promise<DbConnection> {
+  async #connectInternal(request: ConnectRequest): Promise<DbConnection> {
     const driver = this.#deps.driverFactory
-    const started = this.options.clock.now()
-    const ctx: ConnectContext = {
+    let conn: DbConnection | undefined
+    const start = {
       host: request.host,
       purpose: request.purpose,
       user: request.user ?? this.#deps.user,
       password: request.password,
     }
-    let late = false
-    let conn: DbConnection | undefined
-    const connecting = this.#connect(ctx, async () => {
-      const remainingMs = Math.max(1, request.timeoutMs - (this.options.clock.now() - started))
-      conn = await driver.connect({
-        ...request,
-        timeoutMs: remainingMs,
-        user: ctx.user,
-        password: ctx.password,
-      })
-      if (late) conn.abort()
-    }).then(() => {
-      // The first topology read runs before any user connection, so the pools learn the user in time.
-      if (ctx.user !== this.#user) {
-        this.#user = ctx.user
-        this.#deps.onUserResolved?.(ctx.user)
-      }
-      return conn!
-    })
-    return new Promise<DbConnection>((resolve, reject) => {
-      const timer = startTimer(() => {
-        late = true
-        conn?.abort()
-        reject(
-          // What the driver would raise for a connect timeout of its own (the plugins included).
-          new ConnectTimeoutError(request.host.host, request.host.port),
-        )
-      }, request.timeoutMs)
-      connecting.then(
-        (c) => {
-          stopTimer(timer)
-          if (late) c.abort()
-          else resolve(c)
-        },
-        (error: unknown) => {
-          stopTimer(timer)
-          reject(error)
-        },
-      )
-    })
+    const ctx = await this.connect(
+      start,
+      async (login, timeoutMs) => {
+        conn = await driver.connect({ ...request, ...login, timeoutMs })
+        return () => conn?.abort()
+      },
+      request.timeoutMs,
+    )
+    // The first topology read runs before any user connection, so the pools learn the user in time.
+    if (ctx.user !== this.#user) {
+      this.#user = ctx.user
+      this.#deps.onUserResolved?.(ctx.user)
+    }
+    return conn!
   }
 
   /** The latest topology reading of this client's cluster. */
@@ -269,9 +238,13 @@ export class HaClient implements Executor {
     return this.#ended.signal.aborted
   }
 
-  /** Runs a new connection's credentials through the connect plugins (the driver calls this for pool connections). */
-  runConnectPlugins(ctx: ConnectContext): Promise<void> {
-    return this.#connect(ctx, () => Promise.resolve())
+  /**
+   * Opens one connection through the connect plugins (see {@link connectWithin}): the driver
+   * calls this for every pool connection, and the client for its own connections. `open` logs in
+   * with the credentials the plugins chose; a refusal goes back to them.
+   */
+  connect(start: ConnectStart, open: OpenWith, timeoutMs: number): Promise<ConnectContext> {
+    return connectWithin(this.#connect, start, open, timeoutMs, this.options.clock)
   }
 
   /** Runs a unit of work through the plugins on the host routing chooses. */

@@ -14,7 +14,10 @@ import type { Topology } from './topology.ts'
 
 /**
  * A new connection about to be opened. Plugins may change `user` and `password` before calling
- * `next()` (the `iam` plugin puts a token in `password`); `next()` rejects if the connection fails.
+ * `next()` (the `iam` plugin puts a token in `password`). `next()` opens and authenticates the
+ * connection with them, for every connection (user pools included); it rejects if the connection
+ * fails, with the server's own error (28P01, 28000) if the server refused the credentials, and a
+ * plugin may then replace them and call `next()` again before `deadline`.
  */
 export interface ConnectContext {
   /** The host the connection is for. */
@@ -25,6 +28,12 @@ export interface ConnectContext {
   user: string
   /** The password to log in with (`undefined`: the configured one); a plugin may replace it. */
   password: string | undefined
+  /**
+   * When the whole connect must have settled, in the client clock's time (`connectTimeoutMs`
+   * from the start for user connections). Plugins bound their waits and back-offs by it; no
+   * attempt starts after it.
+   */
+  readonly deadline: number
 }
 
 /** What an execution is: one statement, a whole `sql.begin` transaction, or a statement on a reserved connection. */

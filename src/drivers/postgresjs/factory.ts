@@ -15,20 +15,16 @@ import type {
   StatementOptions,
 } from '../../core/connection-factory.ts'
 import { QueryTimeoutError } from '../../core/errors.ts'
-import type { ConnectContext } from '../../core/plugin.ts'
 import { startTimer, stopTimer, type TimerHandle } from '../../runtime/mod.ts'
 import { classify } from './classify.ts'
 import { postgresJsError } from './errors.ts'
 import type { ParsedConnection } from './parse.ts'
-import type { ConnectHook } from './pools.ts'
 import { connectionError, destroySockets, openSocket, type SocketSet } from './socket.ts'
 import { tlsSettings } from './tls.ts'
 
 /** Options of {@link createConnectionFactory}. */
 export interface ConnectionFactoryOptions {
   readonly parsed: ParsedConnection
-  /** Runs the connect pipeline before each connection (plugins may set `user`/`password`). */
-  readonly connectHook?: ConnectHook | undefined
 }
 
 const identityTransform = Object.freeze({
@@ -43,14 +39,14 @@ const identityTransform = Object.freeze({
  *
  * @example
  * ```ts
- * const factory = createConnectionFactory({ parsed: parseConnection(url), connectHook })
+ * const factory = createConnectionFactory({ parsed: parseConnection(url) })
  * const conn = await factory.connect({ host, purpose: 'probe', timeoutMs: 1000 })
  * const [row] = await conn.query<{ r: boolean }>('select pg_is_in_recovery() as r', [], { timeoutMs: 500 })
  * conn.abort()
  * ```
  */
 export function createConnectionFactory(opts: ConnectionFactoryOptions): ConnectionFactory {
-  const { parsed, connectHook } = opts
+  const { parsed } = opts
   const o = parsed.options as unknown as Record<string, unknown>
   // Taken now, before anyone (Drizzle) rewires the user's parsers.
   const parsers = { ...(o.parsers as object) }
@@ -58,17 +54,12 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
   const tls = tlsSettings(o)
 
   async function connect(request: ConnectRequest): Promise<DbConnection> {
-    const { host, purpose, timeoutMs } = request
+    const { host, timeoutMs } = request
     const started = performance.now()
     const timedOut = () => postgresJsError('CONNECT_TIMEOUT', host.host, host.port)
     // Credentials the core's connect plugins resolved win over the configured ones.
-    const ctx: ConnectContext = {
-      host,
-      purpose,
-      user: request.user ?? parsed.user,
-      password: request.password ?? (await parsed.password()),
-    }
-    if (connectHook) await withTimeout(connectHook(ctx), timeoutMs, timedOut)
+    const user = request.user ?? parsed.user
+    const password = request.password ?? (await parsed.password())
     const remainingMs = Math.max(1, timeoutMs - (performance.now() - started))
     // The driver's own connections (topology, monitoring, probes) never keep a process alive;
     // work a caller waits for holds the process open itself (see holdOpenUntil).
@@ -99,8 +90,8 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
       path: false,
       // TLS is negotiated in our socket function (see tls.ts).
       ssl: false,
-      user: ctx.user,
-      pass: ctx.password ?? '',
+      user,
+      pass: password ?? '',
       max: 1,
       prepare: false,
       fetch_types: false,

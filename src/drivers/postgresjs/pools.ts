@@ -7,10 +7,13 @@
  *
  * @module
  */
+import type { Socket } from 'node:net'
 import postgres from 'postgres'
+import type { ConnectStart, OpenWith } from '../../core/connect-contract.ts'
 import { type HostAddress, hostKey } from '../../core/host.ts'
 import type { ConnectContext } from '../../core/plugin.ts'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
+import { handOver, type LoggedIn, login } from './login.ts'
 import type { ParsedConnection } from './parse.ts'
 import {
   connectionError,
@@ -22,13 +25,17 @@ import {
 } from './socket.ts'
 import { tlsSettings } from './tls.ts'
 
-/** Runs the connect pipeline (plugins may set `user`/`password`); resolves when credentials are ready. */
-export type ConnectHook = (ctx: ConnectContext) => Promise<void>
+/**
+ * Runs one connection through the connect plugins: they choose the credentials and call `open`,
+ * which logs in with them (within its `timeoutMs`) and rejects with the server's refusal, so a
+ * plugin can try others. The whole call settles within `timeoutMs` (see `HaClient.connect`).
+ */
+export type ConnectHook = (start: ConnectStart, open: OpenWith, timeoutMs: number) => Promise<unknown>
 
 /** Options of {@link createHostPools}. */
 export interface HostPoolsOptions {
   readonly parsed: ParsedConnection
-  /** Called on every authentication of a user connection. Default: use the configured password. */
+  /** Runs every user connection's login (see {@link ConnectHook}). Default: postgres.js logs in with the configured password. */
   readonly connectHook?: ConnectHook | undefined
   /** Connect timeout of user connections, in milliseconds (default: postgres.js's `connect_timeout`). */
   readonly connectTimeoutMs?: number | undefined
@@ -156,9 +163,11 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       // The core decides when to try a host again; postgres.js's own back-off grows to 20 s.
       backoff: 0,
       no_subscribe: true,
-      socket: resolvesCredentials
-        ? () => credentialsThenSocket(pool, state, sets)
-        : () => openSocket(host, port, sets, tls, budgetMs(), parsed.connector),
+      socket: connectHook
+        ? () => loggedInSocket(pool, state, sets)
+        : resolvesCredentials
+          ? () => credentialsThenSocket(pool, state, sets)
+          : () => openSocket(host, port, sets, tls, budgetMs(), parsed.connector),
       pass: resolvesCredentials ? () => password(pool, state) : () => parsed.password().then((p) => p ?? ''),
       shared: { retries: 0, typeArrayMap: shared.shared.typeArrayMap },
       ...overrides,
@@ -167,10 +176,77 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
   }
 
   /**
-   * Our `socket` function when credentials are resolved per connection: the configured password
-   * (a function is called each time) and the connect hook, within the connect timeout. Whatever
-   * fails is handed to the waiting statement as it is (a plugin's `credentialsUnavailable`
-   * error stays that error), through a socket that fails with it.
+   * Our `socket` function when the connect plugins supply credentials: they run around our own
+   * login (see login.ts), so that a refusal reaches them at connect time and they may retry with
+   * other credentials on a new socket. postgres.js gets the logged-in socket. Whatever fails is
+   * handed to the waiting statement as it is (a plugin's `credentialsUnavailable` error, the
+   * server's 28P01), through a socket that fails with it; nothing was sent for that statement.
+   */
+  async function loggedInSocket(pool: PoolEntry, state: InstanceState, sets: SocketSet[]) {
+    const { host, port } = pool.address
+    const budget = budgetMs() || DEFAULT_BUDGET_MS
+    let done: LoggedIn | undefined
+    let abandoned = false
+    const open: OpenWith = async (credentials, timeoutMs) => {
+      if (state.retired || ending || abandoned)
+        throw connectionError('CONNECTION_ENDED', 'the pool was ended', host, port)
+      const started = performance.now()
+      const pending = openSocket(host, port, sets, tls, timeoutMs, parsed.connector)
+      const socket = await withBudget(connected(pending), timeoutMs, host, port).catch((error) => {
+        void Promise.resolve(pending).then((s) => s.destroy())
+        throw error
+      })
+      const left = Math.max(1, timeoutMs - (performance.now() - started))
+      done = await login(
+        socket,
+        {
+          user: credentials.user,
+          password: credentials.password,
+          database: shared.database,
+          parameters: (shared as { connection?: Record<string, unknown> }).connection ?? {},
+        },
+        left,
+      )
+      const mine = done
+      if (abandoned) mine.socket.destroy()
+      return () => mine.socket.destroy()
+    }
+    try {
+      const start = {
+        host: pool.address,
+        purpose: 'user' as const,
+        user: state.user,
+        password: await parsed.password(),
+      }
+      // The hook settles within the budget; the margin only guards against one that does not.
+      await withBudget(connectHook!(start, open, budget), budget + HOOK_GRACE_MS, host, port)
+    } catch (error) {
+      abandoned = true
+      done?.socket.destroy()
+      return failedSocket(error, host, port)
+    }
+    if (!done || state.retired || ending) {
+      done?.socket.destroy()
+      return failedSocket(connectionError('CONNECTION_ENDED', 'the pool was ended', host, port), host, port)
+    }
+    return handOver(done, async (request) => {
+      const socket = await withBudget(
+        connected(openSocket(host, port, [], tls, budget, parsed.connector)),
+        budget,
+        host,
+        port,
+      )
+      await new Promise<void>((resolve) => {
+        socket.once('close', () => resolve())
+        socket.write(request)
+      })
+    })
+  }
+
+  /**
+   * Our `socket` function when the password is a function of the user's (no connect plugins):
+   * called for every connection within the connect timeout; a failure reaches the waiting
+   * statement as it is, through a socket that fails with it.
    */
   async function credentialsThenSocket(pool: PoolEntry, state: InstanceState, sets: SocketSet[]) {
     const { host, port } = pool.address
@@ -185,16 +261,18 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     if (state.retired || ending)
       return failedSocket(connectionError('CONNECTION_ENDED', 'the pool was ended', host, port), host, port)
     pool.password = ctx.password ?? ''
-    // This connection logs in as the instance's user and will fail; the next ones use the new one.
-    if (ctx.user !== state.user) switchUser(ctx.user, pool)
     const remainingMs = budget && Math.max(1, budget - (performance.now() - started))
     return openSocket(host, port, sets, tls, remainingMs, parsed.connector)
   }
 
   async function resolveCredentials(host: HostAddress, as: string): Promise<ConnectContext> {
-    const ctx: ConnectContext = { host, purpose: 'user', user: as, password: await parsed.password() }
-    if (connectHook) await connectHook(ctx)
-    return ctx
+    return {
+      host,
+      purpose: 'user',
+      user: as,
+      password: await parsed.password(),
+      deadline: Number.POSITIVE_INFINITY,
+    }
   }
 
   /** postgres.js's `pass`, which it awaits without catching: it must never reject. */
@@ -366,6 +444,39 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     await Promise.all([endInstance(e.sql, e, timeout), ...[...e.dedicated].map((d) => d.end())])
     destroySockets(e)
   }
+}
+
+/** When the connect timeout is off (0), the connect plugins still get a deadline. */
+const DEFAULT_BUDGET_MS = 30_000
+/** How much longer than its own deadline a connect hook is given before it is cut short. */
+const HOOK_GRACE_MS = 100
+
+/** Resolves once `socket` (still connecting, or a TLS socket already secured) is connected; rejects with its error. */
+function connected(pending: Socket | Promise<Socket>): Promise<Socket> {
+  return Promise.resolve(pending).then(
+    (socket) =>
+      new Promise<Socket>((resolve, reject) => {
+        if (!socket.connecting && !socket.destroyed) return resolve(socket)
+        const onConnect = () => {
+          socket.removeListener('close', onClose)
+          socket.removeListener('error', onError)
+          resolve(socket)
+        }
+        const onError = (error: unknown) => {
+          socket.removeListener('connect', onConnect)
+          socket.removeListener('close', onClose)
+          reject(error)
+        }
+        const onClose = () => {
+          socket.removeListener('connect', onConnect)
+          socket.removeListener('error', onError)
+          reject(connectionError('CONNECTION_CLOSED', 'closed while connecting', undefined, undefined))
+        }
+        socket.once('connect', onConnect)
+        socket.once('error', onError)
+        socket.once('close', onClose)
+      }),
+  )
 }
 
 /** `promise`, or a `CONNECT_TIMEOUT` error after `ms` (never, for 0). */

@@ -174,8 +174,11 @@ export function iamPlugin(input: IamPluginInput = {}): IamPlugin {
       } catch (e) {
         // A cached token can be refused while still young (credentials revoked and replaced): sign once more.
         if (!fromCache || !refusedByServer(services.classify, e)) throw e
-        cache.delete(key)
-        ctx.password = await sign(key, t)
+        // Concurrent connects refused the same token: the first re-signs, the others use its token.
+        const now = cache.get(key)
+        const renewed = now && now.token !== cached.token && services.clock.now() < now.renewAt
+        if (!renewed) cache.delete(key)
+        ctx.password = renewed ? now.token : await sign(key, t)
         await next()
       }
     },

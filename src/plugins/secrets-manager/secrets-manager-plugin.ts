@@ -218,25 +218,6 @@ export function secretsManagerPlugin(input: SecretsManagerPluginInput = {}): Sec
         await next()
       }
     },
-    async execute<T>(
-      ctx: Parameters<NonNullable<HaPlugin['execute']>>[0],
-      next: () => Promise<T>,
-    ): Promise<T> {
-      const s = ready()
-      const before = current?.generation
-      try {
-        return await next()
-      } catch (e) {
-        // Refused credentials mean the pool's new connection never logged in: nothing ran, so one
-        // retry is safe. Once the statement was sent, a 28000/28P01 is the server's answer to it
-        // (a PL/pgSQL raise, a SECURITY DEFINER check): it may have done work, never run it again.
-        if (ctx.sent || ctx.delivered || !refusedByServer(s.classify, e)) throw e
-        await refreshed(before, ctx.host)
-        authRetries++
-        ctx.attempt++
-        return next()
-      }
-    },
     end() {
       client?.destroy()
       client = undefined

@@ -1,0 +1,97 @@
+/**
+ * The one connect contract of every connection, whatever opens it (the user pools, the driver's
+ * own topology, monitoring and probe connections): the connect plugins supply the credentials,
+ * `open` logs in with them, and a refusal goes back, as the rejection of `next()`, to the plugin
+ * that supplied them (so it may replace them and call `next()` again). The whole connect,
+ * credentials included, settles within one deadline.
+ *
+ * @module
+ */
+
+import type { Clock } from '../runtime/clock.ts'
+import { startTimer, stopTimer } from '../runtime/timers.ts'
+import type { ConnectPurpose } from './connection-factory.ts'
+import { ConnectTimeoutError } from './errors.ts'
+import type { HostAddress } from './host.ts'
+import type { ConnectChain } from './pipeline.ts'
+import type { ConnectContext } from './plugin.ts'
+
+/** The credentials one login attempt uses. */
+export interface Login {
+  readonly user: string
+  readonly password: string | undefined
+}
+
+/**
+ * Opens and authenticates one connection with `login`, within `timeoutMs`; rejects with the
+ * server's refusal (28P01, 28000) if it refuses them. Called once per attempt. May resolve with a
+ * function that drops the connection: it is called if the connect was given up meanwhile.
+ */
+export type OpenWith = (login: Login, timeoutMs: number) => Promise<void | (() => void)>
+
+/** What a connect starts from, before the plugins change the credentials. */
+export interface ConnectStart {
+  readonly host: HostAddress
+  readonly purpose: ConnectPurpose
+  readonly user: string
+  readonly password: string | undefined
+}
+
+/**
+ * Runs one connect through `chain` within `timeoutMs`. Resolves with the context the plugins
+ * left (its `user` is the one that logged in). At the deadline it rejects: with the last failed
+ * attempt's error if there was one (the server's refusal stays a refusal, never a host failure),
+ * else with {@link ConnectTimeoutError} (a plugin that never answered). The AWS plugins bound their
+ * own calls a little earlier and fail with `CredentialsUnavailableError` themselves. No attempt
+ * starts after the deadline; a connection that arrives after it is dropped.
+ *
+ * @example
+ * ```ts
+ * const ctx = await connectWithin(chain, { host, purpose: 'user', user: 'app', password: undefined },
+ *   (login, ms) => driver.open(host, login, ms), 10_000, clock)
+ * ```
+ */
+export function connectWithin(
+  chain: ConnectChain,
+  start: ConnectStart,
+  open: OpenWith,
+  timeoutMs: number,
+  clock: Clock,
+): Promise<ConnectContext> {
+  const deadline = clock.now() + timeoutMs
+  const ctx: ConnectContext = { ...start, deadline }
+  return new Promise<ConnectContext>((resolve, reject) => {
+    let settled = false
+    let lastError: unknown
+    const settle = (error: unknown, ok?: ConnectContext) => {
+      if (settled) return
+      settled = true
+      stopTimer(timer)
+      if (ok) resolve(ok)
+      else reject(error)
+    }
+    const timer = startTimer(() => {
+      settle(
+        // What the driver would raise for a connect timeout of its own (the plugins included).
+        lastError ?? new ConnectTimeoutError(start.host.host, start.host.port),
+      )
+    }, timeoutMs)
+    const guarded = async () => {
+      if (settled) throw new ConnectTimeoutError(start.host.host, start.host.port)
+      try {
+        const drop = await open(
+          { user: ctx.user, password: ctx.password },
+          Math.max(1, deadline - clock.now()),
+        )
+        if (settled && drop) drop()
+      } catch (error) {
+        lastError = error
+        throw error
+      }
+    }
+    chain(ctx, guarded).then(
+      () => settle(undefined, ctx),
+      (error) => settle(error),
+    )
+  })
+}

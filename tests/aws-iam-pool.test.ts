@@ -1,0 +1,97 @@
+// The `iam` plugin on pool connections: a cached token that the endpoint refuses (the key that
+// signed it was revoked and replaced) is re-signed once and the pool connection logs in with the
+// new one; the statement waiting for that connection never sees the refusal.
+//
+// The endpoint is the lab's IAM handshake in front of a scratch PostgreSQL; the identities it
+// accepts are a list the test changes in place (revoking a key as IAM would).
+import assert from 'node:assert/strict'
+import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net'
+import { after, before, test } from 'node:test'
+import { createIamHandshake, type IamRefusedError } from '../lab/aws/iam-handshake.ts'
+import { type ScratchPostgres, scratchAdmin, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
+import { LAB_AWS_CREDENTIALS, type LabAwsCredentials } from '../lab/aws/sigv4.ts'
+import { labTlsCertificate } from '../lab/aws/test-tls.ts'
+import { type PostgresHaSql, postgresHa } from '../mod.ts'
+
+// The real password of a throwaway role, known only to the IAM endpoint.
+const REAL_PASSWORD = 'iam-pool-real-test-only-pw'
+// A second test-only identity, for the key that replaces the revoked one.
+const REPLACEMENT: LabAwsCredentials = Object.freeze({
+  accessKeyId: 'AKIDREPLACEMENTTEST1',
+  secretAccessKey: 'replacement-test-only-secret-key-not-real-1',
+})
+let pg: ScratchPostgres
+let front: Server
+let port = 0
+const accepted: LabAwsCredentials[] = []
+const refusals: IamRefusedError[] = []
+
+before(async () => {
+  pg = await startScratchPostgres()
+  const admin = scratchAdmin(pg)
+  await admin.unsafe(`create role iam_pool login password '${REAL_PASSWORD}'`)
+  await admin.end()
+  accepted.push(LAB_AWS_CREDENTIALS, REPLACEMENT)
+  const handshake = createIamHandshake({
+    tls: labTlsCertificate(),
+    credentials: accepted,
+    upstreamPassword: (user) => (user === 'iam_pool' ? REAL_PASSWORD : undefined),
+    onRefused: (r) => refusals.push(r),
+  })
+  const upstream = () =>
+    new Promise<Socket>((resolve, reject) => {
+      const s = tcpConnect(pg.port, '127.0.0.1')
+      s.once('connect', () => resolve(s))
+      s.once('error', reject)
+    })
+  front = createServer((client) => void handshake(client, upstream).catch(() => {}))
+  await new Promise<void>((resolve) => front.listen(0, '127.0.0.2', resolve))
+  port = (front.address() as { port: number }).port
+})
+
+after(async () => {
+  await new Promise((resolve) => front?.close(resolve))
+  await pg?.stop()
+})
+
+test('iam pool: a refused cached token on a pool connection is re-signed once; no statement fails', async () => {
+  let current: LabAwsCredentials = LAB_AWS_CREDENTIALS
+  const provider = Object.assign(
+    async () => {
+      provider.calls++
+      return { ...current }
+    },
+    { calls: 0 },
+  )
+  const sql = postgresHa(`postgres://iam_pool@127.0.0.2:${port}/postgres`, {
+    plugins: 'iam',
+    dialect: 'pg',
+    iamRegion: 'us-east-1',
+    ssl: { rejectUnauthorized: false },
+    credentials: provider,
+    max: 4,
+    connectTimeoutMs: 5_000,
+  } as never) as PostgresHaSql
+  try {
+    assert.equal((await sql`select current_user as u`)[0]!.u, 'iam_pool')
+    assert.equal(provider.calls, 1, 'one token for the one endpoint')
+    const refusedBefore = refusals.length
+    // The key that signed the cached token is revoked and replaced.
+    accepted.splice(accepted.indexOf(LAB_AWS_CREDENTIALS), 1)
+    current = REPLACEMENT
+    // Four at once: the pool opens new connections, each first with the cached (now refused) token.
+    const rows = await Promise.all(
+      Array.from({ length: 4 }, () => sql`select pg_sleep(0.2), current_user as u`),
+    )
+    assert.deepEqual(
+      rows.map((r) => r[0]!.u),
+      Array(4).fill('iam_pool'),
+    )
+    assert.ok(refusals.length > refusedBefore, 'the cached token was refused at least once')
+    assert.match(refusals[refusedBefore]!.reason, /unknown access key/)
+    assert.equal(provider.calls, 2, 'exactly one re-sign, shared by the concurrent connects')
+  } finally {
+    accepted.push(LAB_AWS_CREDENTIALS)
+    await sql.end()
+  }
+})

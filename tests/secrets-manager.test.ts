@@ -64,7 +64,12 @@ test('secrets: connects with the secret and reuses it: 6 connects, 1 fetch', asy
   assert.equal(await connect(), 'app_user')
   assert.deepEqual(await Promise.all([connect(), connect(), connect(), connect()]), Array(4).fill('app_user'))
   assert.equal(fake.getSecretValueCount('app/db') - before, 1)
-  assert.deepEqual(plugin.stats(), { fetches: 1, authRetries: 0 })
+  assert.deepEqual(plugin.stats(), {
+    fetches: 1,
+    authRetries: 0,
+    calls: { AWSCURRENT: 1, AWSPENDING: 0 },
+    stage: 'AWSCURRENT',
+  })
   await plugin.end!()
 })
 
@@ -85,6 +90,90 @@ test('secrets: after a rotation, connects succeed after exactly one re-fetch (co
   for (let i = 0; i < 3; i++) assert.equal(await connect(), 'app_user')
   assert.equal(fake.getSecretValueCount('app/db') - start, 2, 'one re-fetch for the second rotation')
   assert.equal(plugin.stats().fetches, 3)
+  await plugin.end!()
+})
+
+test('secrets: rotation window — AWSCURRENT still old, the database takes AWSPENDING: one read of each stage for 5 connects', async () => {
+  const { plugin, connect } = await setUp()
+  await connect()
+  const before = fake.requests.length
+  // createSecret, then setSecret: the database takes only the new password; AWSCURRENT is still the old one.
+  rotation++
+  fake.createPending('app/db', { username: 'app_user', password: passwordNo(rotation), engine: 'postgres' })
+  await admin.unsafe(`alter role app_user password '${passwordNo(rotation)}'`)
+  fake.setResponseDelay(30)
+  assert.deepEqual(await Promise.all(Array.from({ length: 5 }, connect)), Array(5).fill('app_user'))
+  fake.setResponseDelay(0)
+  assert.deepEqual(
+    fake.requests.slice(before).map((r) => r.stage),
+    ['AWSCURRENT', 'AWSPENDING'],
+    'one shared read of each stage',
+  )
+  assert.equal(plugin.stats().stage, 'AWSPENDING')
+  // finishSecret: AWSCURRENT moves; the cached (pending) value stays right, nothing is read.
+  fake.finishRotation('app/db')
+  for (let i = 0; i < 3; i++) assert.equal(await connect(), 'app_user')
+  assert.equal(fake.requests.length - before, 2)
+  await plugin.end!()
+})
+
+test('secrets: the stage that worked is read first when the cache expires; AWSCURRENT once the rotation finished', async () => {
+  const { h, plugin, connect } = await setUp({ ...baseOptions(), secretsManagerExpirationSec: 60 })
+  await connect()
+  rotation++
+  fake.createPending('app/db', { username: 'app_user', password: passwordNo(rotation) })
+  await admin.unsafe(`alter role app_user password '${passwordNo(rotation)}'`)
+  await connect()
+  const before = fake.requests.length
+  h.clock.advance(61_000)
+  await connect()
+  assert.deepEqual(
+    fake.requests.slice(before).map((r) => r.stage),
+    ['AWSPENDING'],
+  )
+  fake.finishRotation('app/db')
+  h.clock.advance(61_000)
+  await connect()
+  assert.deepEqual(
+    fake.requests.slice(before).map((r) => r.stage),
+    ['AWSPENDING', 'AWSPENDING', 'AWSCURRENT'],
+    'AWSPENDING is gone after finishSecret: back to AWSCURRENT',
+  )
+  assert.equal(plugin.stats().stage, 'AWSCURRENT')
+  await plugin.end!()
+})
+
+test('secrets: neither stage accepted yet — re-reads with back-off until one is, bounded by secretsManagerConnectRetryTimeoutMs', async () => {
+  const { plugin, connect } = await setUp({ ...baseOptions(), secretsManagerConnectRetryTimeoutMs: 1_500 })
+  await connect()
+  // The database changed first; the secret learns the password only 600 ms later (a manual rotation).
+  rotation++
+  await admin.unsafe(`alter role app_user password '${passwordNo(rotation)}'`)
+  const before = fake.requests.length
+  const late = setTimeout(
+    () => fake.setSecret('app/db', { username: 'app_user', password: passwordNo(rotation) }),
+    600,
+  )
+  const t0 = performance.now()
+  assert.equal(await connect(), 'app_user')
+  const ms = performance.now() - t0
+  clearTimeout(late)
+  assert.ok(ms >= 500 && ms < 1_500, `took ${ms} ms`)
+  const calls = fake.requests.length - before
+  assert.ok(calls >= 3 && calls <= 12, `${calls} calls in ${ms} ms`)
+
+  // Never accepted: the database's own refusal after the retry budget, with few calls.
+  rotation++
+  await admin.unsafe(`alter role app_user password '${passwordNo(rotation)}'`)
+  const start = fake.requests.length
+  const t1 = performance.now()
+  const error = await connect().catch((e) => e)
+  const waited = performance.now() - t1
+  assert.equal(error.code, '28P01')
+  assert.ok(waited >= 1_000 && waited < 3_000, `gave up after ${waited} ms`)
+  const spent = fake.requests.length - start
+  assert.ok(spent <= 16, `${spent} calls in ${waited} ms`)
+  fake.setSecret('app/db', { username: 'app_user', password: passwordNo(rotation) })
   await plugin.end!()
 })
 

@@ -61,6 +61,20 @@ export interface SecretsManagerFake {
   readonly rejected: readonly RejectedRequest[]
   /** Delays every answer by `ms` (to make concurrent callers overlap). */
   setResponseDelay(ms: number): void
+  /**
+   * Rotation step createSecret: a new version labelled `AWSPENDING` (AWSCURRENT unchanged).
+   * The caller then changes the database password (setSecret) and later calls {@link finishRotation}.
+   */
+  createPending(name: string, value: string | Record<string, unknown>): { versionId: string }
+  /** Rotation step finishSecret: AWSCURRENT moves to the AWSPENDING version (the old one becomes AWSPREVIOUS, AWSPENDING is removed). */
+  finishRotation(name: string): void
+  /** The `GetSecretValue` requests that passed authentication, oldest first: the stage asked for. */
+  readonly requests: readonly { readonly stage: string; readonly atMs: number }[]
+  /**
+   * Makes every `GetSecretValue` fail: `throttle` answers `ThrottlingException` (HTTP 400, as AWS
+   * does over its request quota), `hang` never answers; `undefined` switches the fault off.
+   */
+  setFault(fault: 'throttle' | 'hang' | undefined): void
   close(): Promise<void>
 }
 
@@ -96,7 +110,10 @@ export async function startSecretsManagerFake(
   const credentials = options.credentials ?? LAB_AWS_CREDENTIALS
   const secrets = new Map<string, StoredSecret>()
   const rejected: RejectedRequest[] = []
+  const requests: { stage: string; atMs: number }[] = []
   let delayMs = 0
+  let fault: 'throttle' | 'hang' | undefined
+  const hanging = new Set<ServerResponse>()
 
   const find = (id: string): StoredSecret | undefined =>
     secrets.get(id) ?? [...secrets.values()].find((s) => s.arn === id)
@@ -170,6 +187,7 @@ export async function startSecretsManagerFake(
       throw new AwsError('ResourceNotFoundException', "Secrets Manager can't find the specified secret.")
     secret.calls++
     const stage = typeof input.VersionStage === 'string' ? input.VersionStage : undefined
+    requests.push({ stage: stage ?? 'AWSCURRENT', atMs: Date.now() })
     const versionId = typeof input.VersionId === 'string' ? input.VersionId : undefined
     const version = secret.versions.find((v) =>
       versionId ? v.versionId === versionId : v.stages.includes(stage ?? 'AWSCURRENT'),
@@ -218,6 +236,12 @@ export async function startSecretsManagerFake(
       } catch {
         throw new AwsError('SerializationException', 'The request body is not valid JSON.')
       }
+      if (fault === 'hang') {
+        hanging.add(res)
+        res.once('close', () => hanging.delete(res))
+        return
+      }
+      if (fault === 'throttle') throw new AwsError('ThrottlingException', 'Rate exceeded')
       const output = getSecretValue(input)
       if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs))
       send(200, output)
@@ -277,7 +301,33 @@ export async function startSecretsManagerFake(
     setResponseDelay(ms) {
       delayMs = Math.max(0, ms)
     },
+    requests,
+    setFault(next) {
+      fault = next
+      if (next !== 'hang') for (const res of hanging) res.destroy()
+    },
+    createPending(name, value) {
+      const secret = secrets.get(name)
+      if (!secret) throw new Error(`no secret named ${name}`)
+      for (const v of secret.versions) v.stages = v.stages.filter((s) => s !== 'AWSPENDING')
+      const versionId = randomUUID()
+      const text = typeof value === 'string' ? value : JSON.stringify(value)
+      secret.versions.push({ versionId, value: text, created: Date.now(), stages: ['AWSPENDING'] })
+      return { versionId }
+    },
+    finishRotation(name) {
+      const secret = secrets.get(name)
+      const pending = secret?.versions.find((v) => v.stages.includes('AWSPENDING'))
+      if (!secret || !pending) throw new Error(`secret ${name} has no AWSPENDING version`)
+      for (const v of secret.versions) {
+        v.stages = v.stages.filter((s) => s !== 'AWSPREVIOUS')
+        if (v.stages.includes('AWSCURRENT'))
+          v.stages = v.stages.map((s) => (s === 'AWSCURRENT' ? 'AWSPREVIOUS' : s))
+      }
+      pending.stages = ['AWSCURRENT']
+    },
     close() {
+      for (const res of hanging) res.destroy()
       server.closeAllConnections?.()
       return new Promise<void>((resolve) => server.close(() => resolve()))
     },

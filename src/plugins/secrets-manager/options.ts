@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { integer, nonEmptyString } from '../../core/option-checks.ts'
+import { boolean, integer, nonEmptyString } from '../../core/option-checks.ts'
 import { type AwsCredentialsOption, credentialsSpec, type DescribedOptionSpec } from '../iam/aws-common.ts'
 
 /**
@@ -27,6 +27,20 @@ export interface SecretsManagerOptions {
   secretsManagerEndpoint?: string
   /** Seconds the secret is reused before it is read again (default 870, as the AWS drivers). */
   secretsManagerExpirationSec?: number
+  /**
+   * How long a connect keeps trying after the database refused the secret's password and neither
+   * `AWSCURRENT` nor `AWSPENDING` holds one it accepts (a rotation under way), re-reading the secret
+   * with back-off; each connect is also bounded by `connectTimeoutMs`. Default 30 000; 0: one re-read only.
+   */
+  secretsManagerConnectRetryTimeoutMs?: number
+  /** Timeout of one `GetSecretValue` request, in milliseconds (default 5 000). */
+  secretsManagerRequestTimeoutMs?: number
+  /**
+   * Read the secret again in the background shortly before `secretsManagerExpirationSec` ends, so
+   * that no connect waits for Secrets Manager in steady state (one call per expiration period
+   * while the client lives, even when idle). Default `false`.
+   */
+  secretsManagerBackgroundRefresh?: boolean
   /** Key of the user name in the secret's JSON (default `username`). */
   secretsManagerSecretUsernameProperty?: string
   /** Key of the password in the secret's JSON (default `password`). */
@@ -73,6 +87,30 @@ export const secretsManagerOptionSpecs: Readonly<Record<keyof SecretsManagerOpti
         'How long the secret is reused before it is read again. An authentication failure re-reads it at once.',
       example: '3600',
     },
+    secretsManagerConnectRetryTimeoutMs: {
+      check: integer(0, 120_000),
+      default: 30_000,
+      type: 'number (ms)',
+      description:
+        'How long a connect keeps re-reading the secret (AWSCURRENT, then AWSPENDING) with back-off while the database refuses its password during a rotation; also bounded by connectTimeoutMs. 0: one re-read only.',
+      example: '10000',
+    },
+    secretsManagerRequestTimeoutMs: {
+      check: integer(100, 60_000),
+      default: 5_000,
+      type: 'number (ms)',
+      description:
+        'Timeout of one GetSecretValue request (throttled or timed-out requests are retried within the connect deadline).',
+      example: '2000',
+    },
+    secretsManagerBackgroundRefresh: {
+      check: boolean,
+      default: false,
+      type: 'boolean',
+      description:
+        'Re-read the secret in the background shortly before secretsManagerExpirationSec ends, so no connect waits for Secrets Manager in steady state.',
+      example: 'true',
+    },
     secretsManagerSecretUsernameProperty: {
       check: nonEmptyString,
       default: 'username',
@@ -98,6 +136,9 @@ export interface ResolvedSecretsManagerOptions {
   readonly secretsManagerRegion: string | undefined
   readonly secretsManagerEndpoint: string | undefined
   readonly secretsManagerExpirationSec: number
+  readonly secretsManagerConnectRetryTimeoutMs: number
+  readonly secretsManagerRequestTimeoutMs: number
+  readonly secretsManagerBackgroundRefresh: boolean
   readonly secretsManagerSecretUsernameProperty: string
   readonly secretsManagerSecretPasswordProperty: string
   readonly credentials: AwsCredentialsOption | undefined

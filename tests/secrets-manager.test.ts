@@ -158,7 +158,8 @@ test('secrets: neither stage accepted yet — re-reads with back-off until one i
   assert.equal(await connect(), 'app_user')
   const ms = performance.now() - t0
   clearTimeout(late)
-  assert.ok(ms >= 500 && ms < 1_500, `took ${ms} ms`)
+  // The budget bounds when a retry may start; the last read and login come on top.
+  assert.ok(ms >= 500 && ms < 1_500 + 1_000, `took ${ms} ms`)
   const calls = fake.requests.length - before
   assert.ok(calls >= 3 && calls <= 12, `${calls} calls in ${ms} ms`)
 

@@ -7,6 +7,7 @@
 import { InvalidOptionError, MissingDependencyError } from '../../core/errors.ts'
 import { type Check, describeValue } from '../../core/option-checks.ts'
 import type { OptionSpec } from '../../core/options.ts'
+import { startTimer, stopTimer } from '../../runtime/timers.ts'
 
 /** AWS credentials as the AWS SDK takes them: static values or a provider function. */
 export type AwsCredentialsOption =
@@ -29,6 +30,37 @@ export function refusedByServer(classify: (error: unknown) => string, error: unk
     classify(error) === 'auth-failed' &&
     (error as { credentialsUnavailable?: unknown })?.credentialsUnavailable !== true
   )
+}
+
+/**
+ * Real milliseconds an AWS call may take for a connect with `deadline` (client clock time): a
+ * little less than what is left, so that the plugin's own `CredentialsUnavailableError` (naming
+ * the AWS call) settles the connect before the connect's deadline does.
+ */
+export function awsBudgetMs(deadline: number, now: number): number {
+  const left = Math.max(0, deadline - now)
+  return Math.max(0, left - Math.min(250, left / 10))
+}
+
+/**
+ * `work` (an AWS call this connect may share with others), or `onTimeout()` once this connect's
+ * own AWS budget (see {@link awsBudgetMs}) is spent: a connect with a short deadline (a probe)
+ * never waits on a read started for a longer one.
+ */
+export function withinBudget<T>(work: Promise<T>, budgetMs: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = startTimer(() => reject(onTimeout()), budgetMs)
+    work.then(
+      (value) => {
+        stopTimer(timer)
+        resolve(value)
+      },
+      (error: unknown) => {
+        stopTimer(timer)
+        reject(error)
+      },
+    )
+  })
 }
 
 /** An option spec with the type and description shown in the README option table. */

@@ -9,12 +9,15 @@ import { HaError, InvalidOptionError } from '../../core/errors.ts'
 import { hostKey } from '../../core/host.ts'
 import type { ConnectContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
 import { rdsRegion } from '../../core/rds-hosts.ts'
+import { startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
 import {
+  awsBudgetMs,
   CredentialsUnavailableError,
   loadOptional,
   refusedByServer,
   resolveSpecs,
   sdkCredentials,
+  withinBudget,
 } from './aws-common.ts'
 import { assertIamTls, type IamOptions, iamOptionSpecs, type ResolvedIamOptions } from './options.ts'
 
@@ -80,11 +83,25 @@ export function iamPlugin(input: IamPluginInput = {}): IamPlugin {
   let tokensSigned = 0
   let tokensReused = 0
 
-  async function sign(key: string, target: { host: string; port: number; region: string; user: string }) {
+  async function sign(
+    key: string,
+    target: { host: string; port: number; region: string; user: string },
+    deadline: number,
+  ) {
     const pending = inFlight.get(key)
-    if (pending) return pending
+    if (pending)
+      return withinBudget(
+        pending,
+        awsBudgetMs(deadline, services!.clock.now()),
+        () =>
+          new CredentialsUnavailableError(
+            `${target.host}:${target.port}`,
+            'could not sign an IAM authentication token in time (a signing already under way did not finish)',
+          ),
+      )
     const opts = options!
     const clock = services!.clock
+    const budgetMs = awsBudgetMs(deadline, clock.now())
     const promise = (async () => {
       const signer = new signerModule!.Signer({
         hostname: target.host,
@@ -94,9 +111,20 @@ export function iamPlugin(input: IamPluginInput = {}): IamPlugin {
         ...sdkCredentials(opts.credentials),
       })
       let token: string
+      let timer: TimerHandle | undefined
       try {
         tokensSigned++
-        token = await signer.getAuthToken()
+        // The credential provider may call the network (IMDS, STS): bounded by the connect's deadline.
+        token = await Promise.race([
+          signer.getAuthToken(),
+          new Promise<never>((_, reject) => {
+            timer = startTimer(
+              () =>
+                reject(Object.assign(new Error(`no token within ${budgetMs} ms`), { name: 'TimeoutError' })),
+              budgetMs,
+            )
+          }),
+        ])
       } catch (e) {
         // The SDK's message names the failing credential source, never a secret.
         throw new CredentialsUnavailableError(
@@ -104,6 +132,8 @@ export function iamPlugin(input: IamPluginInput = {}): IamPlugin {
           `could not sign an IAM authentication token: ${(e as Error)?.name ?? 'Error'}: ${(e as Error)?.message ?? e}`,
           { cause: e },
         )
+      } finally {
+        stopTimer(timer)
       }
       const lifetimeMs = opts.iamTokenExpiration * 1000
       cache.set(key, {
@@ -168,7 +198,7 @@ export function iamPlugin(input: IamPluginInput = {}): IamPlugin {
       const cached = cache.get(key)
       const fromCache = cached !== undefined && services.clock.now() < cached.renewAt
       if (fromCache) tokensReused++
-      ctx.password = fromCache ? cached.token : await sign(key, t)
+      ctx.password = fromCache ? cached.token : await sign(key, t, ctx.deadline)
       try {
         await next()
       } catch (e) {
@@ -178,7 +208,7 @@ export function iamPlugin(input: IamPluginInput = {}): IamPlugin {
         const now = cache.get(key)
         const renewed = now && now.token !== cached.token && services.clock.now() < now.renewAt
         if (!renewed) cache.delete(key)
-        ctx.password = renewed ? now.token : await sign(key, t)
+        ctx.password = renewed ? now.token : await sign(key, t, ctx.deadline)
         await next()
       }
     },

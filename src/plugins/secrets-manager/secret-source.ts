@@ -9,8 +9,8 @@
  */
 import { InvalidOptionError } from '../../core/errors.ts'
 import type { Clock } from '../../runtime/clock.ts'
-import { sleep, startTimer, stopTimer } from '../../runtime/timers.ts'
-import { CredentialsUnavailableError, sdkCredentials } from '../iam/aws-common.ts'
+import { sleep, startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
+import { awsBudgetMs, CredentialsUnavailableError, sdkCredentials } from '../iam/aws-common.ts'
 import type { ResolvedSecretsManagerOptions } from './options.ts'
 
 /** The staging labels the plugin reads. */
@@ -93,17 +93,29 @@ export function secretSource(
       requestHandler: { requestTimeout: requestTimeoutMs, connectionTimeout: requestTimeoutMs },
     })
     const abort = new AbortController()
-    const ms = Math.max(1, Math.min(requestTimeoutMs, endsAt - performance.now()))
-    const timer = startTimer(() => abort.abort(new Error(`no answer within ${ms} ms`)), ms)
+    const ms = Math.round(Math.max(1, Math.min(requestTimeoutMs, endsAt - performance.now())))
+    let timer: TimerHandle | undefined
+    // The SDK only looks at the signal once the request is on its way; its own set-up (lazy
+    // loading, credential resolution) can take long too, so the wait itself is raced as well.
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = startTimer(() => {
+        const error = Object.assign(new Error(`no answer within ${ms} ms`), {
+          name: 'TimeoutError',
+          timedOut: true,
+        })
+        abort.abort(error)
+        reject(error)
+      }, ms)
+    })
     try {
       calls[stage]++
       const input =
         stage === 'AWSCURRENT' ? { SecretId: secretId } : { SecretId: secretId, VersionStage: stage }
-      return await client.send(new sdk.GetSecretValueCommand(input), { abortSignal: abort.signal })
+      const sent = client.send(new sdk.GetSecretValueCommand(input), { abortSignal: abort.signal })
+      sent.catch(() => {})
+      return await Promise.race([sent, timedOut])
     } catch (e) {
-      throw abort.signal.aborted
-        ? Object.assign(new Error(`no answer within ${ms} ms`), { timedOut: true, cause: e })
-        : e
+      throw abort.signal.aborted ? abort.signal.reason : e
     } finally {
       stopTimer(timer)
     }
@@ -140,7 +152,7 @@ export function secretSource(
     async read(stage, deadline, where) {
       let backoff = FIRST_BACKOFF_MS
       // The deadline is in the client clock's time (a test may freeze it); the waits here are real.
-      const endsAt = performance.now() + Math.max(0, deadline - clock.now())
+      const endsAt = performance.now() + awsBudgetMs(deadline, clock.now())
       for (;;) {
         try {
           return parse(await once(stage, endsAt), stage, where)

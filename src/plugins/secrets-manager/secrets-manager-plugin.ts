@@ -15,7 +15,14 @@ import { HaError, InvalidOptionError } from '../../core/errors.ts'
 import { hostKey } from '../../core/host.ts'
 import type { ConnectContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
 import { sleep, startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
-import { loadOptional, refusedByServer, resolveSpecs } from '../iam/aws-common.ts'
+import {
+  awsBudgetMs,
+  CredentialsUnavailableError,
+  loadOptional,
+  refusedByServer,
+  resolveSpecs,
+  withinBudget,
+} from '../iam/aws-common.ts'
 import {
   type ResolvedSecretsManagerOptions,
   type SecretsManagerOptions,
@@ -152,14 +159,31 @@ export function secretsManagerPlugin(input: SecretsManagerPluginInput = {}): Sec
 
   function cached(ctx: ConnectContext): Promise<Credentials> {
     if (current && services!.clock.now() < current.expiresAt) return Promise.resolve(current)
-    return shared(() => readPreferred(ctx.deadline, hostKey(ctx.host)))
+    return inFlight ? joined(inFlight, ctx) : shared(() => readPreferred(ctx.deadline, hostKey(ctx.host)))
   }
 
   /** What to try after `refused` was refused: a newer reading if someone made one, else one shared read. */
   function after(refused: Credentials, ctx: ConnectContext): Promise<Credentials> {
-    if (inFlight) return inFlight
+    if (inFlight) return joined(inFlight, ctx)
     if (current && current.generation > refused.generation) return Promise.resolve(current)
     return shared(() => readAfterRefusal(refused, ctx.deadline, hostKey(ctx.host)))
+  }
+
+  /**
+   * A read another connect started (bounded by that connect's deadline), as long as this
+   * connect may wait for it.
+   */
+  function joined(read: Promise<Credentials>, ctx: ConnectContext): Promise<Credentials> {
+    const budgetMs = awsBudgetMs(ctx.deadline, services!.clock.now())
+    return withinBudget(
+      read,
+      budgetMs,
+      () =>
+        new CredentialsUnavailableError(
+          hostKey(ctx.host),
+          `AWS Secrets Manager secret "${options!.secretsManagerSecretId}" was not read within ${Math.round(budgetMs)} ms`,
+        ),
+    )
   }
 
   function scheduleRefresh(fresh: Credentials): void {

@@ -170,6 +170,7 @@ test('secrets: neither stage accepted yet — re-reads with back-off until one i
   const t1 = performance.now()
   const error = await connect().catch((e) => e)
   const waited = performance.now() - t1
+  fake.setSecret('app/db', { username: 'app_user', password: passwordNo(rotation) })
   assert.equal(error.code, '28P01')
   assert.ok(waited >= 1_000 && waited < 3_000, `gave up after ${waited} ms`)
   const spent = fake.requests.length - start

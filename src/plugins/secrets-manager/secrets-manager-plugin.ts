@@ -265,8 +265,10 @@ export function secretsManagerPlugin(input: SecretsManagerPluginInput = {}): Sec
             continue
           }
           // Neither stage holds a password the database accepts yet: wait, then look again.
-          const pause = wait * (0.5 + Math.random() / 2)
-          if (performance.now() + pause >= retryUntil) throw e
+          // The last pause is cut to the budget: one more look at its end, never past it.
+          const left = retryUntil - performance.now()
+          if (left < 50) throw e
+          const pause = Math.min(left, wait * (0.5 + Math.random() / 2))
           await sleep(pause)
           wait = Math.min(MAX_RETRY_MS, wait * 2)
           refused.clear()

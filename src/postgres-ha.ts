@@ -145,6 +145,7 @@ export function postgresHa(
     pools,
     base: parsed.base,
     ha: api,
+    onEnding: () => haClient.ending(),
     onEnd: () => haClient.end(),
   })
   const readerSql = createReaderSql({ executor: haClient, pools, base: parsed.base, ha: api })

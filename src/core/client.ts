@@ -101,6 +101,8 @@ export class HaClient implements Executor {
   readonly #down = new Map<string, { host: HostAddress; until: number }>()
   #recheckTimer: TimerHandle | undefined
   readonly #ended = new AbortController()
+  /** Aborted as soon as `sql.end()` starts: connections it destroys are not a failure to react to. */
+  readonly #stopping = new AbortController()
   #writer: HostAddress | undefined
   /** The user the connect plugins last resolved. */
   #user: string
@@ -163,7 +165,7 @@ export class HaClient implements Executor {
       isHostDown: (host: HostAddress) => this.#isDown(host),
       hasConnected: () => this.#connected,
       dialect: () => this.#lease.monitor.dialect?.name,
-      endSignal: this.#ended.signal,
+      endSignal: this.#stopping.signal,
     })
     this.#mainFallback = deps.session?.fallback ?? deps.options.readerFallback
     this.#checkReadOnly = deps.session?.checkDefaultReadOnly
@@ -444,6 +446,8 @@ export class HaClient implements Executor {
   }
 
   #markDown(host: HostAddress, reason: string): void {
+    // Connections sql.end() destroys say nothing about the host.
+    if (this.#stopping.signal.aborted) return
     const key = hostKey(host)
     const wasDown = this.#isDown(host)
     this.#down.set(key, {
@@ -496,8 +500,14 @@ export class HaClient implements Executor {
   }
 
   /** Ends the plugins and lets go of the shared monitor. Safe to call twice. */
+  /** `sql.end()` has started: plugins stop reacting (no failover, no host verdicts) from now on. */
+  ending(): void {
+    if (!this.#stopping.signal.aborted) this.#stopping.abort(new ClientEndedError())
+  }
+
   async end(): Promise<void> {
     if (this.#ended.signal.aborted) return
+    this.ending()
     this.#ended.abort(new ClientEndedError())
     stopTimer(this.#recheckTimer)
     this.#stopLagPolling?.()

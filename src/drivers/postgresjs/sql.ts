@@ -42,6 +42,8 @@ export interface CreateSqlOptions<Ha> {
   readonly ha: Ha
   /** Called once by `sql.end()` after every connection is closed (stop plugins, release the monitor). */
   readonly onEnd?: (() => void | Promise<void>) | undefined
+  /** Called once when `sql.end()` starts, before any connection is closed (the core stops failing over). */
+  readonly onEnding?: (() => void) | undefined
 }
 
 /** Driver-side controls of an `sql` the core may use (see {@link sqlControl}). */
@@ -89,7 +91,7 @@ function requestOf(q: PgQuery): ExecuteRequest {
  * ```
  */
 export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
-  const { executor, pools, base, ha, onEnd } = input
+  const { executor, pools, base, ha, onEnd, onEnding } = input
   let ended = false
   let ending: Promise<void> | undefined
   // Executions under way, so that `end()` lets them finish first: how to reject each, and whether
@@ -216,6 +218,7 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
       // As in postgres.js, a query made just before end() (its handler is a microtask away) still runs.
       await 1
       ended = true
+      onEnding?.()
       const started = performance.now()
       if (pending.size > 0) {
         let timer: ReturnType<typeof startTimer> | undefined

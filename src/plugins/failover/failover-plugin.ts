@@ -160,7 +160,8 @@ export function failoverPlugin(): HaPlugin {
           const kind = services.classify(error)
           const trigger = triggerOf(kind, ctx)
           // Before the first success there is no cluster to fail over in: report the real error.
-          if (!trigger || !services.hasConnected()) throw error
+          // Once sql.end() started, lost connections are its doing (end({ timeout }) destroys them).
+          if (!trigger || !services.hasConnected() || services.endSignal.aborted) throw error
           if (ctx.targetRole !== 'writer') return readerFailover(ctx, next, error)
           const failed = ctx.host
           // A read-only transaction (`begin('read only')`, SET TRANSACTION READ ONLY) refuses writes

@@ -127,7 +127,7 @@ const partArgs = {
 }
 
 /** Parts that take longer than the default 5 minutes on a busy 2-core machine. */
-const partTimeoutMs = { overhead: 900_000, recovery: 600_000 }
+const partTimeoutMs = { overhead: 900_000, recovery: 600_000, 'read-scaling': 600_000 }
 
 const partRun = (runtime, part, extra = {}) => {
   const [cmd, args] = command(runtime, `bench/${part}.ts`, partArgs[part])

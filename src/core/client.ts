@@ -282,7 +282,12 @@ export class HaClient implements Executor {
             this.#run(ok ? host : this.route('writer'), ctx, attempt),
           )
       }
-      if (this.#checkReadOnly === 'read-write' && ctx.targetRole === 'writer')
+      // Asked once per host (again after a topology change), not per statement.
+      if (
+        this.#checkReadOnly === 'read-write' &&
+        ctx.targetRole === 'writer' &&
+        this.#defaultReadOnly!.known(host) !== false
+      )
         return this.#checkWritable(host).then(() => this.#run(host, ctx, attempt))
       return this.#run(host, ctx, attempt)
     }

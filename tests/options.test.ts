@@ -130,3 +130,10 @@ test('options: failureDetectionInterval may not exceed failoverTimeoutMs', () =>
     /at most failoverTimeoutMs/,
   )
 })
+
+test('options: queryTimeoutMs is refused and points to statement_timeout (postgres-ha has no client-side statement timeout)', () => {
+  const e = invalid({ queryTimeoutMs: 30_000 })
+  assert.equal(e.option, 'queryTimeoutMs')
+  assert.match(e.message, /30000/)
+  assert.match(e.message, /connection: \{ statement_timeout: 30000 \}/)
+})

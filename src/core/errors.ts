@@ -178,14 +178,18 @@ export class ClientEndedError extends HaError {
   }
 }
 
-/** A statement took longer than `queryTimeoutMs`; it was cancelled on the server. */
+/**
+ * One of postgres-ha's own statements (a topology read, a probe) took longer than its timeout;
+ * its connection was aborted. (User statements have no client-side timeout: use PostgreSQL's
+ * `statement_timeout`.)
+ */
 export class QueryTimeoutError extends HaError {
   /** The limit that was exceeded, in milliseconds. */
   readonly timeoutMs: number
 
   /** Creates the error; `options.cause` keeps what caused it. */
   constructor(timeoutMs: number, options?: { cause?: unknown }) {
-    super('QUERY_TIMEOUT', `The statement did not finish within queryTimeoutMs (${timeoutMs} ms).`, options)
+    super('QUERY_TIMEOUT', `The statement did not finish within ${timeoutMs} ms.`, options)
     this.timeoutMs = timeoutMs
   }
 }

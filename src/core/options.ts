@@ -89,8 +89,6 @@ export interface HaOptions {
   connectTimeoutMs?: number
   /** Timeout of the driver's own probe and topology connections and statements (default 2000 ms). */
   probeTimeoutMs?: number
-  /** Cancel a statement that runs longer than this, with `QueryTimeoutError` (default 0: no limit). */
-  queryTimeoutMs?: number
   /** Host monitoring: start probing a host once a statement has run this long on it (default 200 ms; AWS: 30000). */
   failureDetectionTime?: number
   /** Host monitoring: interval between probes, and each probe's timeout (default 500 ms; AWS: 5000). */
@@ -130,7 +128,6 @@ export interface ResolvedHaOptions {
   readonly failoverProbeIntervalMs: number
   readonly connectTimeoutMs: number
   readonly probeTimeoutMs: number
-  readonly queryTimeoutMs: number
   readonly failureDetectionTime: number
   readonly failureDetectionInterval: number
   readonly failureDetectionCount: number
@@ -193,7 +190,6 @@ const HA_SPECS: Record<keyof HaOptions, OptionSpec> = {
   failoverProbeIntervalMs: { check: milliseconds(1, 60_000), default: 20, example: '20' },
   connectTimeoutMs: { check: milliseconds(1), example: '5000' },
   probeTimeoutMs: { check: milliseconds(10, 600_000), default: 2_000, example: '2000' },
-  queryTimeoutMs: { check: milliseconds(0), default: 0, example: '30000' },
   failureDetectionTime: { check: milliseconds(0), default: 200, example: '200' },
   failureDetectionInterval: { check: milliseconds(10), default: 500, example: '500' },
   failureDetectionCount: { check: integer(1, 100), default: 2, example: '2' },
@@ -391,6 +387,15 @@ export function parseOptions(input: Record<string, unknown> | undefined): Parsed
     const pluginSpec = pluginSpecs.get(name)
     const pgSpec = POSTGRES_JS_SPECS[name]
     const spec = haSpec ?? pluginSpec ?? pgSpec
+    // Never implemented, so refused rather than silently ignored: the server's own timeout cancels
+    // the statement, keeps the connection and aborts a transaction, which is what it promised.
+    if (!spec && rawName === 'queryTimeoutMs')
+      throw new InvalidOptionError(
+        rawName,
+        `Invalid option queryTimeoutMs: got ${String(value)}; postgres-ha has no client-side statement timeout. ` +
+          `Use PostgreSQL's: connection: { statement_timeout: ${String(value)} } (milliseconds; the statement is ` +
+          'cancelled on the server with 57014, the connection stays usable, a transaction is aborted).',
+      )
     if (!spec) {
       const known = [...Object.keys(HA_SPECS), ...pluginSpecs.keys(), ...Object.keys(POSTGRES_JS_SPECS)]
       const hint = closest(rawName, known)
@@ -453,7 +458,6 @@ export function parseOptions(input: Record<string, unknown> | undefined): Parsed
     failoverProbeIntervalMs: ha.failoverProbeIntervalMs as number,
     connectTimeoutMs,
     probeTimeoutMs: ha.probeTimeoutMs as number,
-    queryTimeoutMs: ha.queryTimeoutMs as number,
     failureDetectionTime: ha.failureDetectionTime as number,
     failureDetectionInterval: ha.failureDetectionInterval as number,
     failureDetectionCount: ha.failureDetectionCount as number,

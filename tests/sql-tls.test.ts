@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { after, before, test as nodeTest } from 'node:test'
 import { createServer as createTlsServer } from 'node:tls'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { labTlsCertificate } from '../lab/aws/test-tls.ts'
@@ -28,6 +28,24 @@ function client(options: Parameters<typeof driverClient>[1] = {}, url = pg.url) 
   const c = driverClient(url, { ssl: 'require', ...options })
   ends.push(() => c.sql.end({ timeout: 0 }))
   return c
+}
+
+/** Rejects naming `what` when `p` has not settled within `ms`: a hang fails the test, clearly. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`hung: ${what} did not settle within ${ms} ms`)), ms)
+  })
+  return Promise.race([p, hung]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * Every test of this file is bounded (by us, not by the runner: Node's `timeout` option is not
+ * honoured the same way by Deno and Bun), longer than the child process test's own 60 s limit.
+ */
+const TEST_LIMIT_MS = 90_000
+function test(name: string, fn: () => Promise<void>): void {
+  nodeTest(name, () => within(fn(), TEST_LIMIT_MS, `the test "${name}"`))
 }
 
 const SSL_OF_BACKEND = 'select ssl from pg_stat_ssl where pid = pg_backend_pid()'
@@ -92,10 +110,15 @@ test("sql: ssl 'require': statements, a transaction, a cursor, a reserved connec
   assert.equal(r!.ssl, true)
   reserved.release()
 
-  const heard = new Promise<string>((resolve) => void sql.listen('tls_channel', resolve))
-  await new Promise((r) => setTimeout(r, 100))
+  // listen() resolves once LISTEN ran on its own (new, TLS) connection; a NOTIFY sent before that
+  // is never delivered, so a fixed pause before notify() left this test waiting forever under load.
+  let deliver!: (payload: string) => void
+  const heard = new Promise<string>((resolve) => {
+    deliver = resolve
+  })
+  await sql.listen('tls_channel', (payload) => deliver(payload))
   await sql.notify('tls_channel', 'over tls')
-  assert.equal(await heard, 'over tls')
+  assert.equal(await within(heard, 15_000, 'the notification over TLS'), 'over tls')
 
   // A cancel request goes over TLS too (postgres.js sends its SSLRequest first, then the 16 bytes).
   const slow = sql`select pg_sleep(5)`

@@ -154,8 +154,9 @@ test('iam: the region comes from an RDS host name, iamHost/iamDefaultPort overri
   })
 })
 
-test('iam: TLS is required unless iamAllowInsecure; bad options and a missing signer are clear errors', async () => {
-  for (const ssl of [undefined, false, 'disable', 'allow']) {
+test('iam: TLS is required unless iamAllowInsecure (prefer and allow refused); bad options and a missing signer are clear errors', async () => {
+  // prefer/allow would send the token in the clear to a server (or a man in the middle) that declines TLS.
+  for (const ssl of [undefined, false, 'disable', 'allow', 'prefer']) {
     const h = pluginHarness({ ssl, iamRegion: 'us-east-1' })
     await assert.rejects(iamPlugin().init!(h.services) as Promise<void>, (e: any) => {
       assert.ok(e instanceof InvalidOptionError)
@@ -165,7 +166,8 @@ test('iam: TLS is required unless iamAllowInsecure; bad options and a missing si
     })
   }
   await iamPlugin().init!(pluginHarness({ iamAllowInsecure: true }).services)
-  for (const ssl of [true, 'require', 'prefer', 'verify-full', { rejectUnauthorized: false }])
+  await iamPlugin().init!(pluginHarness({ ssl: 'prefer', iamAllowInsecure: true }).services)
+  for (const ssl of [true, 'require', 'verify-full', { rejectUnauthorized: false }])
     await iamPlugin().init!(pluginHarness({ ssl }).services)
   await assert.rejects(
     iamPlugin({ iamTokenExpiration: 3600 }).init!(pluginHarness({ ssl: true }).services) as Promise<void>,

@@ -84,7 +84,9 @@ export interface ResolvedIamOptions {
   readonly credentials: AwsCredentialsOption | undefined
 }
 
-const SSL_OFF = new Set<unknown>([undefined, null, false, 'false', 'disable', 'allow'])
+// `prefer` (and `allow`) fall back to plain text when a server (or anything in the path) declines
+// TLS: the token would then travel in the clear, where it can be replayed for 15 minutes.
+const SSL_OFF = new Set<unknown>([undefined, null, false, 'false', 'disable', 'allow', 'prefer'])
 
 /**
  * Throws unless `ssl` (the postgres.js option) encrypts every connection, or IAM without TLS was
@@ -102,7 +104,8 @@ export function assertIamTls(ssl: unknown, allowInsecure: boolean): void {
   throw new InvalidOptionError(
     'ssl',
     `Invalid option ssl: got ${describeValue(ssl)}; the iam plugin needs TLS, as RDS refuses IAM logins without it ` +
-      "and a token sent in the clear can be replayed. Set ssl: 'require' (or ssl: { ca } to verify the server), " +
+      "and a token sent in the clear can be replayed ('prefer' and 'allow' fall back to plain text when TLS is declined). " +
+      "Set ssl: { ca: <RDS CA bundle>, rejectUnauthorized: true } (verify-full, recommended) or ssl: 'require', " +
       'or iamAllowInsecure: true to allow it anyway (only for a local lab).',
   )
 }

@@ -26,6 +26,7 @@ export type {
 } from './src/core/connection-factory.ts'
 export {
   ConnectTimeoutError,
+  ConnectionDroppedError,
   CredentialsUnavailableError,
   FailoverFailedError,
   FailoverSuccessError,

@@ -19,6 +19,7 @@ export type HaErrorCode =
   | 'CREDENTIALS_UNAVAILABLE'
   | 'NO_READER_AVAILABLE'
   | 'NO_WRITER_AVAILABLE'
+  | 'CONNECTION_DROPPED'
 
 /**
  * Base class of every postgres-ha error.
@@ -277,6 +278,36 @@ export class NoWriterAvailableError extends HaError {
   /** Creates the error; `reason` says why the writer does not qualify. */
   constructor(reason: string, options?: { cause?: unknown }) {
     super('NO_WRITER_AVAILABLE', `No writer available: ${reason}.`, options)
+  }
+}
+
+/**
+ * postgres-ha closed the connection a statement ran on, for the reason in the message: host
+ * monitoring declared the host down (it stopped answering), or the writer moved and the old
+ * writer's connections were closed. Whether the statement ran there is unknown. With the
+ * `failover` plugin enabled, callers see `FailoverSuccessError` or
+ * `TransactionResolutionUnknownError` instead; this is what they see without it.
+ *
+ * @example
+ * ```ts
+ * try { await sql`select 1` } catch (e) { if (e instanceof ConnectionDroppedError) console.warn(e.message) }
+ * ```
+ */
+export class ConnectionDroppedError extends HaError {
+  /** The host whose connections were dropped (`host:port`). */
+  readonly host: string
+  /** Why postgres-ha dropped them. */
+  readonly reason: string
+
+  /** Creates the error; `reason` says why the host's connections were dropped. */
+  constructor(host: string, reason: string, options?: { cause?: unknown }) {
+    super(
+      'CONNECTION_DROPPED',
+      `postgres-ha closed the connection to ${host}: ${reason}. The statement may or may not have run.`,
+      options,
+    )
+    this.host = host
+    this.reason = reason
   }
 }
 

@@ -22,6 +22,7 @@ const KINDS: Record<string, ErrorKind> = {
   CONNECTION_CLOSED: 'connection-lost',
   CONNECTION_ENDED: 'connection-lost',
   CONNECTION_DESTROYED: 'connection-lost',
+  CONNECTION_DROPPED: 'connection-lost', // postgres-ha dropped it (ConnectionDroppedError)
   ECONNRESET: 'connection-lost',
   ECONNABORTED: 'connection-lost',
   EPIPE: 'connection-lost',

@@ -10,9 +10,11 @@
 import type { Socket } from 'node:net'
 import postgres from 'postgres'
 import type { ConnectStart, OpenWith } from '../../core/connect-contract.ts'
+import { ConnectionDroppedError } from '../../core/errors.ts'
 import { type HostAddress, hostKey } from '../../core/host.ts'
 import type { ConnectContext } from '../../core/plugin.ts'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
+import { classify } from './classify.ts'
 import { handOver, type LoggedIn, login } from './login.ts'
 import type { ParsedConnection } from './parse.ts'
 import {
@@ -49,6 +51,18 @@ export interface HostPools {
   get(host: HostAddress): postgres.Sql
   /** Destroys every socket to `host` at once (pool, reserved and listen connections); in-flight statements reject. */
   abort(host: HostAddress, reason: string): void
+  /**
+   * How many times `host`'s connections were dropped so far; {@link HostPools.explain} tells
+   * whether a statement's connection error came from such a drop.
+   */
+  drops(host: HostAddress): number
+  /**
+   * `error` as the caller should see it: a connection error on `host` after postgres-ha dropped
+   * its connections (since `dropsBefore`, from {@link HostPools.drops}) becomes a
+   * `ConnectionDroppedError` saying why, whatever postgres.js made of the drop; anything else is
+   * returned as it is.
+   */
+  explain(host: HostAddress, dropsBefore: number, error: unknown): unknown
   /** Ends the pool of `host` gracefully and forgets it; its next `get` makes a new one. */
   close(host: HostAddress): Promise<void>
   /**
@@ -101,6 +115,9 @@ export interface PoolEntry extends SocketSet {
   readonly dedicated: Set<Dedicated>
   /** The password the connect hook last resolved for this host, for postgres.js's `pass`. */
   password?: string | undefined
+  /** How many times postgres-ha dropped this host's connections, and the last reason. */
+  drops?: number
+  dropReason?: string
 }
 
 /** What the `socket` function of one postgres.js instance needs to know about it. */
@@ -370,10 +387,9 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     abort(host, reason) {
       const e = entries.get(hostKey(host))
       if (!e) return
-      destroySockets(
-        e,
-        connectionError('CONNECTION_DESTROYED', `aborted by postgres-ha: ${reason}`, host.host, host.port),
-      )
+      e.drops = (e.drops ?? 0) + 1
+      e.dropReason = reason
+      destroySockets(e, new ConnectionDroppedError(hostKey(host), reason))
       if (ending) return
       // postgres.js keeps a closed connection's last statement as "in flight": its end() would wait
       // for it forever, and a late write to it (a transaction's ROLLBACK) throws. Terminating the
@@ -397,6 +413,14 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
         if (entries.get(hostKey(host)) === e && this.connectionCount(host) <= 1)
           void this.close(host).catch(() => {})
       }
+    },
+    drops: (host) => entries.get(hostKey(host))?.drops ?? 0,
+    explain(host, dropsBefore, error) {
+      const e = entries.get(hostKey(host))
+      if (!e || (e.drops ?? 0) === dropsBefore || error instanceof ConnectionDroppedError) return error
+      const kind = classify(error)
+      if (kind !== 'connection-lost' && kind !== 'connect-failed') return error
+      return new ConnectionDroppedError(hostKey(host), e.dropReason ?? 'dropped', { cause: error })
     },
     hosts: () => [...entries.values()].map((e) => e.address),
     connectionCount(host) {

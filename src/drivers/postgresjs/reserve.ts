@@ -165,8 +165,11 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
     if (!slot) slot = r.slot = acquire(host)
     const used = slot
     const inTransaction = r.inTransaction
+    const drops = pools.drops(host)
     const run = () => attemptQuery(q, used.handler, used.canceller, ctx)
-    return (used.live ? run() : open(used).then(run)).catch((error: unknown) => {
+    return (used.live ? run() : open(used).then(run)).catch((raw: unknown) => {
+      // A drop by postgres-ha says so, whatever postgres.js made of it.
+      const error = pools.explain(host, drops, raw)
       const kind = classify(error)
       if (kind === 'connection-lost' || kind === 'connect-failed') {
         used.lost = true

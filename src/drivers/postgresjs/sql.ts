@@ -134,7 +134,13 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
       executor
         .execute(requestOf(q), (host, ctx) => {
           const entry = pools.entry(host)
-          return handOver(reject, () => attemptQuery(q as HaQuery, entry.handler, entry.canceller, ctx))
+          const drops = entry.drops ?? 0
+          return handOver(reject, () =>
+            attemptQuery(q as HaQuery, entry.handler, entry.canceller, ctx).then(undefined, (error) => {
+              // A drop by postgres-ha says so, whatever postgres.js made of it.
+              throw pools.explain(host, drops, error)
+            }),
+          )
         })
         .then(
           (value) => {
@@ -187,6 +193,7 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
           const guard = transactionGuard(hostKey(host))
           const guarded = guard.body(body)
           const pool = pools.get(host)
+          const drops = pools.drops(host)
           return handOver(rejectTx, () =>
             pool
               .begin(String(mode), (tx) => {
@@ -197,7 +204,7 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
               .catch((error: unknown) => {
                 guard.abandon(error)
                 // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
-                throw guard.lost ?? error
+                throw pools.explain(host, drops, guard.lost ?? error)
               }),
           )
         }),

@@ -28,6 +28,20 @@ export interface TopologyContext {
   probeRole(host: HostAddress): Promise<HostRole>
   /** Runs a read-only statement on another host, over the same probe connection (rejects if it cannot). */
   probe<Row>(host: HostAddress, text: string): Promise<Row[]>
+  /** Reports a row the dialect ignored and why; the monitor logs each distinct one once. */
+  ignoreRow(reason: string): void
+}
+
+/**
+ * What an instance id must look like to become a host name: RDS identifiers (letters, digits,
+ * hyphens) and the lab's addresses (dots). Anything else — empty, `$`, `/`, spaces — would make a
+ * host name nobody can reach, or one that means something else.
+ */
+const INSTANCE_ID = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253})$/
+
+/** Whether `id` can be an instance id; a `null` or non-string id cannot. */
+export function isInstanceId(id: unknown): id is string {
+  return typeof id === 'string' && INSTANCE_ID.test(id)
 }
 
 /**
@@ -51,6 +65,9 @@ export const ROLE_QUERY = 'select pg_catalog.pg_is_in_recovery() as is_reader'
 
 /** Runs {@link ROLE_QUERY} on `conn` (bounded by `options.timeoutMs` when given). */
 export async function readRole(conn: DbConnection, options?: StatementOptions): Promise<HostRole> {
-  const [row] = await conn.query<{ is_reader: boolean }>(ROLE_QUERY, [], options)
-  return row?.is_reader ? 'reader' : 'writer'
+  const [row] = await conn.query<{ is_reader: unknown }>(ROLE_QUERY, [], options)
+  // No answer is no proof of being writable: never "writer" by default.
+  if (typeof row?.is_reader !== 'boolean')
+    throw new Error(`${ROLE_QUERY} gave no boolean (got ${row ? String(row.is_reader) : 'no row'})`)
+  return row.is_reader ? 'reader' : 'writer'
 }

@@ -66,6 +66,9 @@ const SETTLE_READS = 3
  */
 const MAX_ERROR_BACKOFF_MS = 5_000
 
+/** Distinct ignored topology rows logged per monitor; a flood of bad rows is not a flood of lines. */
+const MAX_IGNORED_LOGGED = 50
+
 /**
  * Polls one cluster's topology for all its subscribers.
  *
@@ -91,6 +94,8 @@ export class TopologyMonitor {
   #failedReads = 0
   /** The error last logged, so that a persistent one is logged once. */
   #loggedError: string | undefined
+  /** Ignored topology rows already logged. */
+  #ignored = new Set<string>()
   #stopped = false
   #connecting = 0
   /** Number of topology statements sent, for tests and the idle benchmark. */
@@ -247,6 +252,14 @@ export class TopologyMonitor {
     return this.#current
   }
 
+  /** Logs an ignored topology row once (the same row comes back on every read). */
+  #ignoredRow(reason: string): void {
+    if (this.#ignored.has(reason)) return
+    if (this.#ignored.size >= MAX_IGNORED_LOGGED) return
+    this.#ignored.add(reason)
+    this.config.logger.warn('topology: row ignored', { cluster: this.config.clusterId, reason })
+  }
+
   #readSucceeded(): void {
     if (this.#failedReads > 0 && this.#loggedError !== undefined)
       this.config.logger.info('topology: read again', { cluster: this.config.clusterId })
@@ -324,6 +337,7 @@ export class TopologyMonitor {
         this.#onProbe(factory, host, (conn) =>
           conn.query(text, [], { timeoutMs: this.config.probeTimeoutMs }),
         ),
+      ignoreRow: (reason) => this.#ignoredRow(reason),
     }
   }
 

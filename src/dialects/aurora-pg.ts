@@ -6,7 +6,7 @@
  */
 
 import type { DbConnection } from '../core/connection-factory.ts'
-import { type Dialect, readRole, type TopologyContext } from '../core/dialect.ts'
+import { type Dialect, isInstanceId, readRole, type TopologyContext } from '../core/dialect.ts'
 import type { HostInfo } from '../core/host.ts'
 
 /** The AWS drivers' topology statement, verbatim in meaning. */
@@ -41,18 +41,31 @@ function epochMs(value: Date | string | null): number | undefined {
 export const auroraPgDialect: Dialect = Object.freeze({
   name: 'aurora-pg' as const,
   async readTopology(conn: DbConnection, context: TopologyContext): Promise<HostInfo[]> {
-    const rows = await conn.query<AuroraRow>(AURORA_TOPOLOGY_QUERY)
+    const readAt = Date.now()
+    const rows = (await conn.query<AuroraRow>(AURORA_TOPOLOGY_QUERY)).filter((r) => {
+      if (isInstanceId(r.server_id)) return true
+      context.ignoreRow(
+        `aurora_replica_status() reported an unusable server_id ${JSON.stringify(r.server_id)}`,
+      )
+      return false
+    })
     // During a failover Aurora can briefly report two writers; like the AWS drivers, trust the
-    // one updated most recently and count the other as a reader.
-    const writers = rows.filter((r) => r.is_writer)
+    // one updated most recently. No update time (Aurora 13.9+) is the instance read from: now.
+    const updated = (r: AuroraRow) => epochMs(r.last_update_timestamp) ?? readAt
+    const writers = rows.filter((r) => r.is_writer === true)
     const latestWriter = writers.reduce<AuroraRow | undefined>(
-      (best, r) =>
-        !best || (epochMs(r.last_update_timestamp) ?? 0) > (epochMs(best.last_update_timestamp) ?? 0)
-          ? r
-          : best,
+      (best, r) => (!best || updated(r) > updated(best) ? r : best),
       undefined,
     )
-    return rows.map((r) => ({
+    const kept = rows.filter((r) => {
+      if (r.is_writer !== true || r === latestWriter) return true
+      // Not a confirmed reader either: it joins the topology once it reports as one.
+      context.ignoreRow(
+        `aurora_replica_status() reported two writers; using ${latestWriter!.server_id} (updated last), ignoring ${r.server_id}`,
+      )
+      return false
+    })
+    return kept.map((r) => ({
       ...context.hostPattern.toAddress(r.server_id, context.defaultPort),
       id: r.server_id,
       role: r === latestWriter ? 'writer' : 'reader',

@@ -5,7 +5,7 @@
  * @module
  */
 import type { DbConnection } from '../core/connection-factory.ts'
-import { type Dialect, readRole, type TopologyContext } from '../core/dialect.ts'
+import { type Dialect, isInstanceId, readRole, type TopologyContext } from '../core/dialect.ts'
 import { type HostInfo, sameHost } from '../core/host.ts'
 import { identityOf, lagOf, STANDBY_IDENTITY_QUERY, type StandbyIdentity } from './standby-lag.ts'
 
@@ -36,9 +36,18 @@ export const rdsMultiAzPgDialect: Dialect = Object.freeze({
       const [own] = await conn.query<{ dbi_resource_id: string }>(MULTI_AZ_HOST_ID_QUERY)
       writerId = own?.dbi_resource_id ?? null
     }
-    const rows = await conn.query<{ id: string; endpoint: string; port: number | string }>(
+    const all = await conn.query<{ id: unknown; endpoint: unknown; port: number | string | null }>(
       MULTI_AZ_TOPOLOGY_QUERY,
     )
+    const rows = all.filter((r): r is { id: string; endpoint: string; port: number | string | null } => {
+      const problem = !isInstanceId(r.id)
+        ? `an unusable id ${JSON.stringify(r.id)}`
+        : typeof r.endpoint !== 'string' || !isInstanceId(r.endpoint)
+          ? `an unusable endpoint ${JSON.stringify(r.endpoint)} for ${r.id}`
+          : undefined
+      if (problem) context.ignoreRow(`rds_tools.show_topology() reported ${problem}`)
+      return problem === undefined
+    })
     const hosts: HostInfo[] = rows.map((r) => {
       const port = Number(r.port) || context.defaultPort
       // The endpoint column is the instance's own DNS name; a host pattern given explicitly wins.

@@ -8,7 +8,7 @@ import type { Options as PostgresOptions, PostgresType, Sql } from 'postgres'
 import { HaClient } from './core/client.ts'
 import { type HostAddress, hostKey, type TargetRole } from './core/host.ts'
 import { parseHostPattern } from './core/host-pattern.ts'
-import { type HaOptions, parseOptions } from './core/options.ts'
+import { type HaOptions, parseOptions, refuseHaOptionsInUrl } from './core/options.ts'
 import { parseRdsHost, rdsInstanceHostPattern } from './core/rds-hosts.ts'
 import { resolveSessionRouting, splitSessionParams } from './core/session-attrs.ts'
 import { dialectByName } from './dialects/detect.ts'
@@ -72,6 +72,8 @@ export function postgresHa(
   const given = (typeof url === 'string' ? options : url) as Record<string, unknown> | undefined
   const { postgresJs, ha: parsedHa } = parseOptions(given)
   const plugins = resolvePlugins(parsedHa.plugins)
+  // After the plugins registered their options, which are refused in the URL too.
+  if (typeof url === 'string') refuseHaOptionsInUrl(url)
   const split = splitSessionParams(typeof url === 'string' ? url : '')
   // postgres.js refuses `any` (also from PGTARGETSESSIONATTRS) and would send `load_balance_hosts`
   // to the server: both are resolved here instead, and postgres.js gets neither.

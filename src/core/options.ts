@@ -191,14 +191,33 @@ const HA_SPECS: Record<keyof HaOptions, OptionSpec> = {
   connectTimeoutMs: { check: milliseconds(1), example: '5000' },
   probeTimeoutMs: { check: milliseconds(10, 600_000), default: 2_000, example: '2000' },
   failureDetectionTime: { check: milliseconds(0), default: 200, example: '200' },
-  failureDetectionInterval: { check: milliseconds(10), default: 500, example: '500' },
+  // Below 100 ms a probe would count scheduling hiccups as a dead host, and probe 10+ times a second.
+  failureDetectionInterval: { check: milliseconds(100), default: 500, example: '500' },
   failureDetectionCount: { check: integer(1, 100), default: 2, example: '2' },
   patroniRestPort: { check: integer(1, 65535), example: '8008' },
   patroniUrls: { check: patroniUrlsCheck, example: "['http://db1:8008', 'http://db2:8008']" },
   patroniTls: { check: patroniTlsCheck, example: '{ ca: readFileSync("patroni-ca.pem", "utf8") }' },
   patroniAuth: { check: patroniAuthCheck, secret: true, example: "{ username: 'patroni', password: '...' }" },
   logger: { check: object, example: 'console' },
-  clock: { check: object },
+  clock: {
+    check: (v) => {
+      const c = v as { now?: unknown; wallNow?: unknown } | null
+      if (c === null || typeof c !== 'object') return 'an object with now() and wallNow()'
+      if (typeof c.now !== 'function') return 'an object with a now() function (monotonic milliseconds)'
+      if (typeof c.wallNow !== 'function') return 'an object with a wallNow() function (epoch milliseconds)'
+      return undefined
+    },
+    example: '{ now: () => performance.now(), wallNow: () => Date.now() }',
+  },
+}
+
+/** The longest timer the runtimes keep (2^31 - 1 ms): a longer one fires at once. */
+const MAX_TIMER_SECONDS = Math.floor(2_147_483_647 / 1000)
+
+/** A port, as postgres.js takes it: a number or a numeric string, 1 to 65535. */
+const isPort = (v: unknown): boolean => {
+  const n = typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65_535
 }
 
 /**
@@ -222,14 +241,17 @@ const userName: Check = (v) =>
 /** postgres.js options postgres-ha passes through, with the type each must have. */
 const POSTGRES_JS_SPECS: Record<string, OptionSpec> = {
   host: {
-    check: (v) => (typeof v === 'string' || Array.isArray(v) ? undefined : 'a host name or an array of them'),
+    check: (v) =>
+      typeof v === 'string' || (Array.isArray(v) && v.every((h) => typeof h === 'string' && h.trim() !== ''))
+        ? undefined
+        : 'a host name, or an array of non-empty host names',
   },
   hostname: { check: nonEmptyString },
   port: {
     check: (v) =>
-      typeof v === 'number' || typeof v === 'string' || Array.isArray(v)
+      isPort(v) || (Array.isArray(v) && v.every(isPort))
         ? undefined
-        : 'a port number or an array',
+        : 'a port from 1 to 65535 (a number or a numeric string), or an array of them',
   },
   path: { check: nonEmptyString },
   database: { check: nonEmptyString },
@@ -254,7 +276,12 @@ const POSTGRES_JS_SPECS: Record<string, OptionSpec> = {
   sslnegotiation: { check: oneOf('direct', 'postgres') },
   max: { check: integer(1, 10_000) },
   idle_timeout: { check: (v) => (v === null ? undefined : seconds(v)) },
-  connect_timeout: { check: seconds },
+  connect_timeout: {
+    check: (v) =>
+      typeof v === 'number' && v > MAX_TIMER_SECONDS
+        ? `a number of seconds up to ${MAX_TIMER_SECONDS} (a longer timer fires at once)`
+        : seconds(v),
+  },
   max_lifetime: {
     check: (v) =>
       v === null || typeof v === 'number' || typeof v === 'function' ? undefined : 'seconds, or null',
@@ -347,6 +374,40 @@ function editDistance(a: string, b: string): number {
     }
   }
   return row[b.length]!
+}
+
+/**
+ * Refuses postgres-ha options written as query parameters of the connection URL: postgres.js
+ * would send an unknown parameter to the server as a setting, and the login would fail with
+ * "unrecognized configuration parameter".
+ *
+ * @example
+ * ```ts
+ * refuseHaOptionsInUrl('postgres://app@db/app?failoverTimeoutMs=1000') // throws InvalidOptionError
+ * ```
+ */
+export function refuseHaOptionsInUrl(url: string): void {
+  const query = url.split('#')[0]!.split('?')[1]
+  if (!query) return
+  const names = new Set<string>([...Object.keys(HA_SPECS), ...pluginSpecs.keys()])
+  for (const spec of [...Object.values(HA_SPECS), ...pluginSpecs.values()])
+    for (const alias of spec.aliases ?? []) names.add(alias)
+  for (const pair of query.split('&')) {
+    let name = pair.split('=')[0]!
+    try {
+      name = decodeURIComponent(name)
+    } catch {
+      // Not ours to judge: postgres.js reads it.
+    }
+    if (!names.has(name)) continue
+    const value = pair.includes('=') ? pair.slice(pair.indexOf('=') + 1) : ''
+    throw new InvalidOptionError(
+      name,
+      `Invalid option ${name} in the connection URL (got ${describeValue(value, isSecretOption(name))}): ` +
+        `postgres-ha options go in the options object, e.g. postgresHa(url, { ${name}: ... }); ` +
+        'in the URL postgres.js would send it to the server as a setting.',
+    )
+  }
 }
 
 /** The split of the user's options: postgres.js's own, and ours resolved. */

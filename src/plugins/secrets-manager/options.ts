@@ -49,8 +49,14 @@ export interface SecretsManagerOptions {
   credentials?: AwsCredentialsOption
 }
 
-const url = (v: unknown) =>
-  typeof v === 'string' && /^https?:\/\/[^\s/]+/.test(v) ? undefined : 'an http:// or https:// URL'
+/** Plain http carries AWS signatures and the secret in clear: only to this machine (a stand-in). */
+const url = (v: unknown) => {
+  if (typeof v !== 'string' || !/^https?:\/\/[^\s/]+/.test(v)) return 'an https:// URL'
+  if (v.startsWith('https://')) return undefined
+  const host = new URL(v).hostname
+  const loopback = host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)
+  return loopback ? undefined : 'an https:// URL (http:// only to localhost, for a local stand-in)'
+}
 
 /** Specs of the `secretsManager` plugin's options, for `registerPluginOptions`. */
 export const secretsManagerOptionSpecs: Readonly<Record<keyof SecretsManagerOptions, DescribedOptionSpec>> =
@@ -79,7 +85,7 @@ export const secretsManagerOptionSpecs: Readonly<Record<keyof SecretsManagerOpti
       example: "'https://vpce-0abc.secretsmanager.us-east-1.vpce.amazonaws.com'",
     },
     secretsManagerExpirationSec: {
-      check: integer(0, 7 * 24 * 3600),
+      check: integer(1, 7 * 24 * 3600),
       default: 870,
       aliases: ['secretExpirationSec'],
       type: 'number (seconds)',

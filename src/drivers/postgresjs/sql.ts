@@ -248,11 +248,12 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     await Promise.all(pools.hosts().map((h) => pools.close(h)))
   }
 
+  const visibleOptions = withoutTlsSecrets(pools.options)
   Object.assign(sql, {
     CLOSE: (postgres as unknown as { CLOSE?: unknown }).CLOSE ?? base.CLOSE,
     END: base.CLOSE,
     PostgresError: postgres.PostgresError,
-    options: pools.options,
+    options: visibleOptions,
     begin,
     reserve: reserved.reserve,
     listen: listener.listen,
@@ -268,8 +269,24 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
   })
   Object.defineProperty(sql, Symbol.for('nodejs.util.inspect.custom'), {
     value: (_depth: number, opts: unknown, inspect?: (v: unknown, o: unknown) => string) =>
-      `PostgresHa ${inspect ? inspect(pools.options, opts) : ''}`,
+      `PostgresHa ${inspect ? inspect(visibleOptions, opts) : ''}`,
   })
   controls.set(sql, { relisten: listener.relisten, resubscribe: subscriber.resubscribe, ended: isEnded })
   return sql as unknown as HaSql<Ha>
+}
+
+/** Fields of a TLS options object that are secrets (a private key, its passphrase, a PKCS#12 bundle). */
+const TLS_SECRETS = new Set(['key', 'passphrase', 'pfx'])
+
+/**
+ * `sql.options` as the user sees it: the same object fields (postgres.js's `parsers` and
+ * `serializers`, which ORMs extend in place, stay shared) but TLS secrets replaced by a mark. The
+ * pools keep the real ones.
+ */
+function withoutTlsSecrets(options: postgres.ParsedOptions): postgres.ParsedOptions {
+  const ssl = (options as { ssl?: unknown }).ssl
+  if (ssl === null || typeof ssl !== 'object') return options
+  const masked: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(ssl)) masked[k] = TLS_SECRETS.has(k) && v ? '*** (hidden)' : v
+  return Object.assign(Object.create(Object.getPrototypeOf(options)), options, { ssl: masked })
 }

@@ -25,8 +25,8 @@ export type {
   StatementOptions,
 } from './src/core/connection-factory.ts'
 export {
-  ConnectTimeoutError,
   ConnectionDroppedError,
+  ConnectTimeoutError,
   CredentialsUnavailableError,
   FailoverFailedError,
   FailoverSuccessError,

@@ -44,6 +44,7 @@ export type { HaEventMap, HaEventName, HaEvents } from './src/core/events.ts'
 export type { HostAddress, HostInfo, HostRole, TargetRole } from './src/core/host.ts'
 export type { Logger, LogLevel } from './src/core/logger.ts'
 export type { DialectName, HaOptions, ReaderFallback, ReaderStrategy } from './src/core/options.ts'
+export type { PatroniAuthOptions, PatroniTlsOptions } from './src/core/patroni-options.ts'
 export type {
   ConnectContext,
   ExecuteContext,
@@ -67,6 +68,7 @@ export {
   type RdsSignerModule,
 } from './src/plugins/iam/mod.ts'
 export {
+  type SecretStage,
   type SecretsManagerOptions,
   type SecretsManagerPlugin,
   type SecretsManagerPluginInput,

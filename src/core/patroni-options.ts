@@ -21,7 +21,9 @@ export interface PatroniTlsOptions {
 
 /** Basic authentication for Patroni's REST API (`restapi.authentication`). */
 export interface PatroniAuthOptions {
+  /** The REST API user (`restapi.authentication.username`). */
   readonly username: string
+  /** Its password; masked wherever options are shown. */
   readonly password: string
 }
 

@@ -21,6 +21,7 @@ export {
   secretRegionFromArn,
   secretsManagerOptionSpecs,
 } from './options.ts'
+export type { SecretStage } from './secret-source.ts'
 export {
   type SecretsManagerPlugin,
   type SecretsManagerPluginInput,

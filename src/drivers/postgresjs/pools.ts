@@ -181,7 +181,7 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       backoff: 0,
       no_subscribe: true,
       socket: connectHook
-        ? () => loggedInSocket(pool, state, sets)
+        ? (connecting?: StartupOf) => loggedInSocket(pool, state, sets, connecting)
         : resolvesCredentials
           ? () => credentialsThenSocket(pool, state, sets)
           : () => openSocket(host, port, sets, tls, budgetMs(), parsed.connector),
@@ -192,6 +192,9 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     return { options, state }
   }
 
+  /** What our login needs from the postgres.js options that postgres.js passes to `socket`. */
+  type StartupOf = { readonly database?: string; readonly connection?: Record<string, unknown> }
+
   /**
    * Our `socket` function when the connect plugins supply credentials: they run around our own
    * login (see login.ts), so that a refusal reaches them at connect time and they may retry with
@@ -199,7 +202,12 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
    * handed to the waiting statement as it is (a plugin's `credentialsUnavailable` error, the
    * server's 28P01), through a socket that fails with it; nothing was sent for that statement.
    */
-  async function loggedInSocket(pool: PoolEntry, state: InstanceState, sets: SocketSet[]) {
+  async function loggedInSocket(
+    pool: PoolEntry,
+    state: InstanceState,
+    sets: SocketSet[],
+    connecting: StartupOf | undefined,
+  ) {
     const { host, port } = pool.address
     const budget = budgetMs() || DEFAULT_BUDGET_MS
     let done: LoggedIn | undefined
@@ -219,8 +227,10 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
         {
           user: credentials.user,
           password: credentials.password,
-          database: shared.database,
-          parameters: (shared as { connection?: Record<string, unknown> }).connection ?? {},
+          // postgres.js calls `socket` with the options of the instance that connects: its
+          // startup parameters may differ from ours (subscribe's instance adds replication).
+          database: connecting?.database ?? shared.database,
+          parameters: connecting?.connection ?? (shared as StartupOf).connection ?? {},
         },
         left,
       )

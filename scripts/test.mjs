@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: format/lint check, typecheck, JSR checks, and tests/*.test.ts on node, deno and bun.
 // Usage: node scripts/test.mjs [--runtimes node,deno,bun] [--no-checks] [--jobs N] [tests/x.test.ts ...]
+// Environment: TEST_JOBS (see --jobs), TEST_RETRIES (failed files run again alone; default 0).
 //
 // Every (runtime, test file) pair is its own process, and the checks are jobs too; a pool runs
 // `--jobs` of them at once (default: twice the CPU count, at least 3; env TEST_JOBS). Most of a
@@ -232,6 +233,23 @@ async function worker() {
   }
 }
 await Promise.all(Array.from({ length: Math.min(jobs, jobList.length) }, worker))
+
+// TEST_RETRIES=N (CI sets 1): a failed test file runs again, alone, after the pool. A file that
+// passes only then is reported as flaky in the summary, by name, never silently.
+const retries = Number(process.env.TEST_RETRIES) || 0
+const flaky = []
+for (let attempt = 1; attempt <= retries; attempt++) {
+  for (const first of results.filter((r) => r.kind === 'test' && !r.ok)) {
+    process.stderr.write(`[retry ${attempt}] ${first.label}\n`)
+    const again = await runJob(first)
+    process.stdout.write(
+      `\n=== retry ${attempt} of ${again.label} (${again.seconds.toFixed(1)} s): ${again.passed} passed, ${again.failed} failed${again.ok ? '' : ' — FAILED'}\n${again.out}`,
+    )
+    if (!again.ok) continue
+    results[results.indexOf(first)] = again
+    flaky.push(`${first.label} (${first.failed} failed on the first run)`)
+  }
+}
 const wallSeconds = (performance.now() - started) / 1000
 
 try {
@@ -269,6 +287,7 @@ const slowest = results
   .map((r) => `${r.label} ${r.seconds.toFixed(0)} s`)
 console.log(`slowest: ${slowest.join(', ')}`)
 console.log(`wall time: ${wallSeconds.toFixed(1)} s with ${jobs} jobs at a time`)
+if (flaky.length) console.log(`FLAKY (failed, then passed when run again alone): ${flaky.join('; ')}`)
 // The Patroni tests need Debian packages; without them they skip, and the summary says so once.
 const onPath = (name) => (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, name)))
 const patroniTests = testFiles.filter((f) => /patroni/.test(f))

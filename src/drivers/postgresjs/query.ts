@@ -8,6 +8,7 @@
  */
 import type postgres from 'postgres'
 import type { ExecuteContext } from '../../core/plugin.ts'
+import { guardTypeFetch } from './type-fetch.ts'
 
 type RowCallback = (rows: unknown, result?: unknown) => unknown
 
@@ -92,6 +93,8 @@ export function queryClasses(base: postgres.Sql): QueryClasses {
     Object.assign([''], { raw: [''] }) as unknown as TemplateStringsArray,
   )
   const Query = probe.constructor as PgQueryClass
+  // Before any connection of ours opens: its type fetch must never become an unhandled rejection.
+  guardTypeFetch(Query)
 
   class HaQueryImpl extends Query {
     declare inner: PgQuery | undefined

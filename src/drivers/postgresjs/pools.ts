@@ -163,11 +163,6 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
   let lastEntry: PoolEntry | undefined
   let ending: Promise<void> | undefined
 
-  const typesKnown = () => {
-    for (const _ in shared.shared.typeArrayMap) return true
-    return false
-  }
-
   function hostOptions(pool: PoolEntry, sets: SocketSet[], overrides?: Partial<postgres.ParsedOptions>) {
     const { host, port } = pool.address
     const state: InstanceState = { user, retired: false }
@@ -194,18 +189,6 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       shared: { retries: 0, typeArrayMap: shared.shared.typeArrayMap },
       ...overrides,
     } as unknown as postgres.ParsedOptions
-    // postgres.js fetches the array types as the first statement of every new connection and drops
-    // the promise of that fetch (porsager/postgres#1192): a connection lost during it (our abort of
-    // a host, a terminate at end or after a failover) is an unhandled rejection, which ends the
-    // process. Every instance of this client shares the parsers, serializers and type map the fetch
-    // fills, so once one connection has fetched them no other needs to: it reads this per connect.
-    // Host pools only: a dedicated instance may serve postgres.js's reserve(), which on a new
-    // connection resolves only after that fetch (without it the reservation would wait forever).
-    if (!overrides)
-      Object.defineProperty(options, 'fetch_types', {
-        get: () => Boolean(shared.fetch_types) && !typesKnown(),
-        enumerable: true,
-      })
     return { options, state }
   }
 

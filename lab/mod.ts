@@ -218,8 +218,17 @@ export function daemonConfig(options: LabOptions, ownerPid?: number) {
  * ```
  */
 export async function startLab(options: LabOptions = {}): Promise<Lab> {
-  const config = daemonConfig(options, process.pid)
-  const file = await spawnDaemon(config)
-  const status = (await call(file, 'status')) as LabStatus
-  return new RemoteLab(config.dir, file, status)
+  // Ports are found free and bound by PostgreSQL a moment later: another process (a test job
+  // running beside this one) can take one in between. Such a start is tried again on new ports.
+  for (let attempt = 1; ; attempt++) {
+    const config = daemonConfig(options, process.pid)
+    try {
+      const file = await spawnDaemon(config)
+      const status = (await call(file, 'status')) as LabStatus
+      return new RemoteLab(config.dir, file, status)
+    } catch (error) {
+      if (attempt >= 3 || !/Address already in use/.test(String((error as Error | undefined)?.message)))
+        throw error
+    }
+  }
 }

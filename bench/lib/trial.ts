@@ -95,6 +95,9 @@ export async function runTrial(options: TrialOptions): Promise<TrialResult[]> {
       loops.push(startWriteLoop({ sql: client.sql, trial, client: c.label, nextId, maxMs }))
     }
     await sleep(warmupMs)
+    // Steady writes before the fault on a slow machine too: each loop has a few acknowledged
+    // writes (bounded: 5 s), so "no write lost" is checked on writes that happened.
+    for (let i = 0; i < 100 && loops.some((l) => acknowledged(l.records) < WARM_WRITES); i++) await sleep(50)
     options.marks?.start()
     fault = await inject(lab, scenario)
     const injected = fault
@@ -157,6 +160,9 @@ function errorCounts(records: readonly WriteRecord[]): Record<string, number> {
   if (pending) addCounts(errors, { 'no answer (hung)': pending })
   return errors
 }
+
+const WARM_WRITES = 12
+const acknowledged = (records: readonly WriteRecord[]) => records.filter((r) => r.inst !== undefined).length
 
 /** Polls the records for the first acknowledged write after the fault on another instance. */
 async function firstWriteElsewhere(

@@ -425,12 +425,13 @@ t('multiple listeners work after a reconnect', async () => {
 t('listen and notify with weird name', async () => {
   const sql = client(options)
   const channel = 'wat-;.ø.§'
+  // Unlisten once the notification arrived (a fixed 50 ms was too short on a busy machine).
+  let unlisten = async () => {}
   const result = await new Promise(async (r) => {
-    const { unlisten } = await sql.listen(channel, r)
+    ;({ unlisten } = await sql.listen(channel, r))
     sql.notify(channel, 'works')
-    await delay(50)
-    await unlisten()
   })
+  await unlisten()
 
   return ['works', result, sql.end()]
 })

@@ -86,9 +86,15 @@ export function serverUser(): { uid: number; gid: number } | undefined {
 export function chownR(path: string): void {
   const user = serverUser()
   if (!user) return
+  // Labs that start side by side share .lab/templates: a file another lab's initdb removes while
+  // this walk passes (ENOENT) is no longer ours to chown.
   const walk = (p: string) => {
-    chownSync(p, user.uid, user.gid)
-    if (lstatSync(p).isDirectory()) for (const e of readdirSync(p)) walk(join(p, e))
+    try {
+      chownSync(p, user.uid, user.gid)
+      if (lstatSync(p).isDirectory()) for (const e of readdirSync(p)) walk(join(p, e))
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ENOENT') throw error
+    }
   }
   walk(path)
 }

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import type { DaemonConfig, LabFile } from './daemon.ts'
 import { repoRoot } from './pg-bin.ts'
 import { alive, killTree, postmasterOf, processesMentioning } from './procs.ts'
+import { releaseSegmentsOf } from './shared-memory.ts'
 
 const daemonPath = join(repoRoot, 'lab', 'daemon.ts')
 
@@ -107,6 +108,13 @@ export async function call(
  */
 export async function forceDown(dir: string): Promise<void> {
   const file = readLabFile(dir)
+  const data = join(dir, 'data')
+  let names: string[] = []
+  try {
+    names = readdirSync(data)
+  } catch {}
+  // Whoever stops them (the daemon, or the kills below), their segments are released at the end.
+  const postmasters = names.map((name) => postmasterOf(join(data, name))).filter((pid) => pid !== undefined)
   if (file && alive(file.pid)) {
     try {
       if (file.controlPort) await call(file, 'down', [], 20_000)
@@ -126,14 +134,12 @@ export async function forceDown(dir: string): Promise<void> {
       } catch {}
     }
   }
-  const data = join(dir, 'data')
-  let names: string[] = []
-  try {
-    names = readdirSync(data)
-  } catch {}
   for (const name of names) {
     const pid = postmasterOf(join(data, name))
-    if (pid) killTree(pid)
+    if (pid) {
+      killTree(pid)
+      postmasters.push(pid)
+    }
   }
   for (const name of names) {
     for (let i = 0; i < 100 && postmasterOf(join(data, name)); i++) await sleep(20)
@@ -141,4 +147,5 @@ export async function forceDown(dir: string): Promise<void> {
   const removeDir = file?.removeDir ?? false
   rmSync(removeDir ? dir : data, { recursive: true, force: true })
   rmSync(join(dir, 'lab.json'), { force: true })
+  await releaseSegmentsOf(postmasters)
 }

@@ -21,6 +21,7 @@ import { join } from 'node:path'
 import postgres from 'postgres'
 import { chownR, type PgBin, runAs, spawnAs } from './pg-bin.ts'
 import { alive, freezeTree, killTree, postmasterOf, thawTree } from './procs.ts'
+import { removeOrphanSegments } from './shared-memory.ts'
 
 export const ADMIN_USER = 'lab_admin'
 export const ADMIN_PASSWORD = 'lab-admin-secret'
@@ -179,6 +180,8 @@ export class Instance {
   /** Starts the server and waits until it accepts connections. */
   async start(timeoutMs = 30_000): Promise<void> {
     if (this.running) return
+    // A killed predecessor's segment would leak once its postmaster.pid is gone (shared-memory.ts).
+    removeOrphanSegments()
     rmSync(join(this.dataDir, 'postmaster.pid'), { force: true })
     mkdirSync(join(this.logFile, '..'), { recursive: true })
     const fd = openSync(this.logFile, 'a')

@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import postgres from 'postgres'
 import { ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, DATABASE, Instance } from './instance.ts'
 import { chownR, type PgBin, runAs } from './pg-bin.ts'
+import { removeOrphanSegments } from './shared-memory.ts'
 
 /** Bump when the template's contents change. */
 const TEMPLATE_VERSION = 1
@@ -55,6 +56,8 @@ export async function ensureTemplate(bin: PgBin, root: string, log: (m: string) 
   const path = join(root, 'templates', name)
   if (existsSync(join(path, 'PG_VERSION'))) return path
   log(`creating the template ${path} (once per PostgreSQL version)`)
+  // initdb needs a free System V segment: reclaim any that killed servers left (shared-memory.ts).
+  removeOrphanSegments()
   const tmp = join(root, 'templates', `.tmp-${process.pid}-${Date.now()}`)
   mkdirSync(tmp, { recursive: true, mode: 0o755 })
   chownR(join(root, 'templates'))

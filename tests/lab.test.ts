@@ -3,11 +3,21 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { type Lab, type LabEvent, startLab } from '../lab/mod.ts'
+import { segments } from '../lab/shared-memory.ts'
 import { AURORA, client, processesIn, runCli, sleep } from './helpers/lab.ts'
 
 const ENDPOINT_LAG_MS = 2000
 let lab: Lab | undefined
 let oldWriter = ''
+/** Every postmaster this lab ran: their System V segments must be gone after down. */
+const postmasters = new Set<number>()
+
+async function notePostmasters(dir: string): Promise<void> {
+  for (const line of await processesIn(dir)) {
+    const [pid, ...cmd] = line.split(' ')
+    if (/\/postgres -D /.test(` ${cmd.join(' ')}`)) postmasters.add(Number(pid))
+  }
+}
 
 function lastOf(events: LabEvent[], pred: (e: LabEvent) => boolean): LabEvent | undefined {
   return events.filter(pred).at(-1)
@@ -116,6 +126,7 @@ test('lab: kill writer promotes a reader that accepts writes and has every ackno
   const loops = [0, 1, 2, 3].map(worker)
   // Kill once the writers are under way (a condition, not a fixed pause: a busy machine is slow).
   for (let i = 0; i < 200 && acked.length <= 20; i++) await sleep(50)
+  await notePostmasters(l.dir)
   await l.kill('writer')
   await Promise.race([Promise.all(loops), sleep(5000)])
   stop = true
@@ -219,10 +230,13 @@ test('lab: the killed writer rejoins as a streaming reader with the new data', a
   }
 })
 
-test('lab: down leaves no server or daemon process behind', async () => {
+test('lab: down leaves no server, daemon process or shared memory segment behind', async () => {
   const l = need()
   const dir = l.dir
   assert.ok((await processesIn(dir)).length >= 4, 'expected the daemon and 3 servers to run')
+  await notePostmasters(dir)
+  // The killed writer's postmaster and the three running now.
+  assert.ok(postmasters.size >= 4, `postmasters seen: ${[...postmasters].join(', ')}`)
   await l.down()
   await l.down()
   let left: string[] = []
@@ -232,6 +246,9 @@ test('lab: down leaves no server or daemon process behind', async () => {
     await sleep(100)
   }
   assert.deepEqual(left, [])
+  // Each SIGKILL used to leak a segment until the kernel's 4096 were used up and initdb failed.
+  const leaked = segments().filter((s) => postmasters.has(s.creatorPid))
+  assert.deepEqual(leaked, [], "System V segments of this lab's postmasters")
 })
 
 test('lab: the CLI rejects unknown commands and bad flags with exit code 2', async () => {

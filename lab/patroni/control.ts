@@ -16,6 +16,7 @@ import { EventLog } from '../events.ts'
 import { APP_PASSWORD, APP_USER, DATABASE, sleep, within } from '../instance.ts'
 import { chownR, findPgBin, type PgBin, repoRoot, serverUser } from '../pg-bin.ts'
 import { alive, killTree, postmasterOf } from '../procs.ts'
+import { removeOrphanSegments } from '../shared-memory.ts'
 import { ensureTemplate, freePort } from '../template.ts'
 import type { LabNode, LabStatus } from '../types.ts'
 import {
@@ -233,6 +234,8 @@ export class PatroniControl implements ControlPlane {
     if (m.patroni && alive(m.patroni.pid)) throw new Error(`${m.id} is already running`)
     const before = performance.timeOrigin + performance.now()
     this.watcher.expectChange()
+    // A killed predecessor's segment would leak once its postmaster.pid is gone (shared-memory.ts).
+    removeOrphanSegments()
     rmSync(join(m.dataDir, 'postmaster.pid'), { force: true })
     this.startPatroni(m)
     await this.events.wait({ type: 'reader-rejoined', node: m.id, afterMs: before, timeoutMs: 120_000 })

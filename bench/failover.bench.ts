@@ -19,7 +19,12 @@ interface BenchContext {
   end(): void
 }
 interface DenoBench {
-  bench(definition: { name: string; n?: number; fn: (b: BenchContext) => Promise<void> }): void
+  bench(definition: {
+    name: string
+    n?: number
+    warmup?: number
+    fn: (b: BenchContext) => Promise<void>
+  }): void
   env: { get(name: string): string | undefined }
 }
 const deno = (globalThis as { Deno?: DenoBench }).Deno
@@ -31,6 +36,9 @@ let trial = 0
 deno.bench({
   name: 'kill writer → first write on the new writer (postgres-ha, lab promotes after 200 ms)',
   n: Math.max(1, Number(deno.env.get('BENCH_ITERATIONS') ?? 5) || 5),
+  // Each iteration starts a lab (seconds): no warm-ups beyond the calls deno bench always makes
+  // to size its measurement (with n = 1, Deno 2.9 still calls fn three times).
+  warmup: 0,
   async fn(b) {
     // A lab per iteration: a fresh topology, and nothing left running whatever deno bench does.
     await using lab = await openBenchLab({ promoteAfterMs: 200 })

@@ -67,9 +67,14 @@ const runs = {
   idle: part('idle', ['--seconds', '2', '--clients', '3', '--settle-ms', '300']),
   denoBench:
     runtimeName() === 'deno'
-      ? run((globalThis as any).Deno.execPath(), ['bench', '-A', '--json', 'bench/failover.bench.ts'], {
-          BENCH_ITERATIONS: '1',
-        })
+      ? run(
+          (globalThis as any).Deno.execPath(),
+          ['bench', '-A', '--json', 'bench/failover.bench.ts'],
+          { BENCH_ITERATIONS: '1' },
+          // deno bench calls fn three times even with n = 1, each on a fresh lab: ~80 s alone on a
+          // busy 2-core machine; the bound only catches a hang.
+          240_000,
+        )
       : Promise.resolve(undefined),
 }
 for (const p of Object.values(runs)) p.catch(() => {})

@@ -28,10 +28,26 @@ let cached: TlsMaterial | undefined
  * ```
  */
 export function labTlsCertificate(): TlsMaterial {
-  if (cached) return cached
+  cached ??= tlsCertificateFor([
+    'DNS:localhost',
+    ...Array.from({ length: 9 }, (_, i) => `IP:127.0.0.${i + 1}`),
+  ])
+  return cached
+}
+
+/**
+ * A fresh self-signed certificate (CN `postgres-ha-lab`) valid only for `altNames`
+ * (`DNS:name`, `IP:address`), for tests of whose name a certificate is checked against. A client
+ * trusts it by giving `cert` as its `ca`.
+ *
+ * @example
+ * ```ts
+ * const only = tlsCertificateFor(['IP:127.0.0.2'])
+ * ```
+ */
+export function tlsCertificateFor(altNames: readonly string[]): TlsMaterial {
   const dir = mkdtempSync(join(tmpdir(), 'postgres-ha-tls-'))
   try {
-    const san = ['DNS:localhost', ...Array.from({ length: 9 }, (_, i) => `IP:127.0.0.${i + 1}`)].join(',')
     try {
       execFileSync(
         'openssl',
@@ -52,7 +68,7 @@ export function labTlsCertificate(): TlsMaterial {
           '-subj',
           '/CN=postgres-ha-lab',
           '-addext',
-          `subjectAltName=${san}`,
+          `subjectAltName=${altNames.join(',')}`,
         ],
         { stdio: 'ignore' },
       )
@@ -64,11 +80,10 @@ export function labTlsCertificate(): TlsMaterial {
         },
       )
     }
-    cached = Object.freeze({
+    return Object.freeze({
       cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
       key: readFileSync(join(dir, 'key.pem'), 'utf8'),
     })
-    return cached
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

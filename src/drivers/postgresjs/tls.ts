@@ -8,7 +8,7 @@
  * @module
  */
 import { isIP, type Socket } from 'node:net'
-import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls'
+import { type ConnectionOptions, checkServerIdentity, type TLSSocket, connect as tlsConnect } from 'node:tls'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
 import { connectionError } from './errors.ts'
 
@@ -97,12 +97,13 @@ export function negotiateTls(
       )
     }
     const startHandshake = () => {
-      // postgres.js's secure(), option for option.
+      // postgres.js's secure(), option for option (SNI only for a name, never for an address).
       const options: ConnectionOptions = { socket: raw, servername: isIP(host) ? undefined : host }
       if (settings.direct) options.ALPNProtocols = ['postgresql']
       const { ssl } = settings
       if (ssl === 'require' || ssl === 'allow' || ssl === 'prefer') options.rejectUnauthorized = false
       else if (typeof ssl === 'object') Object.assign(options, ssl)
+      options.checkServerIdentity = identityCheck(options, host)
       secured = tlsConnect(options)
       secured.once('secureConnect', onSecure)
       secured.on('error', finish)
@@ -132,6 +133,20 @@ export function negotiateTls(
 }
 
 const noop = () => {}
+
+/**
+ * The certificate check of one connection: against the host it really goes to (or the user's own
+ * `servername`, which overrides it as in postgres.js). Given a socket and no `servername` (an IP
+ * address), Node and Deno check the certificate against 'localhost' instead: with one `ssl`
+ * object for every host, an instance endpoint (given as an address, or learned from the
+ * topology) would be accepted with any certificate valid for localhost. A user's
+ * `checkServerIdentity` is called with the same name.
+ */
+function identityCheck(options: ConnectionOptions, host: string): ConnectionOptions['checkServerIdentity'] {
+  const name = typeof options.servername === 'string' && options.servername ? options.servername : host
+  const check = options.checkServerIdentity ?? checkServerIdentity
+  return (_name, cert) => check(name, cert)
+}
 
 function describe(ssl: unknown): string {
   return typeof ssl === 'string' ? `'${ssl}'` : typeof ssl === 'object' ? 'a TLS options object' : String(ssl)

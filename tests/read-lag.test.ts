@@ -229,3 +229,68 @@ test('read-lag: a hot-standby conflict (40001) on a reader is an ordinary error 
     await settings('on', '30s')
   }
 })
+
+test("read-lag: a reader session the server ends mid-statement for a recovery conflict (FATAL 57P04) gets the server's error — no failover — and the reconnected session runs the next statement", async () => {
+  // postgres.js reports a FATAL that ends a running statement as a bare CONNECTION_CLOSED (it
+  // keeps the error for the ReadyForQuery that never comes) and raises it, stale, on the first
+  // statement of the reconnected connection. Dropping a database on the writer ends every standby
+  // session in it at once, mid-statement, with FATAL 57P04 "conflict with recovery".
+  const w = admin(status.writer!)
+  await w`create database fatal_db`
+  const onReaders = () =>
+    eventually(
+      async () =>
+        (
+          await Promise.all(
+            readers.map((id) => admin(id)`select 1 from pg_database where datname = 'fatal_db'`),
+          )
+        ).every((rows) => rows.length > 0),
+      5_000,
+      'fatal_db on the readers',
+    )
+  // Before the client's first topology read: a standby without the database has no known role.
+  await onReaders()
+  // Every instance listed (the emulated Aurora topology lives in the lab's own database).
+  const url = allInstancesUrl(lab, status).replace(/\/[^/?]*(\?.*)?$/, '/fatal_db')
+  // One connection per reader, so that the next statement on a reader reuses the ended one.
+  const sql = client(url, { dialect: 'pg', max: 1, readerHostSelectorStrategy: 'roundRobin' })
+  let trouble = 0
+  sql.ha.on('hostDown', () => trouble++)
+  sql.ha.on('failoverStart', () => trouble++)
+  for (let i = 0; i < 2; i++) assert.equal((await sql.ha.reader`select pg_is_in_recovery() as r`)[0]!.r, true)
+  const slow = sql.ha.reader`select pg_sleep(5)`.then(
+    () => undefined,
+    (e: unknown) => e as { code?: string; severity?: string; name?: string },
+  )
+  await eventually(
+    async () => {
+      const running = await Promise.all(
+        readers.map(
+          (id) =>
+            admin(
+              id,
+            )`select 1 from pg_stat_activity where datname = 'fatal_db' and query like '%pg_sleep(5)%' and state = 'active'`,
+        ),
+      )
+      return running.some((rows) => rows.length > 0)
+    },
+    5_000,
+    'the slow read runs on a reader',
+  )
+  await w`drop database fatal_db with (force)`
+  const error = await slow
+  assert.equal(
+    error?.code,
+    '57P04',
+    `expected the server's 57P04, got ${JSON.stringify(error)} (${error?.name})`,
+  )
+  assert.equal(error?.severity, 'FATAL')
+  assert.equal(error?.name, 'PostgresError')
+  assert.equal(trouble, 0, 'a session ended by a recovery conflict is no host failure')
+  // The same database again: the ended connection reconnects, and its first statement runs
+  // instead of getting the old session's stale 57P04.
+  await w`create database fatal_db`
+  await onReaders()
+  for (let i = 0; i < 4; i++) assert.equal((await sql.ha.reader`select pg_is_in_recovery() as r`)[0]!.r, true)
+  assert.equal(trouble, 0)
+})

@@ -8,6 +8,8 @@
  */
 import type postgres from 'postgres'
 import type { ExecuteContext } from '../../core/plugin.ts'
+import { classify } from './classify.ts'
+import { closingWords } from './last-words.ts'
 import { guardTypeFetch } from './type-fetch.ts'
 
 type RowCallback = (rows: unknown, result?: unknown) => unknown
@@ -140,27 +142,44 @@ export function queryClasses(base: postgres.Sql): QueryClasses {
   return classes
 }
 
-const STALE_CODES = new Set(['57P01', '57P02'])
+/** The FATAL errors a session can end with mid-statement: shutdowns, and standby recovery conflicts. */
+const STALE_CODES = new Set(['57P01', '57P02', '40001', '57P04'])
 
 /**
- * postgres.js keeps the shutdown error (57P01) of a connection that was terminated mid-statement
- * and raises it again on the first statement of the reconnected connection (the statement was never
- * executed: `state` is still null). Such a statement is handed back to its pool once instead.
+ * postgres.js keeps the FATAL error of a connection that ended mid-statement (a shutdown 57P01, a
+ * recovery conflict 40001 / 57P04) and raises it again on the first statement of the reconnected
+ * connection (the statement was never executed: `state` is still null). Such a statement is handed
+ * back to its pool once instead.
+ *
+ * The statement that was running gets a bare `CONNECTION_CLOSED` from postgres.js. When the server
+ * said why (see last-words.ts) and the reason is not the host going away (a recovery conflict on a
+ * live standby, a dropped database), it gets the server's error, as it would without postgres.js's
+ * deferral: an ordinary error, not a lost connection to fail over from.
  */
 function rejectUnlessStale(
   this: AttemptQuery & { _state: unknown; _reject(e: unknown): void; _redispatched?: boolean },
   error: unknown,
 ) {
-  if (
-    this._state === null &&
-    !this._redispatched &&
-    STALE_CODES.has((error as { code?: string })?.code ?? '')
-  ) {
+  const code = (error as { code?: string })?.code ?? ''
+  if (this._state === null && !this._redispatched && STALE_CODES.has(code)) {
     this._redispatched = true
     ;(this.handler as (q: PgQuery) => void)(this)
     return
   }
-  this._reject(error)
+  const words = code === 'CONNECTION_CLOSED' && this._state !== null ? closingWords() : undefined
+  this._reject(words && classify(words) === 'other' ? asStatementError(words, error) : error)
+}
+
+/** The server's error with the statement details postgres.js attached to its own (`query`, `parameters`...). */
+function asStatementError(words: Error, original: unknown): Error {
+  for (const key of ['query', 'parameters', 'args', 'types'])
+    if (original && typeof original === 'object' && key in original)
+      Object.defineProperty(words, key, {
+        value: (original as Record<string, unknown>)[key],
+        enumerable: false,
+        configurable: true,
+      })
+  return words
 }
 
 /**

@@ -10,6 +10,7 @@ import { createConnection, type Socket } from 'node:net'
 import { Duplex } from 'node:stream'
 import { startTimer } from '../../runtime/mod.ts'
 import { connectionError } from './errors.ts'
+import { closeWith, finalServerError } from './last-words.ts'
 import { negotiateTls, type TlsSettings } from './tls.ts'
 
 export { connectionError } from './errors.ts'
@@ -226,13 +227,19 @@ function holdErrorsUntilClose(socket: Socket): void {
   const emit = socket.emit as (this: Socket, event: string | symbol, ...args: unknown[]) => boolean
   let held: unknown
   let holding = false
+  // The last two chunks received: a FATAL error is the server's last message (see last-words.ts).
+  let previous: Uint8Array | undefined
+  let last: Uint8Array | undefined
   const flush = () => {
     if (!holding) return
     holding = false
     emit.call(socket, 'error', held)
   }
   socket.emit = function (this: Socket, event: string | symbol, ...args: unknown[]): boolean {
-    if (event === 'error') {
+    if (event === 'data') {
+      previous = last
+      last = args[0] as Uint8Array
+    } else if (event === 'error') {
       if (holding) return true
       held = args[0]
       holding = true
@@ -244,7 +251,7 @@ function holdErrorsUntilClose(socket: Socket): void {
       setImmediate(() =>
         setImmediate(() => {
           flush()
-          emit.call(socket, 'close', ...args)
+          closeWith(finalServerError(previous, last), () => emit.call(socket, 'close', ...args))
         }),
       )
       return true

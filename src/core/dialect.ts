@@ -56,11 +56,9 @@ export interface Dialect {
   readonly name: DialectName
   /** Reads every host of the cluster with its role, through `conn` (and `context.probeRole`). */
   readTopology(conn: DbConnection, context: TopologyContext): Promise<HostInfo[]>
-  /** The role of the host `conn` is connected to, checked on the host itself. */
-  roleOf(conn: DbConnection): Promise<HostRole>
 }
 
-/** The statement every dialect uses to tell a writable host: a standby is in recovery. */
+/** The statement that tells a writable host, whatever the dialect: a standby is in recovery. */
 export const ROLE_QUERY = 'select pg_catalog.pg_is_in_recovery() as is_reader'
 
 /** Runs {@link ROLE_QUERY} on `conn` (bounded by `options.timeoutMs` when given). */

@@ -6,7 +6,7 @@
  */
 
 import type { DbConnection } from '../core/connection-factory.ts'
-import { type Dialect, isInstanceId, readRole, type TopologyContext } from '../core/dialect.ts'
+import { type Dialect, isInstanceId, type TopologyContext } from '../core/dialect.ts'
 import type { HostInfo } from '../core/host.ts'
 
 /** The AWS drivers' topology statement, verbatim in meaning. */
@@ -73,5 +73,4 @@ export const auroraPgDialect: Dialect = Object.freeze({
       lastUpdateMs: epochMs(r.last_update_timestamp),
     }))
   },
-  roleOf: readRole,
 })

@@ -139,7 +139,6 @@ export const patroniDialect: Dialect = Object.freeze({
       }
     })
   },
-  roleOf: readRole,
 })
 
 /** Whether a Patroni REST API answers for `host` (auto-detection). */

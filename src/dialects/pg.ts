@@ -6,7 +6,7 @@
  * @module
  */
 import type { DbConnection } from '../core/connection-factory.ts'
-import { type Dialect, readRole, type TopologyContext } from '../core/dialect.ts'
+import type { Dialect, TopologyContext } from '../core/dialect.ts'
 import { type HostInfo, sameHost } from '../core/host.ts'
 import {
   identityOf,
@@ -53,5 +53,4 @@ export const pgDialect: Dialect = Object.freeze({
       lagMs: identities[i]!.role === 'writer' ? 0 : lags[i],
     }))
   },
-  roleOf: readRole,
 })

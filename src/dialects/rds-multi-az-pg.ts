@@ -5,7 +5,7 @@
  * @module
  */
 import type { DbConnection } from '../core/connection-factory.ts'
-import { type Dialect, isInstanceId, readRole, type TopologyContext } from '../core/dialect.ts'
+import { type Dialect, isInstanceId, type TopologyContext } from '../core/dialect.ts'
 import { type HostInfo, sameHost } from '../core/host.ts'
 import { identityOf, lagOf, STANDBY_IDENTITY_QUERY, type StandbyIdentity } from './standby-lag.ts'
 
@@ -59,7 +59,6 @@ export const rdsMultiAzPgDialect: Dialect = Object.freeze({
     })
     return withLag(conn, context, hosts)
   },
-  roleOf: readRole,
 })
 
 /**

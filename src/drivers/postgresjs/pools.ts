@@ -17,6 +17,7 @@ import { startTimer, stopTimer } from '../../runtime/mod.ts'
 import { classify } from './classify.ts'
 import { handOver, type LoggedIn, login } from './login.ts'
 import type { ParsedConnection } from './parse.ts'
+import { unrunQuery } from './query.ts'
 import {
   connectionError,
   destroySockets,
@@ -347,11 +348,8 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
   function attachInstance(e: PoolEntry): postgres.Sql | undefined {
     const previous = e.sql as postgres.Sql | undefined
     const sql = makeInstance(e, [e])
-    // A query that is never run: it carries the pool's handler and canceller.
-    const probe = (sql as unknown as (s: TemplateStringsArray) => { handler: unknown; canceller: unknown })(
-      Object.assign([''], { raw: [''] }) as unknown as TemplateStringsArray,
-    )
-    Object.assign(e, { sql, handler: probe.handler, canceller: probe.canceller })
+    const { handler, canceller } = unrunQuery(sql)
+    Object.assign(e, { sql, handler, canceller })
     return previous
   }
 

@@ -86,15 +86,21 @@ export interface QueryClasses {
 let classes: QueryClasses | undefined
 
 /**
+ * A query of `sql` that is never run. postgres.js exports neither its `Query` class nor a pool's
+ * query handler; every query it makes carries both (`constructor`, `handler`, `canceller`).
+ */
+export function unrunQuery(sql: postgres.Sql): PgQuery {
+  const empty = Object.assign([''], { raw: [''] }) as unknown as TemplateStringsArray
+  return (sql as unknown as (s: TemplateStringsArray) => PgQuery)(empty)
+}
+
+/**
  * The query classes, derived once from postgres.js's `Query` (which the package does not export;
  * any query of any instance has it as constructor, and it is one class per module instance).
  */
 export function queryClasses(base: postgres.Sql): QueryClasses {
   if (classes) return classes
-  const probe = (base as unknown as (s: TemplateStringsArray) => PgQuery)(
-    Object.assign([''], { raw: [''] }) as unknown as TemplateStringsArray,
-  )
-  const Query = probe.constructor as PgQueryClass
+  const Query = unrunQuery(base).constructor as PgQueryClass
   // Before any connection of ours opens: its type fetch must never become an unhandled rejection.
   guardTypeFetch(Query)
 

@@ -24,7 +24,7 @@ import { connectionError } from './errors.ts'
 import type { SqlFunction } from './helpers.ts'
 import { makeSqlFunction } from './helpers.ts'
 import type { Dedicated, HostPools } from './pools.ts'
-import { attemptQuery, cancelQuery, type HaQuery, type PgQuery, type QueryHandler } from './query.ts'
+import { attemptQuery, cancelQuery, type HaQuery, type QueryHandler, unrunQuery } from './query.ts'
 
 /**
  * One dedicated connection, reusable by successive reservations on its host. It is held by a
@@ -125,11 +125,9 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
     if (slot.live) return Promise.resolve()
     slot.opening ??= (async () => {
       const reservation = (await slot.dedicated.sql.reserve()) as unknown as postgres.ReservedSql
-      const probe = (reservation as unknown as (s: TemplateStringsArray) => PgQuery)(
-        Object.assign([''], { raw: [''] }) as unknown as TemplateStringsArray,
-      )
-      slot.handler = probe.handler
-      slot.canceller = probe.canceller
+      const { handler, canceller } = unrunQuery(reservation as unknown as postgres.Sql)
+      slot.handler = handler
+      slot.canceller = canceller
       slot.release = () => reservation.release()
       slot.lost = false
       slot.live = true

@@ -8,11 +8,10 @@ import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { DaemonConfig, LabFile } from './daemon.ts'
+import { daemonArgs } from './daemon-bundle.ts'
 import { repoRoot } from './pg-bin.ts'
 import { alive, killTree, postmasterOf, processesMentioning } from './procs.ts'
 import { releaseSegmentsOf } from './shared-memory.ts'
-
-const daemonPath = join(repoRoot, 'lab', 'daemon.ts')
 
 export function readLabFile(dir: string): LabFile | undefined {
   try {
@@ -40,7 +39,7 @@ export async function spawnDaemon(config: DaemonConfig, timeoutMs = 180_000): Pr
   }
   rmSync(join(config.dir, 'lab.json'), { force: true })
   rmSync(join(config.dir, 'lab.error'), { force: true })
-  const child = spawn(nodeBinary(), ['--import', 'tsx', daemonPath, JSON.stringify(config)], {
+  const child = spawn(nodeBinary(), [...daemonArgs(config), JSON.stringify(config)], {
     cwd: repoRoot,
     detached: true,
     stdio: 'ignore',

@@ -98,7 +98,7 @@ export class Control implements ControlPlane {
     }
     await this.endpoints.listenAll()
     const members = [...c.members.values()]
-    for (const m of members) m.inst.createFromTemplate(template)
+    await Promise.all(members.map((m) => m.inst.createFromTemplate(template)))
     const [writer, ...readers] = members
     c.writer = writer!.inst.id
     for (const m of members) m.state = 'running'

@@ -18,10 +18,11 @@
  *
  * @module
  */
+import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { call, forceDown, spawnDaemon } from './client.ts'
 import type { LabFile } from './daemon.ts'
-import { repoRoot } from './pg-bin.ts'
+import { labRoot, staleLabs } from './scratch.ts'
 import type { LabEvent, LabNode, LabOptions, LabStatus } from './types.ts'
 
 export type { StartupHandler } from './proxy.ts'
@@ -186,11 +187,7 @@ export function daemonConfig(options: LabOptions, ownerPid?: number) {
   validate(options)
   const dir =
     options.dir ??
-    join(
-      repoRoot,
-      '.lab',
-      `run-${process.pid}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`,
-    )
+    join(labRoot(), `run-${process.pid}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`)
   const patroni = options.manager === 'patroni'
   return {
     nodes: options.nodes ?? 3,
@@ -218,6 +215,12 @@ export function daemonConfig(options: LabOptions, ownerPid?: number) {
  * ```
  */
 export async function startLab(options: LabOptions = {}): Promise<Lab> {
+  if (options.dir === undefined) {
+    for (const stale of staleLabs(labRoot())) {
+      await forceDown(stale)
+      rmSync(stale, { recursive: true, force: true })
+    }
+  }
   // Ports are found free and bound by PostgreSQL a moment later: another process (a test job
   // running beside this one) can take one in between. Such a start is tried again on new ports.
   for (let attempt = 1; ; attempt++) {

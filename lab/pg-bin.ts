@@ -6,7 +6,7 @@
  * @module
  */
 import { execFileSync, type SpawnOptions, spawn } from 'node:child_process'
-import { chownSync, existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs'
+import { chownSync, cpSync, existsSync, lstatSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -21,8 +21,17 @@ export interface PgBin {
   embedded: boolean
 }
 
-/** The repository root (the folder holding `lab/`). */
-export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..')
+/**
+ * The repository root: the nearest folder above this module with a `package.json` (this file is
+ * in `lab/`, or bundled into `.lab/daemon/`, see daemon-bundle.ts).
+ */
+export const repoRoot = ((): string => {
+  const here = dirname(fileURLToPath(import.meta.url))
+  for (let dir = here; dirname(dir) !== dir; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir
+  }
+  return join(here, '..')
+})()
 
 function embeddedDir(): string {
   try {
@@ -97,6 +106,28 @@ export function chownR(path: string): void {
     }
   }
   walk(path)
+}
+
+/**
+ * A copy of `source` (a template data directory) at `dest` (which must not exist), owned by the
+ * servers' user. `cp -a` run as that user writes the files with the right owner at once (no second
+ * walk to chown ~1,300 files) and several copies run side by side; without `cp`, a copy
+ * in-process and a chown.
+ */
+export async function copyAsServerUser(source: string, dest: string): Promise<void> {
+  const user = serverUser()
+  const copied = await new Promise<boolean>((resolve) => {
+    const child = spawn('cp', ['-a', source, dest], {
+      stdio: 'ignore',
+      ...(user ? { uid: user.uid, gid: user.gid } : {}),
+    })
+    child.on('error', () => resolve(false))
+    child.on('close', (code) => resolve(code === 0))
+  })
+  if (copied) return
+  rmSync(dest, { recursive: true, force: true })
+  cpSync(source, dest, { recursive: true })
+  chownR(dest)
 }
 
 /** Spawns a server binary as the server user. */

@@ -8,13 +8,13 @@
  * @module
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, cpSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { ControlOptions } from '../cluster.ts'
 import type { ControlPlane } from '../control-plane.ts'
 import { EventLog } from '../events.ts'
 import { APP_PASSWORD, APP_USER, DATABASE, sleep, within } from '../instance.ts'
-import { chownR, findPgBin, type PgBin, repoRoot, serverUser } from '../pg-bin.ts'
+import { chownR, copyAsServerUser, findPgBin, type PgBin, repoRoot, serverUser } from '../pg-bin.ts'
 import { alive, killTree, postmasterOf } from '../procs.ts'
 import { removeOrphanSegments } from '../shared-memory.ts'
 import { ensureTemplate, freePort } from '../template.ts'
@@ -110,11 +110,13 @@ export class PatroniControl implements ControlPlane {
     }
     this.watcher = new Watcher(this.members, this.events, this.log)
     await this.startEtcd(join(o.dir, 'etcd', 'data'), peerPort)
+    // Every member starts from the same cleanly shut down template: the first becomes the
+    // leader (a new timeline), the others stream from it without a base backup.
+    mkdirSync(join(o.dir, 'data'), { recursive: true })
+    chownR(join(o.dir, 'data'))
+    await Promise.all(this.members.map((m) => copyAsServerUser(template, m.dataDir)))
     for (const m of this.members) {
       mkdirSync(m.home, { recursive: true })
-      // Every member starts from the same cleanly shut down template: the first becomes the
-      // leader (a new timeline), the others stream from it without a base backup.
-      cpSync(template, m.dataDir, { recursive: true })
       const config = memberConfig(m, {
         scope: SCOPE,
         etcdPort: this.etcdPort,
@@ -123,7 +125,6 @@ export class PatroniControl implements ControlPlane {
       })
       writeFileSync(join(m.home, 'patroni.yml'), JSON.stringify(config, null, 2))
     }
-    chownR(join(o.dir, 'data'))
     chownR(join(o.dir, 'patroni'))
     const [first, ...rest] = this.members
     this.startPatroni(first!)

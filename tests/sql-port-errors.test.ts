@@ -4,26 +4,16 @@
  * and the stack of a failed statement pointing at the line that made it.
  */
 import assert from 'node:assert/strict'
-import { createServer, type Server, type Socket } from 'node:net'
-import { after, before, test } from 'node:test'
+import { createServer, type Socket } from 'node:net'
+import { test } from 'node:test'
 import { postgresHa } from '../mod.ts'
-import { type PgServer, startPgServer } from './helpers/pg-server.ts'
+import { singlePg } from './helpers/single-pg.ts'
 
-let pg: PgServer
-const clients: Array<{ end(o?: { timeout?: number }): Promise<void> }> = []
-const servers: Server[] = []
-before(async () => {
-  pg = await startPgServer()
-})
-after(async () => {
-  await Promise.all(clients.map((c) => c.end({ timeout: 0 }).catch(() => {})))
-  for (const s of servers) s.close()
-  await pg?.stop()
-})
+const db = singlePg()
 
 function client(url: string, options: Record<string, unknown> = {}) {
   const sql = postgresHa(url, { onnotice: () => {}, ...options })
-  clients.push(sql)
+  db.track(sql)
   return sql
 }
 
@@ -47,7 +37,7 @@ async function silentServer(): Promise<number> {
     for (const s of sockets) s.destroy()
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  servers.push(server)
+  db.closeAfter(server)
   return (server.address() as { port: number }).port
 }
 
@@ -79,10 +69,10 @@ test("errors: an unknown host name rejects with the resolver's own error", async
 })
 
 test('errors: after end(), statements, transactions, reserve and listen reject with CONNECTION_ENDED', async () => {
-  const sql = client(pg.url)
+  const sql = client(db.pg.url)
   await sql`select 1`
   await sql.end()
-  const ended = { code: 'CONNECTION_ENDED', message: `write CONNECTION_ENDED 127.0.0.1:${pg.port}` }
+  const ended = { code: 'CONNECTION_ENDED', message: `write CONNECTION_ENDED 127.0.0.1:${db.pg.port}` }
   await assert.rejects(sql`select 1`, ended)
   await assert.rejects(
     sql.begin((tx) => tx`select 1`),
@@ -96,14 +86,14 @@ test('errors: after end(), statements, transactions, reserve and listen reject w
 })
 
 test('errors: end() lets a statement made before it finish; end({ timeout: 0 }) destroys it', async () => {
-  const graceful = client(pg.url)
+  const graceful = client(db.pg.url)
   const kept = graceful`select 1 as x`.execute()
   await graceful.end()
   assert.equal((await kept)[0]!.x, 1)
 
   // Made before the client ever connected: it is still postgres-ha's (first topology read) when
   // end({ timeout: 0 }) comes, and is destroyed as postgres.js destroys its queue.
-  const hasty = client(pg.url)
+  const hasty = client(db.pg.url)
   const destroyed = hasty`select pg_sleep(0.2)`.catch((e: { code?: string }) => e.code)
   const ending = hasty.end({ timeout: 0 })
   assert.equal(await destroyed, 'CONNECTION_DESTROYED')
@@ -111,7 +101,7 @@ test('errors: end() lets a statement made before it finish; end({ timeout: 0 }) 
 })
 
 test("errors: end({ timeout: 0 }) during a transaction with nothing running gives postgres.js's CONNECTION_CLOSED", async () => {
-  const sql = client(pg.url)
+  const sql = client(db.pg.url)
   const error = await sql
     .begin(async () => {
       setTimeout(() => void sql.end({ timeout: 0 }), 10)
@@ -123,7 +113,7 @@ test("errors: end({ timeout: 0 }) during a transaction with nothing running give
 })
 
 test('errors: the stack of a failed statement ends at the line that made it', async () => {
-  const sql = client(pg.url)
+  const sql = client(db.pg.url)
   await sql`select 1`
   const line = Number(new Error().stack!.split('\n')[1]!.match(/:(\d+):\d+\)?$/)![1]) + 1
   const error = (await sql`selec 1`.catch((e: unknown) => e)) as Error
@@ -132,7 +122,7 @@ test('errors: the stack of a failed statement ends at the line that made it', as
 })
 
 test("errors: with debug, the stack of a failed statement keeps the caller's own frames", async () => {
-  const sql = client(pg.url, { debug: true })
+  const sql = client(db.pg.url, { debug: true })
   // No calls in tail position: JavaScriptCore (Bun) drops the frames of proper tail calls.
   function outerCaller() {
     const query = innerCaller()

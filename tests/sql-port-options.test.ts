@@ -6,25 +6,17 @@
  * still refused at once.
  */
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import postgres from 'postgres'
 import { InvalidOptionError, postgresHa } from '../mod.ts'
-import { type PgServer, startPgServer } from './helpers/pg-server.ts'
+import { singlePg } from './helpers/single-pg.ts'
 
-let pg: PgServer
-const clients: Array<{ end(o?: { timeout?: number }): Promise<void> }> = []
-before(async () => {
-  pg = await startPgServer()
-})
-after(async () => {
-  await Promise.all(clients.map((c) => c.end({ timeout: 0 }).catch(() => {})))
-  await pg?.stop()
-})
+const db = singlePg()
 
 // biome-ignore lint/suspicious/noExplicitAny: the options postgres.js takes, including what its types omit
 function client(options: Record<string, any> = {}) {
-  const sql = postgresHa(pg.url, { onnotice: () => {}, max: 1, ...options })
-  clients.push(sql)
+  const sql = postgresHa(db.pg.url, { onnotice: () => {}, max: 1, ...options })
+  db.track(sql)
   return sql
 }
 
@@ -105,15 +97,15 @@ test('options: timeouts as numeric strings and functions, as postgres.js takes t
 
 test('options: unknown names and plainly wrong values are still refused, naming the option', () => {
   assert.throws(
-    () => postgresHa(pg.url, { conect_timeout: 1 } as never),
+    () => postgresHa(db.pg.url, { conect_timeout: 1 } as never),
     (e: unknown) => e instanceof InvalidOptionError && /did you mean connect_timeout/.test(e.message),
   )
   assert.throws(
-    () => postgresHa(pg.url, { connect_timeout: {} } as never),
+    () => postgresHa(db.pg.url, { connect_timeout: {} } as never),
     (e: unknown) => e instanceof InvalidOptionError && e.option === 'connect_timeout',
   )
   assert.throws(
-    () => postgresHa(pg.url, { transform: 5 } as never),
+    () => postgresHa(db.pg.url, { transform: 5 } as never),
     (e: unknown) => e instanceof InvalidOptionError && e.option === 'transform',
   )
 })

@@ -5,24 +5,16 @@
  */
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import { postgresHa } from '../mod.ts'
-import { type PgServer, startPgServer } from './helpers/pg-server.ts'
+import { singlePg } from './helpers/single-pg.ts'
 
-let pg: PgServer
-const clients: Array<{ end(o?: { timeout?: number }): Promise<void> }> = []
-before(async () => {
-  pg = await startPgServer()
-})
-after(async () => {
-  await Promise.all(clients.map((c) => c.end({ timeout: 0 }).catch(() => {})))
-  await pg?.stop()
-})
+const db = singlePg()
 
 // biome-ignore lint/suspicious/noExplicitAny: the options postgres.js takes
-function client(options: Record<string, any> = {}, url = pg.url) {
+function client(options: Record<string, any> = {}, url = db.pg.url) {
   const sql = postgresHa(url, { onnotice: () => {}, ...options })
-  clients.push(sql)
+  db.track(sql)
   return sql
 }
 

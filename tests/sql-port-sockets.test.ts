@@ -5,24 +5,15 @@
  * timeouts and aborts. A socket host is one host like any other: failover moves off it.
  */
 import assert from 'node:assert/strict'
-import { connect, createServer, type Server, type Socket } from 'node:net'
-import { after, before, test } from 'node:test'
+import { connect, createServer, type Socket } from 'node:net'
+import { test } from 'node:test'
 import { postgresHa } from '../mod.ts'
 import { settle } from './helpers/ha.ts'
 import { driverClient } from './helpers/passthrough.ts'
-import { type PgServer, startPgServer } from './helpers/pg-server.ts'
+import { startPgServer } from './helpers/pg-server.ts'
+import { singlePg } from './helpers/single-pg.ts'
 
-let pg: PgServer
-const clients: Array<{ end(o?: { timeout?: number }): Promise<void> }> = []
-const servers: Server[] = []
-before(async () => {
-  pg = await startPgServer()
-})
-after(async () => {
-  await Promise.all(clients.map((c) => c.end({ timeout: 0 }).catch(() => {})))
-  for (const s of servers) s.close()
-  await pg?.stop()
-})
+const db = singlePg()
 
 // biome-ignore lint/suspicious/noExplicitAny: the options postgres.js takes, including what its types omit
 function client(urlOrOptions: string | Record<string, any>, options: Record<string, any> = {}) {
@@ -30,33 +21,33 @@ function client(urlOrOptions: string | Record<string, any>, options: Record<stri
     typeof urlOrOptions === 'string'
       ? postgresHa(urlOrOptions, { onnotice: () => {}, ...options })
       : postgresHa({ onnotice: () => {}, ...urlOrOptions })
-  clients.push(sql)
+  db.track(sql)
   return sql
 }
 
-const login = () => ({ user: pg.user, pass: pg.password, database: pg.database })
+const login = () => ({ user: db.pg.user, pass: db.pg.password, database: db.pg.database })
 
 /** Whether the session runs over a Unix-domain socket (the server sees no client address). */
 const OVER_SOCKET = 'select inet_client_addr() is null as local, current_setting($1) as port'
 
 test('sockets: a host that is a directory connects to its .s.PGSQL.<port> socket', async () => {
-  const sql = client({ ...login(), host: pg.socketDir, port: pg.port })
+  const sql = client({ ...login(), host: db.pg.socketDir, port: db.pg.port })
   const [row] = await sql.unsafe(OVER_SOCKET, ['port'])
-  assert.deepEqual({ ...row }, { local: true, port: String(pg.port) })
-  assert.equal(sql.options.path, `${pg.socketDir}/.s.PGSQL.${pg.port}`)
+  assert.deepEqual({ ...row }, { local: true, port: String(db.pg.port) })
+  assert.equal(sql.options.path, `${db.pg.socketDir}/.s.PGSQL.${db.pg.port}`)
 })
 
 test('sockets: the path option names the socket file itself', async () => {
-  const sql = client({ ...login(), path: `${pg.socketDir}/.s.PGSQL.${pg.port}` })
+  const sql = client({ ...login(), path: `${db.pg.socketDir}/.s.PGSQL.${db.pg.port}` })
   const [row] = await sql.unsafe(OVER_SOCKET, ['port'])
   assert.equal(row!.local, true)
 })
 
 test('sockets: ?host=/directory in the URL, with or without a host before it', async () => {
-  const dir = encodeURIComponent(pg.socketDir)
+  const dir = encodeURIComponent(db.pg.socketDir)
   for (const url of [
-    `postgres://${pg.user}:${pg.password}@/${pg.database}?host=${dir}&port=${pg.port}`,
-    `postgres://${pg.user}:${pg.password}@localhost:${pg.port}/${pg.database}?host=${dir}`,
+    `postgres://${db.pg.user}:${db.pg.password}@/${db.pg.database}?host=${dir}&port=${db.pg.port}`,
+    `postgres://${db.pg.user}:${db.pg.password}@localhost:${db.pg.port}/${db.pg.database}?host=${dir}`,
   ]) {
     const sql = client(url)
     const [row] = await sql.unsafe(OVER_SOCKET, ['port'])
@@ -78,11 +69,11 @@ test('sockets: failover moves from a socket host that died to the next one', asy
   const first = await startPgServer()
   try {
     const sql = client({
-      user: pg.user,
-      pass: pg.password,
-      database: pg.database,
-      host: [first.socketDir, pg.socketDir],
-      port: [first.port, pg.port],
+      user: db.pg.user,
+      pass: db.pg.password,
+      database: db.pg.database,
+      host: [first.socketDir, db.pg.socketDir],
+      port: [first.port, db.pg.port],
       dialect: 'pg',
       failoverTimeoutMs: 10_000,
       max: 2,
@@ -93,8 +84,8 @@ test('sockets: failover moves from a socket host that died to the next one', asy
     // The first statement after the loss may be told the writer moved; the next runs there.
     const moved = await settle(portOf())
     if (!moved.ok) assert.equal(moved.error.code, 'FAILOVER_SUCCESS', String(moved.error))
-    assert.equal(await portOf(), String(pg.port))
-    assert.equal(sql.ha.topology()?.writer?.host ?? sql.ha.writer()?.host, pg.socketDir)
+    assert.equal(await portOf(), String(db.pg.port))
+    assert.equal(sql.ha.topology()?.writer?.host ?? sql.ha.writer()?.host, db.pg.socketDir)
   } finally {
     await first.stop()
   }
@@ -102,7 +93,7 @@ test('sockets: failover moves from a socket host that died to the next one', asy
 
 test('sockets: the socket option is called per connection with the host and port chosen', async () => {
   const calls: Array<{ host: string[]; port: number[] }> = []
-  const sql = client(pg.url, {
+  const sql = client(db.pg.url, {
     socket: (o: { host: string[]; port: number[] }) => {
       calls.push({ host: o.host, port: o.port })
       return new Promise<Socket>((resolve, reject) => {
@@ -114,18 +105,18 @@ test('sockets: the socket option is called per connection with the host and port
   })
   assert.equal((await sql`select 1 as x`)[0]!.x, 1)
   assert.ok(calls.length >= 1)
-  for (const c of calls) assert.deepEqual(c, { host: ['127.0.0.1'], port: [pg.port] })
+  for (const c of calls) assert.deepEqual(c, { host: ['127.0.0.1'], port: [db.pg.port] })
 })
 
 test('sockets: what the socket option throws fails the statement; reserve() gets it as it is', async () => {
-  const sql = client(pg.url, {
+  const sql = client(db.pg.url, {
     socket: () => {
       throw 'no tunnel'
     },
   })
   assert.equal(await sql`select 1`.catch((e: Error) => e.message), 'no tunnel')
   assert.equal(await sql.reserve().catch((e: unknown) => e), 'no tunnel')
-  const nothing = client(pg.url, {
+  const nothing = client(db.pg.url, {
     socket: () => {
       throw null
     },
@@ -142,7 +133,7 @@ test('sockets: the connect timeout holds on a socket from the socket option', as
   silent.on('close', () => {
     for (const s of sockets) s.destroy()
   })
-  servers.push(silent)
+  db.closeAfter(silent)
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
   const port = (silent.address() as { port: number }).port
   const sql = client(`postgres://a:b@127.0.0.1:${port}/db`, {
@@ -157,7 +148,7 @@ test('sockets: the connect timeout holds on a socket from the socket option', as
 
 test('sockets: aborting a host destroys the sockets the socket option gave', async () => {
   const given: Socket[] = []
-  const { sql, pools, target } = driverClient(pg.url, {
+  const { sql, pools, target } = driverClient(db.pg.url, {
     max: 1,
     socket: (o: { host: string[]; port: number[] }) => {
       const s = connect(o.port[0]!, o.host[0]!)
@@ -165,7 +156,7 @@ test('sockets: aborting a host destroys the sockets the socket option gave', asy
       return s
     },
   } as never)
-  clients.push(sql)
+  db.track(sql)
   await sql`select 1`
   const running = settle(sql`select pg_sleep(5)`)
   await new Promise((r) => setTimeout(r, 200))

@@ -9,6 +9,7 @@ import { chmod, chown, cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { removeOrphanSegments } from '../../lab/shared-memory.ts'
 
 const BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin'
 const TEMPLATE = join(tmpdir(), 'postgres-ha-pg15-template-v1')
@@ -140,6 +141,9 @@ export async function startPgServer(
     tls?: { cert: string; key: string }
   } = {},
 ): Promise<PgServer> {
+  // A server killed by an earlier run (a test process that timed out) may have left its System V
+  // segment; with the kernel's 4096 used up no server starts (lab/shared-memory.ts).
+  removeOrphanSegments()
   const source = await template()
   const dir = await mkdtemp(join(tmpdir(), 'postgres-ha-pg-'))
   await chmod(dir, 0o700)

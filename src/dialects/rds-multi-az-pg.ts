@@ -14,6 +14,8 @@ export const MULTI_AZ_TOPOLOGY_QUERY = "SELECT id, endpoint, port FROM rds_tools
 /** On a reader: the resource id of the writer it replicates from; null on the writer itself. */
 export const MULTI_AZ_WRITER_QUERY =
   'SELECT multi_az_db_cluster_source_dbi_resource_id FROM rds_tools.multi_az_db_cluster_source_dbi_resource_id()'
+/** Whether the connected instance is a standby. */
+const IN_RECOVERY_QUERY = 'SELECT pg_catalog.pg_is_in_recovery() AS standby'
 /** The resource id of the connected instance. */
 export const MULTI_AZ_HOST_ID_QUERY = 'SELECT dbi_resource_id FROM rds_tools.dbi_resource_id()'
 
@@ -66,9 +68,16 @@ export const rdsMultiAzPgDialect: Dialect = Object.freeze({
  * writer's pg_stat_replication, matched by what the standby calls itself (see standby-lag.ts).
  */
 async function withLag(conn: DbConnection, context: TopologyContext, hosts: HostInfo[]): Promise<HostInfo[]> {
+  if (!hosts.some((h) => h.role === 'reader')) return hosts
   const self = hosts.find((h) => sameHost(h, conn.host))
-  if (!self || self.role !== 'writer') return hosts
+  if (self && self.role !== 'writer') return hosts
   try {
+    // Through the cluster endpoint (the usual URL) the connection is to no listed instance: the
+    // endpoint leads to the writer, but only the server can say that it does now.
+    if (!self) {
+      const [row] = await conn.query<{ standby: boolean }>(IN_RECOVERY_QUERY)
+      if (row?.standby !== false) return hosts
+    }
     const identities = await Promise.all(
       hosts.map(
         (h): Promise<StandbyIdentity> =>

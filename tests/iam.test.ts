@@ -3,13 +3,13 @@ import { createServer, type Server, type Socket, connect as tcpConnect } from 'n
 import { after, before, test } from 'node:test'
 import { inspect } from 'node:util'
 import { createIamHandshake, type IamRefusedError } from '../lab/aws/iam-handshake.ts'
-import { type PluginHarness, pluginHarness } from '../lab/aws/plugin-harness.ts'
 import { type ScratchPostgres, scratchAdmin, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
 import { LAB_AWS_CREDENTIALS } from '../lab/aws/sigv4.ts'
 import { labTlsCertificate } from '../lab/aws/test-tls.ts'
 import { InvalidOptionError, MissingDependencyError } from '../src/core/errors.ts'
 import type { HostAddress } from '../src/core/host.ts'
 import { type IamPlugin, iamOptionSpecs, iamPlugin } from '../src/plugins/iam/mod.ts'
+import { type PluginHarness, pluginHarness } from './helpers/plugin-harness.ts'
 
 // The real password of a throwaway role, known only to the lab's IAM endpoints.
 const REAL_PASSWORD = 'iam-real-test-only-pw'

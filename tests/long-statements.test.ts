@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { longStatements } from '../src/plugins/host-monitoring/long-statements.ts'
+import { systemRuntime } from '../src/runtime/runtime.ts'
 import { sleep } from './helpers/lab.ts'
 
 /** Counts `setTimeout` calls while `fn` runs. */
@@ -24,14 +25,10 @@ async function countTimers(fn: () => Promise<void> | void): Promise<number> {
 
 test('long statements: a thousand short statements arm one timer between them', async () => {
   const long: number[] = []
-  const tracker = longStatements<number>(
-    50,
-    () => performance.now(),
-    (i) => {
-      long.push(i)
-      return undefined
-    },
-  )
+  const tracker = longStatements<number>(50, systemRuntime, (i) => {
+    long.push(i)
+    return undefined
+  })
   const timers = await countTimers(() => {
     for (let i = 0; i < 1_000; i++) tracker.start(i)()
   })
@@ -45,14 +42,10 @@ test('long statements: each running statement is watched once its own grace has 
   const events: Array<{ what: string; name: string; ageMs: number }> = []
   const started = new Map<string, number>()
   const age = (name: string) => performance.now() - started.get(name)!
-  const tracker = longStatements<string>(
-    60,
-    () => performance.now(),
-    (name) => {
-      events.push({ what: 'long', name, ageMs: age(name) })
-      return () => events.push({ what: 'end', name, ageMs: age(name) })
-    },
-  )
+  const tracker = longStatements<string>(60, systemRuntime, (name) => {
+    events.push({ what: 'long', name, ageMs: age(name) })
+    return () => events.push({ what: 'end', name, ageMs: age(name) })
+  })
   const begin = (name: string) => {
     started.set(name, performance.now())
     return tracker.start(name)

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { inspect } from 'node:util'
 import type postgres from 'postgres'
-import { pluginHarness } from '../lab/aws/plugin-harness.ts'
 import { type ScratchPostgres, scratchAdmin, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
 import { type SecretsManagerFake, startSecretsManagerFake } from '../lab/aws/secrets-manager-fake.ts'
 import { HaError, InvalidOptionError, MissingDependencyError } from '../src/core/errors.ts'
 import { secretsManagerOptionSpecs, secretsManagerPlugin } from '../src/plugins/secrets-manager/mod.ts'
+import { pluginHarness } from './helpers/plugin-harness.ts'
 
 // Test-only passwords of a throwaway role; each rotation picks the next.
 let rotation = 0

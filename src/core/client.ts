@@ -5,7 +5,8 @@
  * @module
  */
 
-import { holdOpenUntil, startTimer, stopTimer, type TimerHandle } from '../runtime/timers.ts'
+import type { Runtime } from '../runtime/runtime.ts'
+import type { TimerHandle } from '../runtime/timers.ts'
 import { type ConnectStart, connectWithin, type OpenWith } from './connect-contract.ts'
 import type { ConnectionFactory, ConnectRequest, DbConnection } from './connection-factory.ts'
 import { DefaultReadOnly } from './default-read-only.ts'
@@ -87,6 +88,8 @@ export class HaClient implements Executor {
   /** Internal connections through the connect plugins. */
   readonly factory: ConnectionFactory
   readonly #deps: HaClientDeps
+  /** Time and timers: every wait of the client goes through it. */
+  readonly #runtime: Runtime
   readonly #connect: ConnectChain
   readonly #execute: ExecuteChain
   readonly #pickReader: ReaderPicker
@@ -115,6 +118,7 @@ export class HaClient implements Executor {
 
   constructor(deps: HaClientDeps) {
     this.#deps = deps
+    this.#runtime = deps.options.runtime
     this.#user = deps.user
     this.options = deps.options
     this.logger = safeLogger(deps.options.logger)
@@ -139,7 +143,7 @@ export class HaClient implements Executor {
         refreshMs: deps.options.topologyRefreshMs,
         fastRefreshMs: deps.options.topologyFastRefreshMs,
         probeTimeoutMs: Math.min(deps.options.probeTimeoutMs, deps.options.connectTimeoutMs),
-        clock: deps.options.clock,
+        runtime: deps.options.runtime,
         logger: this.logger,
         patroni: deps.options.patroni,
       },
@@ -147,7 +151,8 @@ export class HaClient implements Executor {
     )
     this.services = Object.freeze({
       options: Object.freeze({ ...deps.options, ...deps.options.pluginOptions }),
-      clock: deps.options.clock,
+      clock: deps.options.runtime,
+      runtime: deps.options.runtime,
       logger: this.logger,
       events: this.events,
       factory: this.factory,
@@ -180,12 +185,16 @@ export class HaClient implements Executor {
         writer: () => this.#writer,
         timeoutMs: deps.options.readYourWritesTimeoutMs,
         probeTimeoutMs: deps.options.probeTimeoutMs,
-        clock: deps.options.clock,
+        runtime: deps.options.runtime,
         signal: this.#ended.signal,
       })
     const { maxReplicaLagMs, readerHostSelectorStrategy } = deps.options
     if (maxReplicaLagMs !== undefined || readerHostSelectorStrategy === 'lowestLag')
-      this.#stopLagPolling = pollLag(() => this.#lease.monitor.refresh(), lagPollMs(maxReplicaLagMs))
+      this.#stopLagPolling = pollLag(
+        () => this.#lease.monitor.refresh(),
+        lagPollMs(maxReplicaLagMs),
+        deps.options.runtime,
+      )
     const current = this.#lease.monitor.current
     if (current) this.#onTopology(current, undefined)
   }
@@ -246,7 +255,7 @@ export class HaClient implements Executor {
    * with the credentials the plugins chose; a refusal goes back to them.
    */
   connect(start: ConnectStart, open: OpenWith, timeoutMs: number): Promise<ConnectContext> {
-    return connectWithin(this.#connect, start, open, timeoutMs, this.options.clock)
+    return connectWithin(this.#connect, start, open, timeoutMs, this.#runtime)
   }
 
   /** Runs a unit of work through the plugins on the host routing chooses. */
@@ -323,7 +332,7 @@ export class HaClient implements Executor {
 
   /** Resolves once plugins are initialised and a first topology read was tried (bounded by `connectTimeoutMs`). */
   ready(): Promise<void> {
-    this.#ready ??= holdOpenUntil(this.#bootstrap().then(() => this.#prepareSession())).then(
+    this.#ready ??= this.#runtime.holdOpenUntil(this.#bootstrap().then(() => this.#prepareSession())).then(
       () => {
         this.#isReady = true
       },
@@ -355,10 +364,10 @@ export class HaClient implements Executor {
     await Promise.race([
       refresh,
       new Promise<void>((resolve) => {
-        timer = startTimer(resolve, this.options.connectTimeoutMs)
+        timer = this.#runtime.startTimer(resolve, this.options.connectTimeoutMs)
       }),
     ])
-    stopTimer(timer)
+    this.#runtime.stopTimer(timer)
     // Its connect, bounded by the same timeout and started a moment later, is about to tell
     // whether the host answers: its verdict beats a second connect by the statement itself.
     if (!this.#lease.monitor.current && this.#lease.monitor.connecting) await refresh
@@ -445,7 +454,7 @@ export class HaClient implements Executor {
   #isDown(host: HostAddress): boolean {
     const mark = this.#down.get(hostKey(host))
     if (mark === undefined) return false
-    if (this.options.clock.now() < mark.until) return true
+    if (this.#runtime.now() < mark.until) return true
     this.#down.delete(hostKey(host))
     return false
   }
@@ -457,7 +466,7 @@ export class HaClient implements Executor {
     const wasDown = this.#isDown(host)
     this.#down.set(key, {
       host: { host: host.host, port: host.port },
-      until: this.options.clock.now() + DOWN_MARK_MS,
+      until: this.#runtime.now() + DOWN_MARK_MS,
     })
     this.#scheduleRecheck()
     if (wasDown) return
@@ -468,7 +477,7 @@ export class HaClient implements Executor {
   /** While hosts are down, tries each every {@link RECHECK_MS}; one that accepts a connection is up. */
   #scheduleRecheck(): void {
     if (this.#recheckTimer || this.#ended.signal.aborted) return
-    this.#recheckTimer = startTimer(() => {
+    this.#recheckTimer = this.#runtime.startTimer(() => {
       this.#recheckTimer = undefined
       void this.#recheck()
     }, RECHECK_MS)
@@ -494,7 +503,7 @@ export class HaClient implements Executor {
         }
       }),
     )
-    for (const [key, mark] of this.#down) if (this.options.clock.now() >= mark.until) this.#down.delete(key)
+    for (const [key, mark] of this.#down) if (this.#runtime.now() >= mark.until) this.#down.delete(key)
     if (this.#down.size > 0) this.#scheduleRecheck()
   }
 
@@ -514,7 +523,7 @@ export class HaClient implements Executor {
     if (this.#ended.signal.aborted) return
     this.ending()
     this.#ended.abort(new ClientEndedError())
-    stopTimer(this.#recheckTimer)
+    this.#runtime.stopTimer(this.#recheckTimer)
     this.#stopLagPolling?.()
     this.readYourWrites?.end()
     this.#lease.release()

@@ -8,8 +8,7 @@
  * @module
  */
 
-import type { Clock } from '../runtime/clock.ts'
-import { startTimer, stopTimer } from '../runtime/timers.ts'
+import type { Runtime } from '../runtime/runtime.ts'
 import type { ConnectPurpose } from './connection-factory.ts'
 import { ConnectTimeoutError } from './errors.ts'
 import type { HostAddress } from './host.ts'
@@ -48,7 +47,7 @@ export interface ConnectStart {
  * @example
  * ```ts
  * const ctx = await connectWithin(chain, { host, purpose: 'user', user: 'app', password: undefined },
- *   (login, ms) => driver.open(host, login, ms), 10_000, clock)
+ *   (login, ms) => driver.open(host, login, ms), 10_000, runtime)
  * ```
  */
 export function connectWithin(
@@ -56,9 +55,9 @@ export function connectWithin(
   start: ConnectStart,
   open: OpenWith,
   timeoutMs: number,
-  clock: Clock,
+  runtime: Runtime,
 ): Promise<ConnectContext> {
-  const deadline = clock.now() + timeoutMs
+  const deadline = runtime.now() + timeoutMs
   const ctx: ConnectContext = { ...start, deadline }
   return new Promise<ConnectContext>((resolve, reject) => {
     let settled = false
@@ -66,11 +65,11 @@ export function connectWithin(
     const settle = (error: unknown, ok?: ConnectContext) => {
       if (settled) return
       settled = true
-      stopTimer(timer)
+      runtime.stopTimer(timer)
       if (ok) resolve(ok)
       else reject(error)
     }
-    const timer = startTimer(() => {
+    const timer = runtime.startTimer(() => {
       settle(
         // What the driver would raise for a connect timeout of its own (the plugins included).
         lastError ?? new ConnectTimeoutError(start.host.host, start.host.port),
@@ -81,7 +80,7 @@ export function connectWithin(
       try {
         const drop = await open(
           { user: ctx.user, password: ctx.password },
-          Math.max(1, deadline - clock.now()),
+          Math.max(1, deadline - runtime.now()),
         )
         if (settled && drop) drop()
       } catch (error) {

@@ -7,6 +7,7 @@
  */
 import type { Clock } from '../runtime/clock.ts'
 import { systemClock } from '../runtime/clock.ts'
+import { type Runtime, runtimeWithClock, systemRuntime } from '../runtime/runtime.ts'
 import { InvalidOptionError } from './errors.ts'
 import type { TargetRole } from './host.ts'
 import { type HostPattern, parseHostPattern } from './host-pattern.ts'
@@ -134,6 +135,8 @@ export interface ResolvedHaOptions {
   readonly patroni: PatroniSettings
   readonly logger: Partial<Logger> | undefined
   readonly clock: Clock
+  /** Time and timers for everything that waits: the real timers, time from `clock` when one is given. */
+  readonly runtime: Runtime
   /** Options that plugins declared (iam*, secretsManager*, ...), validated by their specs. */
   readonly pluginOptions: Readonly<Record<string, unknown>>
 }
@@ -525,6 +528,7 @@ export function parseOptions(input: Record<string, unknown> | undefined): Parsed
     patroni: resolvePatroniSettings(ha),
     logger: ha.logger as Partial<Logger> | undefined,
     clock: (ha.clock as Clock | undefined) ?? systemClock,
+    runtime: ha.clock ? runtimeWithClock(systemRuntime, ha.clock as Clock) : systemRuntime,
     pluginOptions: Object.freeze(pluginOptions),
   })
   return Object.freeze({ postgresJs: Object.freeze(postgresJs), ha: resolved })

@@ -5,6 +5,7 @@
  * @module
  */
 import type { Clock } from '../runtime/clock.ts'
+import type { Runtime } from '../runtime/runtime.ts'
 import type { ConnectionFactory, ConnectPurpose, ErrorKind } from './connection-factory.ts'
 import type { HaEvents } from './events.ts'
 import type { HostAddress, TargetRole } from './host.ts'
@@ -68,8 +69,10 @@ export interface ExecuteContext {
 export interface PluginServices {
   /** The validated, frozen options of the client. */
   readonly options: Readonly<Record<string, unknown>>
-  /** The client's source of time. */
+  /** The client's source of time (the same as {@link PluginServices.runtime}'s). */
   readonly clock: Clock
+  /** The client's time and timers: a plugin that waits or polls does it through these. */
+  readonly runtime: Runtime
   /** The client's logger (secrets masked); silent unless the user gave one. */
   readonly logger: Logger
   /** The client's events (`sql.ha.on`); plugins may listen and emit. */

@@ -10,8 +10,7 @@
  * @module
  */
 
-import type { Clock } from '../runtime/clock.ts'
-import { sleep } from '../runtime/timers.ts'
+import type { Runtime } from '../runtime/runtime.ts'
 import type { ConnectionFactory, DbConnection } from './connection-factory.ts'
 import { type HostAddress, hostKey } from './host.ts'
 
@@ -42,7 +41,8 @@ export interface ReadYourWritesDeps {
   writer(): HostAddress | undefined
   readonly timeoutMs: number
   readonly probeTimeoutMs: number
-  readonly clock: Clock
+  /** Time and timers of the client. */
+  readonly runtime: Runtime
   readonly signal: AbortSignal
 }
 
@@ -91,7 +91,7 @@ export class ReadYourWrites {
   }
 
   async #wait(host: HostAddress): Promise<boolean> {
-    const deadline = this.#deps.clock.now() + this.#deps.timeoutMs
+    const deadline = this.#deps.runtime.now() + this.#deps.timeoutMs
     try {
       const needed = this.#writes
       const [target, first] = await Promise.all([this.#targetFor(needed), this.#replay(host)])
@@ -99,8 +99,8 @@ export class ReadYourWrites {
       for (let replayed = first, tries = 0; ; replayed = await this.#replay(host), tries++) {
         if (replayed !== undefined && replayed >= target) return true
         const wait = pollMs(tries)
-        if (this.#deps.clock.now() + wait > deadline || this.#deps.signal.aborted) return false
-        await sleep(wait)
+        if (this.#deps.runtime.now() + wait > deadline || this.#deps.signal.aborted) return false
+        await this.#deps.runtime.sleep(wait)
       }
     } catch {
       // A reader that cannot say how far it is cannot promise the write: the writer can.

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { startTimer, stopTimer, type TimerHandle } from '../runtime/timers.ts'
+import type { Runtime } from '../runtime/runtime.ts'
+import type { TimerHandle } from '../runtime/timers.ts'
 import type { Topology } from './topology.ts'
 
 /**
@@ -28,11 +29,15 @@ export function lagPollMs(maxReplicaLagMs: number | undefined): number {
  *
  * @example
  * ```ts
- * const stop = pollLag(() => monitor.refresh(), 250)
+ * const stop = pollLag(() => monitor.refresh(), 250, systemRuntime)
  * stop()
  * ```
  */
-export function pollLag(refresh: () => Promise<Topology | undefined>, intervalMs: number): () => void {
+export function pollLag(
+  refresh: () => Promise<Topology | undefined>,
+  intervalMs: number,
+  runtime: Runtime,
+): () => void {
   let timer: TimerHandle | undefined
   let stopped = false
   const tick = () => {
@@ -40,12 +45,12 @@ export function pollLag(refresh: () => Promise<Topology | undefined>, intervalMs
     void refresh()
       .catch(() => undefined)
       .finally(() => {
-        if (!stopped) timer = startTimer(tick, intervalMs)
+        if (!stopped) timer = runtime.startTimer(tick, intervalMs)
       })
   }
-  timer = startTimer(tick, intervalMs)
+  timer = runtime.startTimer(tick, intervalMs)
   return () => {
     stopped = true
-    stopTimer(timer)
+    runtime.stopTimer(timer)
   }
 }

@@ -7,7 +7,8 @@
  */
 
 import { detectDialect } from '../dialects/detect.ts'
-import { type Clock, startTimer, stopTimer, type TimerHandle } from '../runtime/mod.ts'
+import type { Runtime } from '../runtime/runtime.ts'
+import type { TimerHandle } from '../runtime/timers.ts'
 import type { ConnectionFactory, DbConnection } from './connection-factory.ts'
 import { type Dialect, readRole, type TopologyContext } from './dialect.ts'
 import { type HostAddress, hostKey } from './host.ts'
@@ -27,7 +28,8 @@ export interface TopologyMonitorConfig {
   readonly refreshMs: number
   readonly fastRefreshMs: number
   readonly probeTimeoutMs: number
-  readonly clock: Clock
+  /** Time and timers (the first client's: the monitor is shared, its timers are its own). */
+  readonly runtime: Runtime
   readonly logger: Logger
   readonly patroni: PatroniSettings
 }
@@ -149,7 +151,7 @@ export class TopologyMonitor {
       this.config.logger.debug('topology: polling fast', { cluster: this.config.clusterId, reason })
     this.#fast = true
     this.#stableReads = 0
-    stopTimer(this.#timer)
+    this.config.runtime.stopTimer(this.#timer)
     this.#schedule(0)
   }
 
@@ -165,7 +167,7 @@ export class TopologyMonitor {
   /** Stops polling and closes the monitor's connections. */
   stop(): void {
     this.#stopped = true
-    stopTimer(this.#timer)
+    this.config.runtime.stopTimer(this.#timer)
     this.#timer = undefined
     this.#conn?.abort()
     this.#conn = undefined
@@ -174,7 +176,7 @@ export class TopologyMonitor {
   }
 
   #schedule(ms: number): void {
-    this.#timer = startTimer(() => {
+    this.#timer = this.config.runtime.startTimer(() => {
       this.#timer = undefined
       void this.refresh().finally(() => {
         if (!this.#stopped && !this.#timer && this.#subscribers.size > 0) this.#schedule(this.#nextDelay())
@@ -233,7 +235,7 @@ export class TopologyMonitor {
         if (hosts.length === 0) throw new Error(`${hostKey(host)} reported an empty topology`)
         this.lastError = undefined
         this.#readSucceeded()
-        this.#accept(makeTopology(this.config.clusterId, hosts, this.config.clock.wallNow(), hostKey(host)))
+        this.#accept(makeTopology(this.config.clusterId, hosts, this.config.runtime.wallNow(), hostKey(host)))
         return this.#current
       } catch (error) {
         lastError = error
@@ -284,7 +286,7 @@ export class TopologyMonitor {
     // A read outside the timer (the first statement, a failover) must not leave the next one
     // scheduled for the calm interval.
     if (!this.#stopped && this.#subscribers.size > 0) {
-      stopTimer(this.#timer)
+      this.config.runtime.stopTimer(this.#timer)
       this.#schedule(this.#nextDelay())
     }
   }
@@ -388,7 +390,15 @@ export class TopologyMonitor {
       this.#fast = false
       this.config.logger.debug('topology: settled', { cluster: this.config.clusterId })
     }
-    if (!next.writer) this.#fast = true
+    if (!next.writer && !this.#fast) {
+      this.#fast = true
+      // A read outside the timer (the first statement, a failover) must not leave the next one
+      // scheduled for the calm interval.
+      if (this.#timer && !this.#stopped) {
+        this.config.runtime.stopTimer(this.#timer)
+        this.#schedule(this.#nextDelay())
+      }
+    }
     if (changed)
       for (const s of [...this.#subscribers]) {
         try {

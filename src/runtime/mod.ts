@@ -6,6 +6,7 @@
  */
 export { type Clock, systemClock } from './clock.ts'
 export { type RuntimeName, readEnv, runtimeName } from './env.ts'
+export { type Runtime, runtimeWithClock, systemRuntime } from './runtime.ts'
 export {
   holdOpenUntil,
   type SleepOptions,

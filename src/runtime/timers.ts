@@ -80,14 +80,25 @@ export interface SleepOptions extends TimerOptions {
  * ```
  */
 export function sleep(ms: number, options: SleepOptions = {}): Promise<void> {
+  return sleepOn({ startTimer, stopTimer }, ms, options)
+}
+
+/** The timer functions a {@link sleep} waits with (a runtime's own, real or fake). */
+export interface TimerFunctions {
+  startTimer(fn: () => void, ms: number, options?: TimerOptions): TimerHandle
+  stopTimer(timer: TimerHandle | undefined | null): void
+}
+
+/** {@link sleep} on the given timer functions. */
+export function sleepOn(timers: TimerFunctions, ms: number, options: SleepOptions = {}): Promise<void> {
   const { signal } = options
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason)
     const onAbort = () => {
-      stopTimer(timer)
+      timers.stopTimer(timer)
       reject(signal?.reason)
     }
-    const timer = startTimer(
+    const timer = timers.startTimer(
       () => {
         signal?.removeEventListener('abort', onAbort)
         resolve()

@@ -16,7 +16,6 @@ import {
 } from '../../core/errors.ts'
 import { type HostAddress, hostKey, sameHost } from '../../core/host.ts'
 import type { ExecuteContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
-import { holdOpenUntil } from '../../runtime/timers.ts'
 import { pickOtherReader } from './reader-switch.ts'
 import { searchWriter } from './writer-search.ts'
 
@@ -46,7 +45,7 @@ export function failoverPlugin(): HaPlugin {
   let generation = 0
 
   const runFailover = async (failed: HostAddress | undefined, trigger: Trigger): Promise<HostAddress> => {
-    const { clock, options, events, logger } = services
+    const { runtime: clock, options, events, logger } = services
     const started = clock.now()
     const atMs = clock.wallNow()
     events.emit('failoverStart', { from: failed, reason: trigger, atMs })
@@ -62,7 +61,7 @@ export function failoverPlugin(): HaPlugin {
     const warmed: { host: HostAddress; release: () => void }[] = []
     const found = await searchWriter({
       factory: services.factory,
-      clock,
+      runtime: services.runtime,
       candidates: () => candidateHosts(services, failed),
       reportedWriter: () => services.topology()?.writer,
       preferred: () => services.topology()?.hosts.filter((h) => h.synchronous) ?? [],
@@ -107,7 +106,7 @@ export function failoverPlugin(): HaPlugin {
     const writer = services.currentWriter()
     if (seenGeneration !== generation && writer && !sameHost(writer, failed)) return Promise.resolve(writer)
     // Callers wait on this; the probe connections alone would not keep the process alive.
-    running = holdOpenUntil(runFailover(failed, trigger)).finally(() => {
+    running = services.runtime.holdOpenUntil(runFailover(failed, trigger)).finally(() => {
       running = undefined
       generation++
     })

@@ -8,13 +8,13 @@
 import type { ConnectionFactory, DbConnection } from '../../core/connection-factory.ts'
 import { readRole } from '../../core/dialect.ts'
 import { type HostAddress, hostKey, sameHost } from '../../core/host.ts'
-import type { Clock } from '../../runtime/clock.ts'
-import { sleep } from '../../runtime/timers.ts'
+import type { Runtime } from '../../runtime/runtime.ts'
 
 /** What a search needs. */
 export interface WriterSearchInput {
   readonly factory: ConnectionFactory
-  readonly clock: Clock
+  /** Time and timers: every wait of the search goes through it. */
+  readonly runtime: Runtime
   /** Hosts to probe; called each round so hosts the topology learns about join in. */
   candidates(): HostAddress[]
   /** The topology's current writer, preferred when two hosts claim to be writable. */
@@ -50,9 +50,9 @@ export async function searchWriter(input: WriterSearchInput): Promise<HostAddres
 
   const probeLoop = async (host: HostAddress) => {
     let conn: DbConnection | undefined
-    while (!stop.signal.aborted && input.clock.now() < input.deadline) {
+    while (!stop.signal.aborted && input.runtime.now() < input.deadline) {
       // Neither the connect nor the probe may outlast the search.
-      const timeoutMs = Math.max(1, Math.min(input.probeTimeoutMs, input.deadline - input.clock.now()))
+      const timeoutMs = Math.max(1, Math.min(input.probeTimeoutMs, input.deadline - input.runtime.now()))
       try {
         if (!conn || conn.closed) {
           conn = await input.factory.connect({ host, purpose: 'probe', timeoutMs })
@@ -85,12 +85,14 @@ export async function searchWriter(input: WriterSearchInput): Promise<HostAddres
         conn?.abort()
         conn = undefined
       }
-      await sleep(input.probeIntervalMs, { signal: stop.signal, keepAlive: true }).catch(() => {})
+      await input.runtime
+        .sleep(input.probeIntervalMs, { signal: stop.signal, keepAlive: true })
+        .catch(() => {})
     }
   }
 
   try {
-    while (!stop.signal.aborted && input.clock.now() < input.deadline) {
+    while (!stop.signal.aborted && input.runtime.now() < input.deadline) {
       for (const host of input.candidates()) {
         const key = hostKey(host)
         if (!probing.has(key)) probing.set(key, probeLoop(host))
@@ -100,15 +102,16 @@ export async function searchWriter(input: WriterSearchInput): Promise<HostAddres
       // The failed host answering as writer is accepted one round later, if nobody better shows up:
       // a lost connection on a healthy writer is common, a stale writer coming back is rare.
       if (chosen) {
-        failedSeenAt ??= input.clock.now()
-        if (input.clock.now() - failedSeenAt >= input.probeIntervalMs) return chosen
+        failedSeenAt ??= input.runtime.now()
+        if (input.runtime.now() - failedSeenAt >= input.probeIntervalMs) return chosen
       }
       await new Promise<void>((resolve) => {
         wake = resolve
-        void sleep(Math.min(input.probeIntervalMs, Math.max(0, input.deadline - input.clock.now())), {
-          signal: stop.signal,
-          keepAlive: true,
-        })
+        void input.runtime
+          .sleep(Math.min(input.probeIntervalMs, Math.max(0, input.deadline - input.runtime.now())), {
+            signal: stop.signal,
+            keepAlive: true,
+          })
           .catch(() => {})
           .then(resolve)
       })

@@ -8,7 +8,8 @@
  */
 import type { ConnectionFactory, DbConnection, ErrorKind } from '../../core/connection-factory.ts'
 import { type HostAddress, hostKey } from '../../core/host.ts'
-import { startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
+import type { Runtime } from '../../runtime/runtime.ts'
+import type { TimerHandle } from '../../runtime/timers.ts'
 
 /** A statement being watched, and whom to tell if its host dies. */
 export interface HostWatch {
@@ -27,6 +28,7 @@ const IDLE_CLOSE_MS = 10_000
 /** Probes one host while it is watched. */
 export class HostMonitor {
   readonly host: HostAddress
+  readonly #runtime: Runtime
   #watches = new Set<HostWatch>()
   #conn: DbConnection | undefined
   #failures = 0
@@ -39,15 +41,17 @@ export class HostMonitor {
   /** Probes sent, for tests. */
   probes = 0
 
-  constructor(host: HostAddress, onIdle: () => void) {
+  /** `runtime` is the first watcher's: the monitor is shared, its timers are its own. */
+  constructor(host: HostAddress, runtime: Runtime, onIdle: () => void) {
     this.host = host
+    this.#runtime = runtime
     this.#onIdle = onIdle
   }
 
   /** Starts watching for one statement; returns the function that stops it. */
   watch(w: HostWatch): () => void {
     this.#watches.add(w)
-    stopTimer(this.#idleTimer)
+    this.#runtime.stopTimer(this.#idleTimer)
     this.#idleTimer = undefined
     if (!this.#timer && !this.#probing) this.#schedule(0)
     return () => this.#unwatch(w)
@@ -63,17 +67,17 @@ export class HostMonitor {
 
   /** Nothing is watched any more: stop probing, and close the connection unless a watch comes soon. */
   #goIdle(): void {
-    stopTimer(this.#timer)
+    this.#runtime.stopTimer(this.#timer)
     this.#timer = undefined
     this.#failures = 0
-    stopTimer(this.#idleTimer)
-    this.#idleTimer = startTimer(() => this.close(), IDLE_CLOSE_MS)
+    this.#runtime.stopTimer(this.#idleTimer)
+    this.#idleTimer = this.#runtime.startTimer(() => this.close(), IDLE_CLOSE_MS)
   }
 
   /** Closes the probe connection and forgets the monitor. */
   close(): void {
-    stopTimer(this.#timer)
-    stopTimer(this.#idleTimer)
+    this.#runtime.stopTimer(this.#timer)
+    this.#runtime.stopTimer(this.#idleTimer)
     this.#timer = this.#idleTimer = undefined
     this.#conn?.abort()
     this.#conn = undefined
@@ -86,7 +90,7 @@ export class HostMonitor {
   }
 
   #schedule(ms: number): void {
-    this.#timer = startTimer(() => {
+    this.#timer = this.#runtime.startTimer(() => {
       this.#timer = undefined
       void this.#probe()
     }, ms)
@@ -96,7 +100,7 @@ export class HostMonitor {
     const settings = this.#settings()
     if (!settings) return
     this.#probing = true
-    const started = performance.now()
+    const started = this.#runtime.now()
     let ok = false
     try {
       if (!this.#conn || this.#conn.closed) {
@@ -116,12 +120,12 @@ export class HostMonitor {
         this.#conn = conn
       }
       this.probes++
-      const sent = performance.now()
+      const sent = this.#runtime.now()
       // What a healthy probe of this host needs never counts as failure (a slow network).
       await this.#conn.query('select 1', [], {
         timeoutMs: Math.max(settings.intervalMs, 2 * this.#healthyMs),
       })
-      this.#healthyMs = performance.now() - sent
+      this.#healthyMs = this.#runtime.now() - sent
       ok = true
     } catch (error) {
       this.#conn?.abort()
@@ -143,7 +147,7 @@ export class HostMonitor {
       return
     }
     // Probes start one interval apart whatever each took, so detection time stays predictable.
-    this.#schedule(Math.max(0, settings.intervalMs - (performance.now() - started)))
+    this.#schedule(Math.max(0, settings.intervalMs - (this.#runtime.now() - started)))
   }
 }
 
@@ -155,11 +159,11 @@ function answered(kind: ErrorKind): boolean {
 const monitors = new Map<string, HostMonitor>()
 
 /** The shared monitor of a host, created on first use. */
-export function hostMonitorFor(host: HostAddress): HostMonitor {
+export function hostMonitorFor(host: HostAddress, runtime: Runtime): HostMonitor {
   const key = hostKey(host)
   let monitor = monitors.get(key)
   if (!monitor) {
-    const created = new HostMonitor({ host: host.host, port: host.port }, () => {
+    const created = new HostMonitor({ host: host.host, port: host.port }, runtime, () => {
       if (monitors.get(key) === created) monitors.delete(key)
     })
     monitors.set(key, created)

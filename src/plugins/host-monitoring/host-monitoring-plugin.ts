@@ -31,7 +31,7 @@ export function hostMonitoringPlugin(): HaPlugin {
   const watch = (ctx: ExecuteContext): (() => void) | undefined => {
     const host = ctx.host
     if (!host) return undefined
-    return hostMonitorFor(host).watch({
+    return hostMonitorFor(host, services.runtime).watch({
       factory: services.factory,
       intervalMs,
       count,
@@ -51,7 +51,7 @@ export function hostMonitoringPlugin(): HaPlugin {
       intervalMs = s.options['failureDetectionInterval'] as number
       count = s.options['failureDetectionCount'] as number
       connectTimeoutMs = s.options['connectTimeoutMs'] as number
-      tracker = longStatements(graceMs, () => s.clock.now(), watch)
+      tracker = longStatements(graceMs, s.runtime, watch)
     },
     async execute<T>(ctx: ExecuteContext, next: () => Promise<T>): Promise<T> {
       // Short statements, the vast majority, never reach the monitor, and arm no timer of their

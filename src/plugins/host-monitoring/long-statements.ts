@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
+import type { Runtime } from '../../runtime/runtime.ts'
+import type { TimerHandle } from '../../runtime/timers.ts'
 
 /** One statement being tracked. */
 interface Tracked<T> {
@@ -32,14 +33,14 @@ export interface LongStatements<T> {
  *
  * @example
  * ```ts
- * const tracker = longStatements(200, () => performance.now(), (ctx) => monitor.watch(ctx.host))
+ * const tracker = longStatements(200, systemRuntime, (ctx) => monitor.watch(ctx.host))
  * const done = tracker.start(ctx)
  * try { return await next() } finally { done() }
  * ```
  */
 export function longStatements<T>(
   graceMs: number,
-  now: () => number,
+  runtime: Runtime,
   onLong: (item: T) => (() => void) | undefined,
 ): LongStatements<T> {
   // Insertion order is start order: the first entry not yet long is the next one to become long.
@@ -47,12 +48,12 @@ export function longStatements<T>(
   let timer: TimerHandle | undefined
 
   const arm = (delayMs: number) => {
-    timer = startTimer(sweep, delayMs)
+    timer = runtime.startTimer(sweep, delayMs)
   }
 
   function sweep(): void {
     timer = undefined
-    const t = now()
+    const t = runtime.now()
     for (const entry of running) {
       if (entry.long) continue
       const age = t - entry.startedMs
@@ -67,7 +68,7 @@ export function longStatements<T>(
 
   return {
     start(item) {
-      const entry: Tracked<T> = { item, startedMs: now(), end: undefined, long: false }
+      const entry: Tracked<T> = { item, startedMs: runtime.now(), end: undefined, long: false }
       running.add(entry)
       // An armed timer is for an older statement; when it fires it re-arms for the next one.
       if (timer === undefined) arm(graceMs)
@@ -79,7 +80,7 @@ export function longStatements<T>(
       }
     },
     close() {
-      stopTimer(timer)
+      runtime.stopTimer(timer)
       timer = undefined
       const entries = [...running]
       running.clear()

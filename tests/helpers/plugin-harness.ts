@@ -1,7 +1,7 @@
 /**
- * A bench for calling a plugin's hooks directly, without a client: services with a controllable
- * clock and a recording logger, and a `next` that really opens a postgres.js connection with the
- * credentials the plugins put in the context.
+ * A bench for calling a credential plugin's hooks directly, without a client: the fake services
+ * (fake time, a recording logger, the driver's own classifier) and a `next` that really opens a
+ * postgres.js connection with the credentials the plugins put in the context.
  *
  * @example
  * ```ts
@@ -14,22 +14,15 @@
  * @module
  */
 import postgres from 'postgres'
-import type { ErrorKind } from '../../src/core/connection-factory.ts'
 import type { HostAddress } from '../../src/core/host.ts'
-import type { Logger } from '../../src/core/logger.ts'
-import { safeLogger } from '../../src/core/logger.ts'
 import type { ConnectContext, ExecuteContext, PluginServices } from '../../src/core/plugin.ts'
 import type { Clock } from '../../src/runtime/clock.ts'
+import { fakeServices } from './fake-services.ts'
 
 /** A clock tests move by hand. */
 export interface ManualClock extends Clock {
+  /** Moves time forward at once (no timer fires). */
   advance(ms: number): void
-}
-
-/** Creates a {@link ManualClock} starting at 1 000 000 ms. */
-export function manualClock(): ManualClock {
-  let t = 1_000_000
-  return { now: () => t, wallNow: () => Date.now() + t - 1_000_000, advance: (ms) => void (t += ms) }
 }
 
 /** What {@link pluginHarness} gives a test. */
@@ -44,53 +37,10 @@ export interface PluginHarness {
   login(ctx: ConnectContext, extra?: Record<string, unknown>): Promise<string>
 }
 
-/** Classifies postgres.js errors the way the driver does, for the few kinds these tests meet. */
-export function classifyPostgresError(error: unknown): ErrorKind {
-  const code = (error as { code?: unknown })?.code
-  if (code === '28P01' || code === '28000') return 'auth-failed'
-  if (code === 'ECONNREFUSED' || code === 'CONNECT_TIMEOUT' || code === 'ETIMEDOUT') return 'connect-failed'
-  if (code === 'CONNECTION_CLOSED' || code === 'ECONNRESET') return 'connection-lost'
-  return 'other'
-}
-
 /** Builds services around `options` (the client's validated options, plugin options included). */
 export function pluginHarness(options: Record<string, unknown> = {}): PluginHarness {
-  const clock = manualClock()
-  const logLines: string[] = []
-  const record =
-    (level: string) =>
-    (message: string, fields?: Record<string, unknown>): void => {
-      logLines.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`)
-    }
-  const logger: Logger = safeLogger({
-    debug: record('debug'),
-    info: record('info'),
-    warn: record('warn'),
-    error: record('error'),
-  })
-  const unused = () => {
-    throw new Error('not available in the plugin harness')
-  }
-  const services = {
-    options: Object.freeze({ ...options }),
-    clock,
-    logger,
-    events: { on: unused, off: unused, emit: () => {} },
-    factory: { connect: unused, classify: classifyPostgresError },
-    classify: classifyPostgresError,
-    topology: () => undefined,
-    refreshTopology: async () => undefined,
-    requestFastPolling: () => {},
-    currentWriter: () => undefined,
-    setWriter: () => {},
-    abortHost: () => {},
-    connectedHosts: () => [],
-    markHostDown: () => {},
-    markHostUp: () => {},
-    isHostDown: () => false,
-    hasConnected: () => true,
-    endSignal: new AbortController().signal,
-  } as unknown as PluginServices
+  const { services, runtime, logLines } = fakeServices({ options })
+  const clock: ManualClock = { now: runtime.now, wallNow: runtime.wallNow, advance: runtime.jump }
   return {
     services,
     clock,

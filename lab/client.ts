@@ -11,7 +11,7 @@ import type { DaemonConfig, LabFile } from './daemon.ts'
 import { daemonArgs } from './daemon-bundle.ts'
 import { repoRoot } from './pg-bin.ts'
 import { alive, killTree, postmasterOf, processesMentioning } from './procs.ts'
-import { releaseSegmentsOf } from './shared-memory.ts'
+import { releaseSegmentsOf, removeOrphanDsmFiles } from './shared-memory.ts'
 
 export function readLabFile(dir: string): LabFile | undefined {
   try {
@@ -147,4 +147,5 @@ export async function forceDown(dir: string): Promise<void> {
   rmSync(removeDir ? dir : data, { recursive: true, force: true })
   rmSync(join(dir, 'lab.json'), { force: true })
   await releaseSegmentsOf(postmasters)
+  removeOrphanDsmFiles()
 }

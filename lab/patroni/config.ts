@@ -145,6 +145,8 @@ export function memberConfig(
         wal_receiver_status_interval: '1s',
         wal_retrieve_retry_interval: '50ms',
         log_min_messages: 'warning',
+        // Segments in the data folder, not /dev/shm: a killed member leaks none (lab/shared-memory.ts).
+        dynamic_shared_memory_type: 'mmap',
       },
     },
   }

@@ -9,7 +9,7 @@ import { chmod, chown, cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { removeOrphanSegments } from '../../lab/shared-memory.ts'
+import { removeOrphanDsmFiles, removeOrphanSegments } from '../../lab/shared-memory.ts'
 
 const BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin'
 const TEMPLATE = join(tmpdir(), 'postgres-ha-pg15-template-v1')
@@ -142,8 +142,9 @@ export async function startPgServer(
   } = {},
 ): Promise<PgServer> {
   // A server killed by an earlier run (a test process that timed out) may have left its System V
-  // segment; with the kernel's 4096 used up no server starts (lab/shared-memory.ts).
+  // segment (with the kernel's 4096 used up no server starts) and /dev/shm files (lab/shared-memory.ts).
   removeOrphanSegments()
+  removeOrphanDsmFiles()
   const source = await template()
   const dir = await mkdtemp(join(tmpdir(), 'postgres-ha-pg-'))
   await chmod(dir, 0o700)
@@ -177,6 +178,8 @@ export async function startPgServer(
     full_page_writes: 'off',
     max_connections: '200',
     shared_buffers: '16MB',
+    // Segments in the data folder, not /dev/shm: a killed server leaks none (lab/shared-memory.ts).
+    dynamic_shared_memory_type: 'mmap',
     ...tls,
     ...options.settings,
   }

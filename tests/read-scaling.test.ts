@@ -91,6 +91,20 @@ test('read-scaling: Drizzle withReplicas and Kysely over sql.ha.reader', async (
   await eventually(async () => (await db.select().from(items)).length === 2, 5_000, 'the replica sees row 2')
   const [where] = await db.execute<{ standby: boolean }>(dsql`select pg_is_in_recovery() as standby`)
   assert.equal(where!.standby, false, 'db.execute goes to the primary')
+  // Drizzle's selects go to the replica (sql.ha.reader: a standby), $primary and transactions to sql.
+  const standbyOf = { standby: dsql<boolean>`pg_is_in_recovery()`.as('standby') }
+  for (let i = 0; i < 6; i++)
+    assert.deepEqual(
+      await db.select(standbyOf).from(items).limit(1),
+      [{ standby: true }],
+      'select on a standby',
+    )
+  assert.deepEqual(await db.$primary.select(standbyOf).from(items).limit(1), [{ standby: false }])
+  assert.deepEqual(
+    await db.transaction((tx) => tx.select(standbyOf).from(items).limit(1)),
+    [{ standby: false }],
+    'db.transaction on the primary',
+  )
   const kysely = new Kysely<{ rs_items: { id: number; name: string } }>({
     dialect: new PostgresJSDialect({ postgres: sql.ha.reader }),
   })
@@ -101,6 +115,20 @@ test('read-scaling: Drizzle withReplicas and Kysely over sql.ha.reader', async (
   ])
   const { rows: standby } = await ksql<{ s: boolean }>`select pg_is_in_recovery() as s`.execute(kysely)
   assert.equal(standby[0]!.s, true)
+  // A Kysely transaction over sql.ha.reader runs on one standby from begin to commit.
+  for (let t = 0; t < 3; t++) {
+    const ids = await kysely.transaction().execute(async (trx) => {
+      const out: string[] = []
+      for (let i = 0; i < 3; i++)
+        out.push(
+          (await ksql<{ id: string }>`select current_setting('pgha_lab.instance_id') as id`.execute(trx))
+            .rows[0]!.id,
+        )
+      return out
+    })
+    assert.equal(new Set(ids).size, 1, `one Kysely transaction ran on ${ids}`)
+    assert.ok(readers.includes(ids[0]!), `on ${ids[0]}, not a reader`)
+  }
 })
 
 test('read-scaling: both readers killed → reads on the writer (or NoReaderAvailableError), no failover; restarted → readers again', async () => {

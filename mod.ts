@@ -43,21 +43,25 @@ export {
 export type { HaEventMap, HaEventName, HaEvents } from './src/core/events.ts'
 export type { HostAddress, HostInfo, HostRole, TargetRole } from './src/core/host.ts'
 export type { Logger, LogLevel } from './src/core/logger.ts'
-export type { DialectName, HaOptions, ReaderFallback, ReaderStrategy } from './src/core/options.ts'
+export type { CoreOptions, DialectName, ReaderFallback, ReaderStrategy } from './src/core/options.ts'
 export type { PatroniAuthOptions, PatroniTlsOptions } from './src/core/patroni-options.ts'
 export type {
   ConnectContext,
   ExecuteContext,
   ExecuteKind,
   HaPlugin,
+  PluginOptions,
   PluginServices,
 } from './src/core/plugin.ts'
 export type { LoadBalanceHosts, TargetSessionAttrs } from './src/core/session-attrs.ts'
 export type { Topology } from './src/core/topology.ts'
 export type { HaApi } from './src/ha-api.ts'
+export type { HaOptions } from './src/options.ts'
 export { connectionTrackerPlugin } from './src/plugins/connection-tracker.ts'
 export { failoverPlugin } from './src/plugins/failover/failover-plugin.ts'
+export type { FailoverOptions } from './src/plugins/failover/options.ts'
 export { hostMonitoringPlugin } from './src/plugins/host-monitoring/host-monitoring-plugin.ts'
+export type { HostMonitoringOptions } from './src/plugins/host-monitoring/options.ts'
 export {
   type AwsCredentialsOption,
   type IamOptions,
@@ -78,3 +82,5 @@ export {
 } from './src/plugins/secrets-manager/mod.ts'
 export { type PostgresHaOptions, type PostgresHaSql, postgresHa, type TypesOf } from './src/postgres-ha.ts'
 export type { Clock } from './src/runtime/clock.ts'
+export type { Runtime } from './src/runtime/runtime.ts'
+export type { SleepOptions, TimerHandle, TimerOptions } from './src/runtime/timers.ts'

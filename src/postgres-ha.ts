@@ -8,7 +8,6 @@ import type { Options as PostgresOptions, PostgresType, Sql } from 'postgres'
 import { HaClient } from './core/client.ts'
 import { type HostAddress, hostKey, type TargetRole } from './core/host.ts'
 import { parseHostPattern } from './core/host-pattern.ts'
-import { type HaOptions, parseOptions, refuseHaOptionsInUrl } from './core/options.ts'
 import { parseRdsHost, rdsInstanceHostPattern } from './core/rds-hosts.ts'
 import { resolveSessionRouting, splitSessionParams } from './core/session-attrs.ts'
 import { dialectByName } from './dialects/detect.ts'
@@ -21,7 +20,8 @@ import {
 } from './drivers/postgresjs/mod.ts'
 import { createReaderSql, type ReaderSql } from './drivers/postgresjs/reader-sql.ts'
 import { createHaApi, type HaApi } from './ha-api.ts'
-import { resolvePlugins } from './plugins/registry.ts'
+import { type HaOptions, parseOptions, refuseHaOptionsInUrl } from './options.ts'
+import { resolvePlugins } from './plugins/mod.ts'
 import { readEnv } from './runtime/env.ts'
 
 /** Everything `postgresHa()` accepts: the postgres.js options plus postgres-ha's own. */
@@ -70,9 +70,8 @@ export function postgresHa(
   options?: PostgresHaOptions,
 ): PostgresHaSql<Record<string, unknown>> {
   const given = (typeof url === 'string' ? options : url) as Record<string, unknown> | undefined
-  const { postgresJs, ha: parsedHa } = parseOptions(given)
+  const { driver: postgresJs, ha: parsedHa } = parseOptions(given)
   const plugins = resolvePlugins(parsedHa.plugins)
-  // After the plugins registered their options, which are refused in the URL too.
   if (typeof url === 'string') refuseHaOptionsInUrl(url)
   const split = splitSessionParams(typeof url === 'string' ? url : '')
   // postgres.js refuses `any` (also from PGTARGETSESSIONATTRS) and would send `load_balance_hosts`
@@ -120,11 +119,8 @@ export function postgresHa(
         : undefined,
   })
   client = new HaClient({
-    options: Object.freeze({
-      ...ha,
-      // Plugins such as `iam` check TLS; they see the resolved postgres.js setting.
-      pluginOptions: Object.freeze({ ...ha.pluginOptions, ssl: parsed.options.ssl }),
-    }),
+    // Plugins such as `iam` check TLS; they see the resolved postgres.js setting.
+    options: Object.freeze({ ...ha, ssl: parsed.options.ssl }),
     plugins,
     driverFactory: createConnectionFactory({ parsed }),
     initialHosts,

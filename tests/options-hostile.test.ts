@@ -4,8 +4,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { InvalidOptionError, postgresHa } from '../mod.ts'
-import { parseOptions } from '../src/core/options.ts'
-import { resolvePlugins } from '../src/plugins/registry.ts'
+import { parseOptions } from '../src/options.ts'
 
 function refused(run: () => unknown, option: string, mentions: RegExp): void {
   try {
@@ -18,9 +17,6 @@ function refused(run: () => unknown, option: string, mentions: RegExp): void {
   }
   assert.fail(`expected ${option} to be refused`)
 }
-
-// The plugins register their options when resolved.
-resolvePlugins(['secretsManager', 'iam'])
 
 test('options: out-of-range numbers are refused', () => {
   refused(() => parseOptions({ failureDetectionInterval: 10 }), 'failureDetectionInterval', /10 .*from 100/)
@@ -36,7 +32,7 @@ test('options: AWS endpoints must be https (plain http only to this machine)', (
     /https/,
   )
   assert.equal(
-    parseOptions({ secretsManagerEndpoint: 'http://127.0.0.1:4566' }).ha.pluginOptions.secretsManagerEndpoint,
+    parseOptions({ secretsManagerEndpoint: 'http://127.0.0.1:4566' }).ha.secretsManagerEndpoint,
     'http://127.0.0.1:4566',
   )
   parseOptions({ secretsManagerEndpoint: 'https://vpce-1.secretsmanager.us-east-1.vpce.amazonaws.com' })

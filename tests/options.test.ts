@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { InvalidOptionError } from '../src/core/errors.ts'
-import { DEFAULT_PLUGINS, parseOptions } from '../src/core/options.ts'
-import { resolvePlugins } from '../src/plugins/registry.ts'
+import { parseOptions } from '../src/options.ts'
+import { DEFAULT_PLUGINS, resolvePlugins } from '../src/plugins/mod.ts'
 
 function invalid(options: Record<string, unknown>): InvalidOptionError {
   try {
@@ -16,7 +16,7 @@ function invalid(options: Record<string, unknown>): InvalidOptionError {
 }
 
 test('options: defaults are complete and frozen', () => {
-  const { ha, postgresJs } = parseOptions(undefined)
+  const { ha, driver } = parseOptions(undefined)
   assert.equal(ha.failoverTimeoutMs, 300_000)
   assert.equal(ha.topologyRefreshMs, 30_000)
   assert.equal(ha.topologyFastRefreshMs, 100)
@@ -25,7 +25,7 @@ test('options: defaults are complete and frozen', () => {
   assert.equal(ha.connectTimeoutMs, 10_000)
   assert.deepEqual([...ha.plugins], DEFAULT_PLUGINS.split(','))
   assert.ok(Object.isFrozen(ha))
-  assert.ok(Object.isFrozen(postgresJs))
+  assert.ok(Object.isFrozen(driver))
   assert.throws(() => {
     ;(ha as any).failoverTimeoutMs = 1
   }, TypeError)
@@ -33,15 +33,15 @@ test('options: defaults are complete and frozen', () => {
 
 test('options: postgres.js options pass through untouched, HA options are split off', () => {
   const transform = { undefined: null }
-  const { ha, postgresJs } = parseOptions({
+  const { ha, driver } = parseOptions({
     max: 5,
     transform,
     failoverTimeoutMs: 60_000,
     connect_timeout: 3,
   })
-  assert.equal(postgresJs.max, 5)
-  assert.equal(postgresJs.transform, transform)
-  assert.equal('failoverTimeoutMs' in postgresJs, false)
+  assert.equal(driver.max, 5)
+  assert.equal(driver.transform, transform)
+  assert.equal('failoverTimeoutMs' in driver, false)
   assert.equal(ha.failoverTimeoutMs, 60_000)
   assert.equal(ha.connectTimeoutMs, 3000, 'connect_timeout (seconds) sets the default connect timeout')
 })
@@ -89,7 +89,7 @@ test('options: a bad host pattern is explained', () => {
 })
 
 test('options: the socket option is taken as postgres.js takes it (a function), nothing else', () => {
-  assert.equal(parseOptions({ socket: () => null }).postgresJs.socket instanceof Function, true)
+  assert.equal(parseOptions({ socket: () => null }).driver.socket instanceof Function, true)
   assert.match(invalid({ socket: 'tunnel' }).message, /socket: got "tunnel"; expected a function/)
 })
 

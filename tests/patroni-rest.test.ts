@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { InvalidOptionError } from '../src/core/errors.ts'
-import { parseOptions } from '../src/core/options.ts'
 import { clusterUrls, readPatroniCluster } from '../src/dialects/patroni.ts'
+import { parseOptions } from '../src/options.ts'
 
 /**
  * A CA and one leaf certificate it signed, for both the server (127.0.0.1) and the client: Deno

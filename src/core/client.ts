@@ -150,7 +150,7 @@ export class HaClient implements Executor {
       { factory: this.factory, onTopology: (t, previous) => this.#onTopology(t, previous) },
     )
     this.services = Object.freeze({
-      options: Object.freeze({ ...deps.options, ...deps.options.pluginOptions }),
+      options: deps.options,
       clock: deps.options.runtime,
       runtime: deps.options.runtime,
       logger: this.logger,

@@ -1,7 +1,8 @@
 /**
- * The high-availability options of `postgresHa()`: parsed and validated in one place into a frozen,
- * fully-defaulted object. postgres.js's own options are checked for name and type here and passed
- * through to the driver untouched.
+ * `parseOptions`: the options of `postgresHa()` validated in one place into one frozen,
+ * fully-defaulted object. The core declares its own options here; the driver's table (checked for
+ * name and type, passed to the driver untouched) and the plugins' tables come from the composition,
+ * so the core names neither.
  *
  * @module
  */
@@ -16,13 +17,13 @@ import {
   boolean,
   type Check,
   describeValue,
-  fn,
   integer,
   milliseconds,
   nonEmptyString,
   object,
   oneOf,
 } from './option-checks.ts'
+import type { OptionSpec, OptionTable } from './option-spec.ts'
 import {
   type PatroniAuthOptions,
   type PatroniSettings,
@@ -33,6 +34,7 @@ import {
   resolvePatroniSettings,
 } from './patroni-options.ts'
 import type { HaPlugin } from './plugin.ts'
+import type { PluginCatalog } from './plugin-catalog.ts'
 
 /** Topology dialects; `auto` detects on first connect. */
 export type DialectName = 'aurora-pg' | 'rds-multi-az-pg' | 'pg' | 'patroni'
@@ -43,22 +45,19 @@ export type ReaderStrategy = 'random' | 'roundRobin' | 'leastConnections' | 'low
 /** Where reads for the readers go when no reader fits: the writer, or an error. */
 export type ReaderFallback = 'writer' | 'error'
 
-/** The plugins enabled when `plugins` is not given, in order (outermost first). */
-export const DEFAULT_PLUGINS = 'connectionTracker,failover,hostMonitoring'
-
 /**
- * High-availability options, accepted beside every postgres.js option.
+ * The core's own options, accepted beside every postgres.js option and the plugins' own.
  *
  * @example
  * ```ts
  * const sql = postgresHa('postgres://app@db.cluster-abc.us-east-1.rds.amazonaws.com/app', {
- *   failoverTimeoutMs: 60_000,
- *   plugins: 'connectionTracker,failover,hostMonitoring,iam',
+ *   topologyRefreshMs: 10_000,
+ *   targetRole: 'any',
  * })
  * ```
  */
-export interface HaOptions {
-  /** Plugins in order, as names, plugin objects, or a comma-separated string. Default `connectionTracker,failover,hostMonitoring`. */
+export interface CoreOptions {
+  /** Plugins in order, as names, plugin objects, or a comma-separated string. Default: the catalog's defaults (`connectionTracker,failover,hostMonitoring`). */
   plugins?: string | ReadonlyArray<string | HaPlugin>
   /** Topology dialect, or `auto` (default) to detect it on first connect. */
   dialect?: DialectName | 'auto'
@@ -82,20 +81,10 @@ export interface HaOptions {
   topologyRefreshMs?: number
   /** Topology poll interval after a sign of trouble, until the topology settles (default 100 ms). */
   topologyFastRefreshMs?: number
-  /** Give up failover after this long with `FailoverFailedError` (default 300000 ms, as the AWS drivers; 30000-60000 recommended). */
-  failoverTimeoutMs?: number
-  /** Interval between rounds of writer probes during failover (default 20 ms). */
-  failoverProbeIntervalMs?: number
   /** Timeout of one user connection attempt (default: postgres.js `connect_timeout`, else 10000 ms). */
   connectTimeoutMs?: number
   /** Timeout of the driver's own probe and topology connections and statements (default 2000 ms). */
   probeTimeoutMs?: number
-  /** Host monitoring: start probing a host once a statement has run this long on it (default 200 ms; AWS: 30000). */
-  failureDetectionTime?: number
-  /** Host monitoring: interval between probes, and each probe's timeout (default 500 ms; AWS: 5000). */
-  failureDetectionInterval?: number
-  /** Host monitoring: failed probes in a row before the host is declared down (default 2; AWS: 3). */
-  failureDetectionCount?: number
   /** Patroni: the REST API port on each member's host (default 8008). */
   patroniRestPort?: number
   /** Patroni: REST API base URLs to ask instead (array or comma-separated), e.g. `http://db1:8008`. */
@@ -110,7 +99,10 @@ export interface HaOptions {
   clock?: Clock
 }
 
-/** Options after validation: every field present. */
+/**
+ * Options after validation: the core's, every field present, and the enabled plugins' own by name
+ * (each plugin reads its part typed with `readOptions`).
+ */
 export interface ResolvedHaOptions {
   readonly plugins: ReadonlyArray<string | HaPlugin>
   readonly dialect: DialectName | 'auto'
@@ -125,32 +117,31 @@ export interface ResolvedHaOptions {
   readonly readYourWritesTimeoutMs: number
   readonly topologyRefreshMs: number
   readonly topologyFastRefreshMs: number
-  readonly failoverTimeoutMs: number
-  readonly failoverProbeIntervalMs: number
   readonly connectTimeoutMs: number
   readonly probeTimeoutMs: number
-  readonly failureDetectionTime: number
-  readonly failureDetectionInterval: number
-  readonly failureDetectionCount: number
   readonly patroni: PatroniSettings
   readonly logger: Partial<Logger> | undefined
   readonly clock: Clock
   /** Time and timers for everything that waits: the real timers, time from `clock` when one is given. */
   readonly runtime: Runtime
-  /** Options that plugins declared (iam*, secretsManager*, ...), validated by their specs. */
-  readonly pluginOptions: Readonly<Record<string, unknown>>
+  /** The plugins' options, by name, validated by their tables. */
+  readonly [pluginOption: string]: unknown
 }
 
-/** How one option is checked and defaulted. */
-export interface OptionSpec {
-  readonly check: Check
-  readonly default?: unknown
-  /** Other names accepted for this option (the AWS drivers' spellings). */
-  readonly aliases?: readonly string[]
-  /** Mask the value in error messages. */
-  readonly secret?: boolean
-  /** Shown after "Example:" in an error. */
-  readonly example?: string
+/**
+ * The driver's part of the options: its table (checked here, passed to the driver untouched) and
+ * the connect timeout its options imply.
+ */
+export interface DriverOptionPart {
+  readonly options: OptionTable
+  /** The connect timeout the driver's options set, in ms, used unless `connectTimeoutMs` is given. */
+  connectTimeoutMs(options: Readonly<Record<string, unknown>>): number | undefined
+}
+
+/** What `parseOptions` merges with the core's table: the driver's options and the plugin catalog. */
+export interface OptionParts {
+  readonly driver: DriverOptionPart
+  readonly plugins: PluginCatalog
 }
 
 const pluginsCheck: Check = (v) => {
@@ -163,8 +154,9 @@ const pluginsCheck: Check = (v) => {
   return 'a comma-separated string of plugin names, or an array of names and plugin objects'
 }
 
-const HA_SPECS: Record<keyof HaOptions, OptionSpec> = {
-  plugins: { check: pluginsCheck, default: DEFAULT_PLUGINS, example: `'${DEFAULT_PLUGINS}'` },
+const CORE_SPECS: Record<keyof CoreOptions, OptionSpec> = {
+  // Its default and example are the catalog's (see tablesOf).
+  plugins: { check: pluginsCheck },
   dialect: { check: oneOf('auto', 'aurora-pg', 'rds-multi-az-pg', 'pg', 'patroni'), default: 'auto' },
   clusterInstanceHostPattern: { check: nonEmptyString, example: "'?.abc123.us-east-1.rds.amazonaws.com'" },
   clusterId: { check: nonEmptyString },
@@ -189,14 +181,8 @@ const HA_SPECS: Record<keyof HaOptions, OptionSpec> = {
     aliases: ['clusterTopologyHighRefreshRateMs'],
     example: '100',
   },
-  failoverTimeoutMs: { check: milliseconds(1), default: 300_000, example: '60000' },
-  failoverProbeIntervalMs: { check: milliseconds(1, 60_000), default: 20, example: '20' },
   connectTimeoutMs: { check: milliseconds(1), example: '5000' },
   probeTimeoutMs: { check: milliseconds(10, 600_000), default: 2_000, example: '2000' },
-  failureDetectionTime: { check: milliseconds(0), default: 200, example: '200' },
-  // Below 100 ms a probe would count scheduling hiccups as a dead host, and probe 10+ times a second.
-  failureDetectionInterval: { check: milliseconds(100), default: 500, example: '500' },
-  failureDetectionCount: { check: integer(1, 100), default: 2, example: '2' },
   patroniRestPort: { check: integer(1, 65535), example: '8008' },
   patroniUrls: { check: patroniUrlsCheck, example: "['http://db1:8008', 'http://db2:8008']" },
   patroniTls: { check: patroniTlsCheck, example: '{ ca: readFileSync("patroni-ca.pem", "utf8") }' },
@@ -214,140 +200,32 @@ const HA_SPECS: Record<keyof HaOptions, OptionSpec> = {
   },
 }
 
-/** The longest timer the runtimes keep (2^31 - 1 ms): a longer one fires at once. */
-const MAX_TIMER_SECONDS = Math.floor(2_147_483_647 / 1000)
-
-/** A port, as postgres.js takes it: a number or a numeric string, 1 to 65535. */
-const isPort = (v: unknown): boolean => {
-  const n = typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v
-  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65_535
-}
-
-/**
- * A duration in seconds as postgres.js takes it: a number, a numeric string (as from a URL or the
- * environment), a function (called once per connection), or an object with its own `valueOf`
- * (read each time a timer starts). 0 means no timeout.
- */
-const seconds: Check = (v) => {
-  if ((typeof v === 'number' && v >= 0) || typeof v === 'function') return undefined
-  if (typeof v === 'string' && v.trim() !== '' && Number(v) >= 0) return undefined
-  if (v !== null && typeof v === 'object' && (v as object).valueOf !== Object.prototype.valueOf)
-    return undefined
-  return 'a number of seconds (or a function or an object with valueOf giving one)'
-}
-
-const userName: Check = (v) =>
-  nonEmptyString(v) === undefined || (v !== null && typeof v === 'object' && !Array.isArray(v))
-    ? undefined
-    : 'a non-empty string'
-
-/** postgres.js options postgres-ha passes through, with the type each must have. */
-const POSTGRES_JS_SPECS: Record<string, OptionSpec> = {
-  host: {
-    check: (v) =>
-      typeof v === 'string' || (Array.isArray(v) && v.every((h) => typeof h === 'string' && h.trim() !== ''))
-        ? undefined
-        : 'a host name, or an array of non-empty host names',
-  },
-  hostname: { check: nonEmptyString },
-  port: {
-    check: (v) =>
-      isPort(v) || (Array.isArray(v) && v.every(isPort))
-        ? undefined
-        : 'a port from 1 to 65535 (a number or a numeric string), or an array of them',
-  },
-  path: { check: nonEmptyString },
-  database: { check: nonEmptyString },
-  db: { check: nonEmptyString },
-  // postgres.js turns the user into text only when it logs in: an object with toString is accepted.
-  user: { check: userName },
-  username: { check: userName },
-  password: {
-    check: (v) => (typeof v === 'string' || typeof v === 'function' ? undefined : 'a string or a function'),
-    secret: true,
-  },
-  pass: {
-    check: (v) => (typeof v === 'string' || typeof v === 'function' ? undefined : 'a string or a function'),
-    secret: true,
-  },
-  ssl: {
-    check: (v) =>
-      typeof v === 'boolean' || typeof v === 'string' || (v !== null && typeof v === 'object')
-        ? undefined
-        : "true, false, 'require', 'prefer', 'verify-full' or a TLS options object",
-  },
-  sslnegotiation: { check: oneOf('direct', 'postgres') },
-  max: { check: integer(1, 10_000) },
-  idle_timeout: { check: (v) => (v === null ? undefined : seconds(v)) },
-  connect_timeout: {
-    check: (v) =>
-      typeof v === 'number' && v > MAX_TIMER_SECONDS
-        ? `a number of seconds up to ${MAX_TIMER_SECONDS} (a longer timer fires at once)`
-        : seconds(v),
-  },
-  max_lifetime: {
-    check: (v) =>
-      v === null || typeof v === 'number' || typeof v === 'function' ? undefined : 'seconds, or null',
-  },
-  max_pipeline: { check: integer(1, 100_000) },
-  backoff: {
-    check: (v) => (typeof v === 'number' || typeof v === 'function' ? undefined : 'seconds or a function'),
-  },
-  keep_alive: { check: (v) => (v === null ? undefined : seconds(v)) },
-  prepare: { check: boolean },
-  no_prepare: { check: boolean },
-  types: { check: object },
-  onnotice: { check: fn },
-  onnotify: { check: fn },
-  onparameter: { check: fn },
-  onclose: { check: fn },
-  debug: {
-    check: (v) =>
-      typeof v === 'boolean' || typeof v === 'function' ? undefined : 'true, false or a function',
-  },
-  // postgres.camel, postgres.toCamel... are functions carrying `column`/`value` properties.
-  transform: {
-    check: (v) =>
-      typeof v === 'function' || object(v) === undefined
-        ? undefined
-        : 'an object or a postgres.js transform function',
-  },
-  connection: { check: object },
-  fetch_types: { check: boolean },
-  publications: { check: nonEmptyString },
-  target_session_attrs: {
-    check: oneOf('any', 'read-write', 'read-only', 'primary', 'standby', 'prefer-standby'),
-  },
-  load_balance_hosts: { check: oneOf('disable', 'random') },
-  no_subscribe: { check: boolean },
-  // Called per host with that host and port; postgres-ha still tracks and aborts what it returns.
-  socket: { check: fn },
-}
-
-const pluginSpecs = new Map<string, OptionSpec>()
-
-/**
- * Lets a plugin declare its options (`iamRegion`, `secretsManagerSecretId`, ...) so that they are
- * validated here with the rest and reach it in `pluginOptions`.
- */
-export function registerPluginOptions(specs: Record<string, OptionSpec>): void {
-  for (const [name, spec] of Object.entries(specs)) pluginSpecs.set(name, spec)
+/** Every option table of a client: the core's, the driver's and every catalog plugin's, by name. */
+function tablesOf(parts: OptionParts): Map<string, { spec: OptionSpec; part: 'core' | 'driver' | 'plugin' }> {
+  const all = new Map<string, { spec: OptionSpec; part: 'core' | 'driver' | 'plugin' }>()
+  for (const [name, spec] of Object.entries(parts.driver.options)) all.set(name, { spec, part: 'driver' })
+  // Every catalog plugin's options are checked, enabled or not, so that a typo is caught early.
+  for (const entry of Object.values(parts.plugins.entries))
+    for (const [name, spec] of Object.entries(entry.options ?? {})) all.set(name, { spec, part: 'plugin' })
+  for (const [name, spec] of Object.entries(CORE_SPECS)) all.set(name, { spec, part: 'core' })
+  const defaults = parts.plugins.defaults
+  all.set('plugins', {
+    spec: { ...CORE_SPECS.plugins, default: defaults, example: `'${defaults}'` },
+    part: 'core',
+  })
+  return all
 }
 
 /** Options whose values must never be shown. */
-export function isSecretOption(name: string): boolean {
-  return (
-    POSTGRES_JS_SPECS[name]?.secret === true ||
-    pluginSpecs.get(name)?.secret === true ||
-    /pass|secret|token|credential/i.test(name)
-  )
+function isSecretOption(name: string, spec: OptionSpec | undefined): boolean {
+  return spec?.secret === true || /pass|secret|token|credential/i.test(name)
 }
 
 function fail(name: string, value: unknown, valid: string, spec?: OptionSpec): never {
   const example = spec?.example ? ` Example: ${name}: ${spec.example}.` : ''
   throw new InvalidOptionError(
     name,
-    `Invalid option ${name}: got ${describeValue(value, spec?.secret || isSecretOption(name))}; expected ${valid}.${example}`,
+    `Invalid option ${name}: got ${describeValue(value, isSecretOption(name, spec))}; expected ${valid}.${example}`,
   )
 }
 
@@ -386,15 +264,18 @@ function editDistance(a: string, b: string): number {
  *
  * @example
  * ```ts
- * refuseHaOptionsInUrl('postgres://app@db/app?failoverTimeoutMs=1000') // throws InvalidOptionError
+ * refuseHaOptionsInUrl('postgres://app@db/app?topologyRefreshMs=1000', parts) // throws InvalidOptionError
  * ```
  */
-export function refuseHaOptionsInUrl(url: string): void {
+export function refuseHaOptionsInUrl(url: string, parts: OptionParts): void {
   const query = url.split('#')[0]!.split('?')[1]
   if (!query) return
-  const names = new Set<string>([...Object.keys(HA_SPECS), ...pluginSpecs.keys()])
-  for (const spec of [...Object.values(HA_SPECS), ...pluginSpecs.values()])
-    for (const alias of spec.aliases ?? []) names.add(alias)
+  const names = new Map<string, OptionSpec>()
+  for (const [name, { spec, part }] of tablesOf(parts)) {
+    if (part === 'driver') continue
+    names.set(name, spec)
+    for (const alias of spec.aliases ?? []) names.set(alias, spec)
+  }
   for (const pair of query.split('&')) {
     let name = pair.split('=')[0]!
     try {
@@ -406,80 +287,77 @@ export function refuseHaOptionsInUrl(url: string): void {
     const value = pair.includes('=') ? pair.slice(pair.indexOf('=') + 1) : ''
     throw new InvalidOptionError(
       name,
-      `Invalid option ${name} in the connection URL (got ${describeValue(value, isSecretOption(name))}): ` +
+      `Invalid option ${name} in the connection URL (got ${describeValue(value, isSecretOption(name, names.get(name)))}): ` +
         `postgres-ha options go in the options object, e.g. postgresHa(url, { ${name}: ... }); ` +
         'in the URL postgres.js would send it to the server as a setting.',
     )
   }
 }
 
-/** The split of the user's options: postgres.js's own, and ours resolved. */
+/** The split of the user's options: the driver's own, and ours resolved. */
 export interface ParsedOptions {
-  /** postgres.js options to pass to the driver, unchanged. */
-  readonly postgresJs: Readonly<Record<string, unknown>>
+  /** The driver's options, to pass to it unchanged. */
+  readonly driver: Readonly<Record<string, unknown>>
   readonly ha: ResolvedHaOptions
 }
 
 /**
- * Validates the options given to `postgresHa()` and fills in every default.
- * Throws {@link InvalidOptionError} naming the first option at fault.
+ * Validates the options given to `postgresHa()` against the core's, the driver's and the plugins'
+ * tables, and fills in every default. Throws {@link InvalidOptionError} naming the first option
+ * at fault.
  *
  * @example
  * ```ts
- * const { ha } = parseOptions({ failoverTimeoutMs: 60_000 })
+ * const { ha } = parseOptions({ targetRole: 'any' }, { driver: postgresJsOptions, plugins: builtInPlugins })
  * ha.topologyRefreshMs // 30000
  * ```
  */
-export function parseOptions(input: Record<string, unknown> | undefined): ParsedOptions {
+export function parseOptions(input: Record<string, unknown> | undefined, parts: OptionParts): ParsedOptions {
   if (input !== undefined && (input === null || typeof input !== 'object' || Array.isArray(input)))
     throw new InvalidOptionError(
       'options',
       `Invalid options: got ${describeValue(input)}; expected an object.`,
     )
   const given = input ?? {}
+  const tables = tablesOf(parts)
   const aliasOf = new Map<string, string>()
-  for (const [name, spec] of [...Object.entries(HA_SPECS), ...pluginSpecs])
-    for (const alias of spec.aliases ?? []) aliasOf.set(alias, name)
+  for (const [name, { spec }] of tables) for (const alias of spec.aliases ?? []) aliasOf.set(alias, name)
 
-  const postgresJs: Record<string, unknown> = {}
+  const driver: Record<string, unknown> = {}
   const ha: Record<string, unknown> = {}
-  const pluginOptions: Record<string, unknown> = {}
   for (const [rawName, value] of Object.entries(given)) {
     if (value === undefined) continue
     const name = aliasOf.get(rawName) ?? rawName
-    const haSpec = HA_SPECS[name as keyof HaOptions]
-    const pluginSpec = pluginSpecs.get(name)
-    const pgSpec = POSTGRES_JS_SPECS[name]
-    const spec = haSpec ?? pluginSpec ?? pgSpec
+    const found = tables.get(name)
     // Never implemented, so refused rather than silently ignored: the server's own timeout cancels
     // the statement, keeps the connection and aborts a transaction, which is what it promised.
-    if (!spec && rawName === 'queryTimeoutMs')
+    if (!found && rawName === 'queryTimeoutMs')
       throw new InvalidOptionError(
         rawName,
         `Invalid option queryTimeoutMs: got ${String(value)}; postgres-ha has no client-side statement timeout. ` +
           `Use PostgreSQL's: connection: { statement_timeout: ${String(value)} } (milliseconds; the statement is ` +
           'cancelled on the server with 57014, the connection stays usable, a transaction is aborted).',
       )
-    if (!spec) {
-      const known = [...Object.keys(HA_SPECS), ...pluginSpecs.keys(), ...Object.keys(POSTGRES_JS_SPECS)]
-      const hint = closest(rawName, known)
+    if (!found) {
+      const hint = closest(rawName, tables.keys())
       throw new InvalidOptionError(
         rawName,
         `Unknown option ${rawName}${hint ? `; did you mean ${hint}?` : ''}. ` +
           'postgres-ha accepts the postgres.js options and its own (see the README option table).',
       )
     }
-    const problem = spec.check(value)
-    if (problem) fail(rawName, value, problem, spec)
-    if (haSpec) ha[name] = value
-    else if (pluginSpec) pluginOptions[name] = value
-    else postgresJs[name] = value
+    const problem = found.spec.check(value)
+    if (problem) fail(rawName, value, problem, found.spec)
+    if (found.part === 'driver') driver[name] = value
+    else ha[name] = value
   }
-
-  for (const [name, spec] of Object.entries(HA_SPECS))
-    if (!(name in ha) && 'default' in spec) ha[name] = spec.default
-  for (const [name, spec] of pluginSpecs)
-    if (!(name in pluginOptions) && 'default' in spec) pluginOptions[name] = spec.default
+  for (const [name, { spec, part }] of tables)
+    if (part !== 'driver' && !(name in ha) && 'default' in spec) ha[name] = spec.default
+  for (const [name, { spec, part }] of tables)
+    if (part !== 'driver' && spec.relate && ha[name] !== undefined) {
+      const problem = spec.relate(ha[name], ha)
+      if (problem) fail(name, ha[name], problem, spec)
+    }
 
   const pattern = ha.clusterInstanceHostPattern
   let hostPattern: HostPattern | undefined
@@ -490,23 +368,12 @@ export function parseOptions(input: Record<string, unknown> | undefined): Parsed
     hostPattern = parsed
   }
 
-  // Only a plain number is read here: a function or `valueOf` is postgres.js's to call, per connect.
-  const givenTimeout = postgresJs.connect_timeout
   const connectTimeoutMs =
-    (ha.connectTimeoutMs as number | undefined) ??
-    ((typeof givenTimeout === 'number' || typeof givenTimeout === 'string') && Number(givenTimeout) > 0
-      ? Math.max(1, Math.round(Number(givenTimeout) * 1000))
-      : 10_000)
-  if ((ha.failureDetectionInterval as number) > (ha.failoverTimeoutMs as number))
-    fail(
-      'failureDetectionInterval',
-      ha.failureDetectionInterval,
-      `at most failoverTimeoutMs (${ha.failoverTimeoutMs} ms)`,
-      HA_SPECS.failureDetectionInterval,
-    )
+    (ha.connectTimeoutMs as number | undefined) ?? parts.driver.connectTimeoutMs(driver) ?? 10_000
 
   const resolved: ResolvedHaOptions = Object.freeze({
-    plugins: normalisePlugins(ha.plugins as HaOptions['plugins']),
+    ...ha,
+    plugins: normalisePlugins(ha.plugins as CoreOptions['plugins'], tables.get('plugins')?.spec),
     dialect: ha.dialect as ResolvedHaOptions['dialect'],
     clusterInstanceHostPattern: hostPattern,
     clusterId: ha.clusterId as string | undefined,
@@ -518,23 +385,20 @@ export function parseOptions(input: Record<string, unknown> | undefined): Parsed
     readYourWritesTimeoutMs: ha.readYourWritesTimeoutMs as number,
     topologyRefreshMs: ha.topologyRefreshMs as number,
     topologyFastRefreshMs: ha.topologyFastRefreshMs as number,
-    failoverTimeoutMs: ha.failoverTimeoutMs as number,
-    failoverProbeIntervalMs: ha.failoverProbeIntervalMs as number,
     connectTimeoutMs,
     probeTimeoutMs: ha.probeTimeoutMs as number,
-    failureDetectionTime: ha.failureDetectionTime as number,
-    failureDetectionInterval: ha.failureDetectionInterval as number,
-    failureDetectionCount: ha.failureDetectionCount as number,
     patroni: resolvePatroniSettings(ha),
     logger: ha.logger as Partial<Logger> | undefined,
     clock: (ha.clock as Clock | undefined) ?? systemClock,
     runtime: ha.clock ? runtimeWithClock(systemRuntime, ha.clock as Clock) : systemRuntime,
-    pluginOptions: Object.freeze(pluginOptions),
   })
-  return Object.freeze({ postgresJs: Object.freeze(postgresJs), ha: resolved })
+  return Object.freeze({ driver: Object.freeze(driver), ha: resolved })
 }
 
-function normalisePlugins(value: HaOptions['plugins']): ReadonlyArray<string | HaPlugin> {
+function normalisePlugins(
+  value: CoreOptions['plugins'],
+  spec: OptionSpec | undefined,
+): ReadonlyArray<string | HaPlugin> {
   const list =
     typeof value === 'string'
       ? value
@@ -545,8 +409,7 @@ function normalisePlugins(value: HaOptions['plugins']): ReadonlyArray<string | H
   const seen = new Set<string>()
   for (const p of list) {
     const name = typeof p === 'string' ? p : p.name
-    if (seen.has(name))
-      fail('plugins', value, `each plugin at most once ("${name}" is listed twice)`, HA_SPECS.plugins)
+    if (seen.has(name)) fail('plugins', value, `each plugin at most once ("${name}" is listed twice)`, spec)
     seen.add(name)
   }
   return Object.freeze(list)

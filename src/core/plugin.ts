@@ -65,10 +65,29 @@ export interface ExecuteContext {
   readonly description: string
 }
 
+/**
+ * The client's validated options as plugins see them: the core's timeouts typed, and every option
+ * (the plugins' own included) by name.
+ *
+ * @example
+ * ```ts
+ * const timeoutMs = services.options.probeTimeoutMs
+ * const retries = services.options['auditRetries'] // a plugin's own option, by name
+ * ```
+ */
+export interface PluginOptions {
+  /** Timeout of one user connection attempt, in ms. */
+  readonly connectTimeoutMs: number
+  /** Timeout of the driver's own probe and topology connections and statements, in ms. */
+  readonly probeTimeoutMs: number
+  /** Every other option, by name. */
+  readonly [option: string]: unknown
+}
+
 /** The client's services a plugin may use; handed to {@link HaPlugin.init} once. */
 export interface PluginServices {
-  /** The validated, frozen options of the client. */
-  readonly options: Readonly<Record<string, unknown>>
+  /** The validated, frozen options of the client (a plugin reads its own typed with `readOptions`). */
+  readonly options: PluginOptions
   /** The client's source of time (the same as {@link PluginServices.runtime}'s). */
   readonly clock: Clock
   /** The client's time and timers: a plugin that waits or polls does it through these. */

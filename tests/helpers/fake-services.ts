@@ -17,7 +17,7 @@ import type { ConnectionFactory } from '../../src/core/connection-factory.ts'
 import { createEvents, type HaEvents } from '../../src/core/events.ts'
 import { type HostAddress, hostKey } from '../../src/core/host.ts'
 import { type Logger, safeLogger } from '../../src/core/logger.ts'
-import type { DialectName } from '../../src/core/options.ts'
+import type { DialectName, ResolvedHaOptions } from '../../src/core/options.ts'
 import type { PluginServices } from '../../src/core/plugin.ts'
 import type { Topology } from '../../src/core/topology.ts'
 import { classify } from '../../src/drivers/postgresjs/classify.ts'
@@ -103,7 +103,11 @@ export function fakeServices(input: FakeServicesInput = {}): FakeServices {
     classify,
   }
   const services: PluginServices = Object.freeze({
-    options: Object.freeze({ probeTimeoutMs: 2_000, connectTimeoutMs: 10_000, ...input.options }),
+    options: Object.freeze({
+      probeTimeoutMs: 2_000,
+      connectTimeoutMs: 10_000,
+      ...input.options,
+    }) as unknown as ResolvedHaOptions,
     runtime,
     clock: runtime,
     logger,

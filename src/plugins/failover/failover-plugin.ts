@@ -15,7 +15,9 @@ import {
   TransactionResolutionUnknownError,
 } from '../../core/errors.ts'
 import { type HostAddress, hostKey, sameHost } from '../../core/host.ts'
+import { readOptions } from '../../core/option-spec.ts'
 import type { ExecuteContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
+import { failoverOptionSpecs, type ResolvedFailoverOptions } from './options.ts'
 import { pickOtherReader } from './reader-switch.ts'
 import { searchWriter } from './writer-search.ts'
 
@@ -41,11 +43,12 @@ const describe = (h: HostAddress | undefined) => (h ? hostKey(h) : undefined)
  */
 export function failoverPlugin(): HaPlugin {
   let services: PluginServices
+  let options: ResolvedFailoverOptions
   let running: Promise<HostAddress> | undefined
   let generation = 0
 
   const runFailover = async (failed: HostAddress | undefined, trigger: Trigger): Promise<HostAddress> => {
-    const { runtime: clock, options, events, logger } = services
+    const { runtime: clock, events, logger } = services
     const started = clock.now()
     const atMs = clock.wallNow()
     events.emit('failoverStart', { from: failed, reason: trigger, atMs })
@@ -54,7 +57,7 @@ export function failoverPlugin(): HaPlugin {
     // writer, so that host is judged by the search instead.
     if (failed && trigger === 'connect-failed') services.markHostDown(failed, trigger)
     services.requestFastPolling('failover')
-    const timeoutMs = options['failoverTimeoutMs'] as number
+    const timeoutMs = options.failoverTimeoutMs
     let onlyReader: HostAddress | undefined
     // The hand-over: each host the search reaches gets a user connection while its role is being
     // probed, so the first statement on the new writer finds one open and authenticated.
@@ -70,8 +73,8 @@ export function failoverPlugin(): HaPlugin {
         if (!sameHost(host, failed)) warmed.push({ host, release: services.warmHost(host) })
       },
       failed,
-      probeIntervalMs: options['failoverProbeIntervalMs'] as number,
-      probeTimeoutMs: options['probeTimeoutMs'] as number,
+      probeIntervalMs: options.failoverProbeIntervalMs,
+      probeTimeoutMs: services.options.probeTimeoutMs,
       deadline: started + timeoutMs,
       signal: services.endSignal,
     })
@@ -147,6 +150,7 @@ export function failoverPlugin(): HaPlugin {
     name: 'failover',
     init(s) {
       services = s
+      options = readOptions<ResolvedFailoverOptions>(failoverOptionSpecs, [s.options])
     },
     async execute<T>(ctx: ExecuteContext, next: () => Promise<T>): Promise<T> {
       // Work that arrives during a failover waits for it and then goes to the new writer.
@@ -237,7 +241,7 @@ function onlyReaderError(host: HostAddress, tookMs: number, cause?: unknown): Fa
 /** Whether `host` answers as a writable primary, asked on a connection of its own. */
 async function stillWritable(services: PluginServices, host: HostAddress | undefined): Promise<boolean> {
   if (!host) return false
-  const timeoutMs = services.options['probeTimeoutMs'] as number
+  const timeoutMs = services.options.probeTimeoutMs
   let conn: DbConnection | undefined
   try {
     conn = await services.factory.connect({ host, purpose: 'probe', timeoutMs })

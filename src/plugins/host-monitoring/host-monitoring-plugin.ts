@@ -7,9 +7,11 @@
  *
  * @module
  */
+import { readOptions } from '../../core/option-spec.ts'
 import type { ExecuteContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
 import { closeIdleHostMonitors, hostMonitorFor } from './host-monitor.ts'
 import { type LongStatements, longStatements } from './long-statements.ts'
+import { hostMonitoringOptionSpecs, type ResolvedHostMonitoringOptions } from './options.ts'
 
 /**
  * Creates the host monitoring plugin (enabled by default).
@@ -21,10 +23,7 @@ import { type LongStatements, longStatements } from './long-statements.ts'
  */
 export function hostMonitoringPlugin(): HaPlugin {
   let services: PluginServices
-  let graceMs = 200
-  let intervalMs = 500
-  let count = 2
-  let connectTimeoutMs = 10_000
+  let options: ResolvedHostMonitoringOptions
   let tracker: LongStatements<ExecuteContext> | undefined
 
   /** A statement past its grace period: its host is watched until the statement ends. */
@@ -33,9 +32,9 @@ export function hostMonitoringPlugin(): HaPlugin {
     if (!host) return undefined
     return hostMonitorFor(host, services.runtime).watch({
       factory: services.factory,
-      intervalMs,
-      count,
-      connectTimeoutMs,
+      intervalMs: options.failureDetectionInterval,
+      count: options.failureDetectionCount,
+      connectTimeoutMs: services.options.connectTimeoutMs,
       onDown: (reason) => {
         services.markHostDown(host, reason)
         services.abortHost(host, reason)
@@ -47,11 +46,8 @@ export function hostMonitoringPlugin(): HaPlugin {
     name: 'hostMonitoring',
     init(s) {
       services = s
-      graceMs = s.options['failureDetectionTime'] as number
-      intervalMs = s.options['failureDetectionInterval'] as number
-      count = s.options['failureDetectionCount'] as number
-      connectTimeoutMs = s.options['connectTimeoutMs'] as number
-      tracker = longStatements(graceMs, s.runtime, watch)
+      options = readOptions<ResolvedHostMonitoringOptions>(hostMonitoringOptionSpecs, [s.options])
+      tracker = longStatements(options.failureDetectionTime, s.runtime, watch)
     },
     async execute<T>(ctx: ExecuteContext, next: () => Promise<T>): Promise<T> {
       // Short statements, the vast majority, never reach the monitor, and arm no timer of their

@@ -1,12 +1,12 @@
 /**
  * What the two AWS plugins (`iam`, `secretsManager`) share: the `credentials` option, option specs
- * with descriptions, option resolution, and loading an optional AWS SDK package on demand.
+ * with descriptions, and loading an optional AWS SDK package on demand.
  *
  * @module
  */
-import { InvalidOptionError, MissingDependencyError } from '../../core/errors.ts'
-import { type Check, describeValue } from '../../core/option-checks.ts'
-import type { OptionSpec } from '../../core/options.ts'
+import { MissingDependencyError } from '../../core/errors.ts'
+import type { Check } from '../../core/option-checks.ts'
+import type { OptionSpec } from '../../core/option-spec.ts'
 import { startTimer, stopTimer } from '../../runtime/timers.ts'
 
 /** AWS credentials as the AWS SDK takes them: static values or a provider function. */
@@ -84,36 +84,6 @@ export const credentialsSpec: DescribedOptionSpec = Object.freeze({
     "AWS credentials for the AWS plugins; default: the AWS SDK's default credential provider chain.",
   example: "fromIni({ profile: 'db' })",
 })
-
-/**
- * Validates and defaults plugin options, later sources winning (the client's options, then a
- * factory's overrides). The client validated its options already; a plugin made by hand has not.
- */
-export function resolveSpecs<T>(
-  specs: Readonly<Record<string, DescribedOptionSpec>>,
-  sources: ReadonlyArray<Readonly<Record<string, unknown>> | undefined>,
-): T {
-  const out: Record<string, unknown> = {}
-  for (const [name, spec] of Object.entries(specs)) {
-    let value: unknown
-    for (const source of sources) {
-      if (!source) continue
-      for (const key of [...(spec.aliases ?? []), name]) if (source[key] !== undefined) value = source[key]
-    }
-    if (value === undefined) value = spec.default
-    if (value !== undefined) {
-      const problem = spec.check(value)
-      if (problem)
-        throw new InvalidOptionError(
-          name,
-          `Invalid option ${name}: got ${describeValue(value, spec.secret)}; expected ${problem}.` +
-            (spec.example ? ` Example: ${name}: ${spec.example}.` : ''),
-        )
-    }
-    out[name] = value
-  }
-  return Object.freeze(out) as T
-}
 
 /**
  * Imports an optional AWS SDK package, turning "not installed" into a {@link MissingDependencyError}

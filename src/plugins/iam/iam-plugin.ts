@@ -5,8 +5,10 @@
  *
  * @module
  */
+
 import { HaError, InvalidOptionError } from '../../core/errors.ts'
 import { hostKey } from '../../core/host.ts'
+import { readOptions } from '../../core/option-spec.ts'
 import type { ConnectContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
 import { rdsRegion } from '../../core/rds-hosts.ts'
 import { startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
@@ -15,7 +17,6 @@ import {
   CredentialsUnavailableError,
   loadOptional,
   refusedByServer,
-  resolveSpecs,
   sdkCredentials,
   withinBudget,
 } from './aws-common.ts'
@@ -179,7 +180,7 @@ export function iamPlugin(input: IamPluginInput = {}): IamPlugin {
     name: 'iam',
     async init(s) {
       services = s
-      options = resolveSpecs<ResolvedIamOptions>(iamOptionSpecs, [s.options, overrides])
+      options = readOptions<ResolvedIamOptions>(iamOptionSpecs, [s.options, overrides])
       assertIamTls(s.options['ssl'], options.iamAllowInsecure)
       signerModule = await loadOptional(
         '@aws-sdk/rds-signer',

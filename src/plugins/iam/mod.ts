@@ -18,7 +18,6 @@ export {
   CredentialsUnavailableError,
   type DescribedOptionSpec,
   loadOptional,
-  resolveSpecs,
 } from './aws-common.ts'
 export {
   type IamPlugin,

@@ -35,7 +35,7 @@ export interface IamOptions {
   credentials?: AwsCredentialsOption
 }
 
-/** Specs of the `iam` plugin's options, for `registerPluginOptions`. */
+/** Specs of the `iam` plugin's options (the catalog in src/plugins/mod.ts hands them to `parseOptions`). */
 export const iamOptionSpecs: Readonly<Record<keyof IamOptions, DescribedOptionSpec>> = Object.freeze({
   iamHost: {
     check: nonEmptyString,

@@ -58,7 +58,7 @@ const url = (v: unknown) => {
   return loopback ? undefined : 'an https:// URL (http:// only to localhost, for a local stand-in)'
 }
 
-/** Specs of the `secretsManager` plugin's options, for `registerPluginOptions`. */
+/** Specs of the `secretsManager` plugin's options (the catalog in src/plugins/mod.ts hands them to `parseOptions`). */
 export const secretsManagerOptionSpecs: Readonly<Record<keyof SecretsManagerOptions, DescribedOptionSpec>> =
   Object.freeze({
     secretsManagerSecretId: {

@@ -11,8 +11,10 @@
  *
  * @module
  */
+
 import { HaError, InvalidOptionError } from '../../core/errors.ts'
 import { hostKey } from '../../core/host.ts'
+import { readOptions } from '../../core/option-spec.ts'
 import type { ConnectContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
 import { sleep, startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
 import {
@@ -20,7 +22,6 @@ import {
   CredentialsUnavailableError,
   loadOptional,
   refusedByServer,
-  resolveSpecs,
   withinBudget,
 } from '../iam/aws-common.ts'
 import {
@@ -218,7 +219,7 @@ export function secretsManagerPlugin(input: SecretsManagerPluginInput = {}): Sec
     name: 'secretsManager',
     async init(s) {
       services = s
-      options = resolveSpecs<ResolvedSecretsManagerOptions>(secretsManagerOptionSpecs, [s.options, overrides])
+      options = readOptions<ResolvedSecretsManagerOptions>(secretsManagerOptionSpecs, [s.options, overrides])
       if (!options.secretsManagerSecretId)
         throw new InvalidOptionError(
           'secretsManagerSecretId',

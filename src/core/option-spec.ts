@@ -1,0 +1,77 @@
+/**
+ * How an option is declared: each part of postgres-ha (the core, the driver, every plugin) keeps a
+ * table of its options next to its code, and `parseOptions` merges the tables in one place.
+ *
+ * @module
+ */
+import { InvalidOptionError } from './errors.ts'
+import { type Check, describeValue } from './option-checks.ts'
+
+/**
+ * One option: how it is checked, its default, and what errors say about it.
+ *
+ * @example
+ * ```ts
+ * const specs = {
+ *   retryLimit: { check: integer(0, 10), default: 3, example: '3' },
+ * } satisfies OptionTable
+ * ```
+ */
+export interface OptionSpec {
+  /** Says what would be valid, or `undefined` when the value is fine. */
+  readonly check: Check
+  /** The value when the option is not given. */
+  readonly default?: unknown
+  /** Other names accepted for this option (the AWS drivers' spellings). */
+  readonly aliases?: readonly string[]
+  /** Mask the value in error messages. */
+  readonly secret?: boolean
+  /** Shown after "Example:" in an error. */
+  readonly example?: string
+  /**
+   * A check against the other options once every default is in (e.g. "at most that timeout"):
+   * says what would be valid, or `undefined`.
+   */
+  readonly relate?: (value: unknown, options: Readonly<Record<string, unknown>>) => string | undefined
+}
+
+/** The options of one part, by name. */
+export type OptionTable = Readonly<Record<string, OptionSpec>>
+
+/**
+ * A part's own options, typed, from the client's validated options and any overrides (later
+ * sources win). The client validated its options already; a plugin made by hand with overrides
+ * has not, so every value is checked again here.
+ *
+ * @example
+ * ```ts
+ * init(services) {
+ *   const { retryLimit } = readOptions<{ retryLimit: number }>(specs, [services.options])
+ * }
+ * ```
+ */
+export function readOptions<T>(
+  table: OptionTable,
+  sources: ReadonlyArray<Readonly<Record<string, unknown>> | undefined>,
+): T {
+  const out: Record<string, unknown> = {}
+  for (const [name, spec] of Object.entries(table)) {
+    let value: unknown
+    for (const source of sources) {
+      if (!source) continue
+      for (const key of [...(spec.aliases ?? []), name]) if (source[key] !== undefined) value = source[key]
+    }
+    if (value === undefined) value = spec.default
+    if (value !== undefined) {
+      const problem = spec.check(value)
+      if (problem)
+        throw new InvalidOptionError(
+          name,
+          `Invalid option ${name}: got ${describeValue(value, spec.secret)}; expected ${problem}.` +
+            (spec.example ? ` Example: ${name}: ${spec.example}.` : ''),
+        )
+    }
+    out[name] = value
+  }
+  return Object.freeze(out) as T
+}

@@ -1,18 +1,33 @@
 // The core client against real clusters of the lab: dialects, the shared topology monitor,
-// start-up errors, end(), and what inspection shows.
+// start-up errors, end(), and what inspection shows. One lab per dialect for the file (a lab start
+// is most of a test's time): the tests that change no lab state share the aurora-pg one.
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { inspect } from 'node:util'
-import { startLab } from '../lab/mod.ts'
+import { type Lab, type LabDialect, startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { activeMonitorCount, monitorOf } from '../src/core/monitor-registry.ts'
 import { allInstancesUrl, labClientOptions } from './helpers/ha.ts'
 import { runScript } from './helpers/spawn-runtime.ts'
 
+const labs = new Map<LabDialect, Promise<Lab>>()
+/** The file's 3-node lab of `dialect`, started on first use. */
+function labOf(dialect: LabDialect): Promise<Lab> {
+  let lab = labs.get(dialect)
+  if (!lab) {
+    lab = startLab({ nodes: 3, dialect, endpointLagMs: 0 })
+    labs.set(dialect, lab)
+  }
+  return lab
+}
+after(async () => {
+  await Promise.all([...labs.values()].map((lab) => lab.then((l) => l.down()).catch(() => {})))
+})
+
 for (const dialect of ['aurora-pg', 'rds-multi-az-pg', 'pg'] as const) {
   test(`client: detects the ${dialect} dialect and reads the lab's topology`, async () => {
-    await using lab = await startLab({ nodes: 3, dialect, endpointLagMs: 0 })
+    const lab = await labOf(dialect)
     const status = await lab.status()
     // Aurora and Multi-AZ users connect to the cluster endpoint; self-managed users list every host.
     const url = dialect === 'pg' ? allInstancesUrl(lab, status) : lab.url('cluster')
@@ -35,7 +50,7 @@ for (const dialect of ['aurora-pg', 'rds-multi-az-pg', 'pg'] as const) {
 }
 
 test('client: ten clients of one cluster share one topology monitor, stopped by the last end()', async () => {
-  await using lab = await startLab({ nodes: 2, endpointLagMs: 0 })
+  const lab = await labOf('aurora-pg')
   const before = activeMonitorCount()
   const clients = Array.from({ length: 10 }, () => postgresHa(lab.url('cluster'), labClientOptions()))
   try {
@@ -84,7 +99,7 @@ test('client: a silent host at start-up rejects within connectTimeoutMs instead 
 })
 
 test("client: end() twice is harmless and later statements get postgres.js's CONNECTION_ENDED", async () => {
-  await using lab = await startLab({ nodes: 1, endpointLagMs: 0 })
+  const lab = await labOf('aurora-pg')
   const sql = postgresHa(lab.url('cluster'), labClientOptions())
   await sql`select 1`
   await sql.end()
@@ -97,7 +112,7 @@ test("client: end() twice is harmless and later statements get postgres.js's CON
 })
 
 test('client: no password appears in inspect output, errors or logs', async () => {
-  await using lab = await startLab({ nodes: 1, endpointLagMs: 0 })
+  const lab = await labOf('aurora-pg')
   const password = new URL(lab.url('cluster')).password
   assert.ok(password.length >= 8)
   const lines: string[] = []
@@ -131,7 +146,7 @@ test('client: no password appears in inspect output, errors or logs', async () =
 })
 
 test("client: an idle client does not keep the process alive (its own connections are unref'd)", async () => {
-  await using lab = await startLab({ nodes: 2, endpointLagMs: 0 })
+  const lab = await labOf('aurora-pg')
   const script = fileURLToPath(new URL('./fixtures/exit-when-idle.ts', import.meta.url))
   const result = await runScript(script, 20_000, { PGHA_TEST_URL: lab.url('cluster') })
   assert.equal(result.timedOut, false, `the process was kept alive; stderr: ${result.stderr}`)

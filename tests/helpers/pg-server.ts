@@ -9,6 +9,7 @@ import { chmod, chown, cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { labRoot } from '../../lab/scratch.ts'
 import { removeOrphanDsmFiles, removeOrphanSegments } from '../../lab/shared-memory.ts'
 
 const BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin'
@@ -146,7 +147,9 @@ export async function startPgServer(
   removeOrphanSegments()
   removeOrphanDsmFiles()
   const source = await template()
-  const dir = await mkdtemp(join(tmpdir(), 'postgres-ha-pg-'))
+  // In RAM when the machine has a tmpfs (lab/scratch.ts says why): copying and removing the data
+  // directory on the shared CI disk took seconds.
+  const dir = await mkdtemp(join(labRoot(), 'pg-'))
   await chmod(dir, 0o700)
   const data = join(dir, 'data')
   await cp(source, data, { recursive: true })

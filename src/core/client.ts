@@ -50,8 +50,8 @@ export interface HaClientDeps {
   readonly dialect: Dialect | undefined
   /** The user name postgres.js would use; plugins may replace it per connection. */
   readonly user: string
-  /** Drops every user connection to a host. */
-  abortHost(host: HostAddress, reason: string): void
+  /** Drops every user connection to a host; false when there was nothing left to drop. */
+  abortHost(host: HostAddress, reason: string): boolean
   /** Hosts with open user connections. */
   connectedHosts(): HostAddress[]
   /** Open user connections to a host. */
@@ -162,7 +162,10 @@ export class HaClient implements Executor {
       requestFastPolling: (reason: string) => this.#lease.monitor.requestFastPolling(reason),
       currentWriter: () => this.#writer,
       setWriter: (host: HostAddress) => this.#setWriter(host, 'failover'),
-      abortHost: (host: HostAddress, reason: string) => deps.abortHost(host, reason),
+      abortHost: (host: HostAddress, reason: string) => {
+        if (deps.abortHost(host, reason))
+          this.logger.debug('connections dropped', { host: hostKey(host), reason })
+      },
       warmHost: (host: HostAddress) => deps.warmHost?.(host) ?? (() => {}),
       connectedHosts: () => deps.connectedHosts(),
       markHostDown: (host: HostAddress, reason: string) => this.#markDown(host, reason),

@@ -50,8 +50,13 @@ export interface HostPools {
   readonly options: postgres.ParsedOptions
   /** The postgres.js instance for `host`, created on first use. */
   get(host: HostAddress): postgres.Sql
-  /** Destroys every socket to `host` at once (pool, reserved and listen connections); in-flight statements reject. */
-  abort(host: HostAddress, reason: string): void
+  /**
+   * Destroys every socket to `host` at once (pool, reserved and listen connections); in-flight
+   * statements reject. Returns false, doing nothing, when the host's connections were dropped
+   * already and none opened since: a failover reports one dead host several ways (host
+   * monitoring, the host-down event, the writer change), and one drop is enough.
+   */
+  abort(host: HostAddress, reason: string): boolean
   /**
    * How many times `host`'s connections were dropped so far; {@link HostPools.explain} tells
    * whether a statement's connection error came from such a drop.
@@ -119,6 +124,8 @@ export interface PoolEntry extends SocketSet {
   /** How many times postgres-ha dropped this host's connections, and the last reason. */
   drops?: number
   dropReason?: string
+  /** Dropped, and no socket opened since. */
+  dropped?: boolean
 }
 
 /** What the `socket` function of one postgres.js instance needs to know about it. */
@@ -330,12 +337,16 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     if (!e) {
       if (ending)
         throw connectionError('CONNECTION_ENDED', 'the client has been ended', address.host, address.port)
-      const partial = {
+      const partial: Partial<PoolEntry> = {
         address: { host: address.host, port: address.port },
         sockets: new Set(),
         dedicated: new Set(),
+        // A new connection since the last drop is something the next drop must close.
+        onSocketOpen: () => {
+          partial.dropped = false
+        },
       }
-      e = partial as unknown as PoolEntry
+      e = partial as PoolEntry
       entries.set(key, e)
       attachInstance(e)
     }
@@ -394,16 +405,18 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     entry,
     abort(host, reason) {
       const e = entries.get(hostKey(host))
-      if (!e) return
+      if (!e || e.dropped) return false
+      e.dropped = true
       e.drops = (e.drops ?? 0) + 1
       e.dropReason = reason
       destroySockets(e, new ConnectionDroppedError(hostKey(host), reason))
-      if (ending) return
+      if (ending) return true
       // postgres.js keeps a closed connection's last statement as "in flight": its end() would wait
       // for it forever, and a late write to it (a transaction's ROLLBACK) throws. Terminating the
       // old instance settles both; the host gets a fresh instance for what comes next.
       const old = attachInstance(e)
       if (old) void endInstance(old, { sockets: new Set() }, 0).catch(() => {})
+      return true
     },
     async close(host) {
       const key = hostKey(host)

@@ -54,3 +54,38 @@ test('host monitoring alone drops a frozen host: the statement rejects with a po
     await restore(old)
   }
 })
+
+test('a frozen writer with a busy pool, a transaction and a reserved connection: every drop is handled', async () => {
+  const sql = postgresHa(lab.url('cluster'), labClientOptions({ max: 3 }))
+  const old = (await lab.status()).writer!
+  try {
+    await sql`select 1`
+    const reserved = await sql.reserve()
+    const work = [
+      settle(sql`select pg_sleep(10)`),
+      settle(sql`select pg_sleep(10)`),
+      settle(
+        sql.begin(async (tx) => {
+          await tx`select 1`
+          await tx`select pg_sleep(10)`
+        }),
+      ),
+      settle(reserved`select pg_sleep(10)`),
+    ]
+    await new Promise((r) => setTimeout(r, 150))
+    await lab.freeze(old)
+    const results = await Promise.all(work)
+    // A statement still queued when the writer froze never reached it: it runs on the new writer.
+    // Every other one rejects with a postgres-ha error.
+    assert.ok(results.some((r) => !r.ok))
+    for (const r of results)
+      if (!r.ok) assert.ok(r.error instanceof HaError, `got ${r.error?.name} ${r.error?.code}: ${r.error}`)
+    reserved.release()
+    // Late rejections (a pool ended with a timeout, a transaction's ROLLBACK) would show up here.
+    await new Promise((r) => setTimeout(r, 2_000))
+    assert.equal(crashes.seen.length, 0, describeCrashes(crashes.seen))
+  } finally {
+    await sql.end({ timeout: 1 })
+    await restore(old)
+  }
+})

@@ -46,6 +46,18 @@ export function failoverPlugin(): HaPlugin {
   let options: ResolvedFailoverOptions
   let running: Promise<HostAddress> | undefined
   let generation = 0
+  /** One question per host at a time, however many statements lost their connection to it. */
+  const asking = new Map<string, Promise<boolean>>()
+  const alive = (host: HostAddress | undefined): Promise<boolean> => {
+    if (!host) return Promise.resolve(false)
+    const key = hostKey(host)
+    let answer = asking.get(key)
+    if (!answer) {
+      answer = stillWritable(services, host).finally(() => asking.delete(key))
+      asking.set(key, answer)
+    }
+    return answer
+  }
 
   const runFailover = async (failed: HostAddress | undefined, trigger: Trigger): Promise<HostAddress> => {
     const { runtime: clock, events, logger } = services
@@ -173,6 +185,23 @@ export function failoverPlugin(): HaPlugin {
           // The one host there is refused a write as a standby: no search can find another.
           if (trigger === 'read-only' && failed && undiscoverable(services, failed))
             throw onlyReaderError(failed, 0, error)
+          // One connection closed on a writer that still answers as the writer (pg_terminate_backend,
+          // idle_session_timeout, a proxy's idle cut): nothing to fail over. What provably never
+          // reached it runs again there; anything else rejects as it would without postgres-ha.
+          if (
+            trigger === 'connection-lost' &&
+            !running &&
+            seen === generation &&
+            worthAsking(services, error, failed) &&
+            (await alive(failed))
+          ) {
+            const retryable = ctx.kind !== 'reserved' || !ctx.inTransaction
+            if (!ctx.sent && !ctx.delivered && retryable && ctx.attempt < 10) {
+              ctx.attempt++
+              continue
+            }
+            throw error
+          }
           const neverSent = !ctx.sent && !ctx.delivered
           let to: HostAddress
           try {
@@ -236,6 +265,19 @@ function onlyReaderError(host: HostAddress, tookMs: number, cause?: unknown): Fa
     tookMs,
     cause === undefined ? undefined : { cause },
   )
+}
+
+/**
+ * Whether a lost connection should first ask its host whether it is still the writer. Not when
+ * postgres-ha itself dropped it (host monitoring or the tracker already judged the host), when
+ * the host is marked down, or when the connection went silent (a timeout): asking a silent host
+ * would only add its probe timeout to the failover. A host that closed the connection answers a
+ * probe (or refuses it) at once.
+ */
+function worthAsking(services: PluginServices, error: unknown, failed: HostAddress | undefined): boolean {
+  if (!failed || services.isHostDown(failed)) return false
+  const code = (error as { code?: unknown } | null)?.code
+  return code !== 'CONNECTION_DROPPED' && code !== 'QUERY_TIMEOUT' && code !== 'ETIMEDOUT'
 }
 
 /** Whether `host` answers as a writable primary, asked on a connection of its own. */

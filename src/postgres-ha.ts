@@ -19,6 +19,7 @@ import {
   sqlControl,
 } from './drivers/postgresjs/mod.ts'
 import { createReaderSql, type ReaderSql } from './drivers/postgresjs/reader-sql.ts'
+import { closeLeftHosts } from './drivers/postgresjs/retire.ts'
 import { createHaApi, type HaApi } from './ha-api.ts'
 import { type HaOptions, parseOptions, refuseHaOptionsInUrl } from './options.ts'
 import { resolvePlugins } from './plugins/mod.ts'
@@ -159,6 +160,10 @@ export function postgresHa(
   }
   Object.assign(sql, { end })
   Object.assign(readerSql.sql, { end })
+  haClient.events.on('topology', ({ topology }) => {
+    for (const host of closeLeftHosts(pools, topology, initialHosts, haClient.writer()))
+      haClient.logger.debug('pool closed: the host left the topology', { host: hostKey(host) })
+  })
   // A LISTEN and a logical replication subscription live on one connection: when the writer
   // moves, they move with it.
   haClient.events.on('writerChanged', ({ from }) => {

@@ -1,0 +1,100 @@
+// Pools of hosts that left the topology are closed: over 100 topology changes (a reader leaves, the
+// other comes back, and reads follow) no connection, socket or timer accumulates — counted on the
+// servers (pg_stat_activity) and, where the runtime reports them, in the process.
+import assert from 'node:assert/strict'
+import process from 'node:process'
+import { test } from 'node:test'
+import postgres from 'postgres'
+import { startLab } from '../lab/mod.ts'
+import { postgresHa } from '../mod.ts'
+import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
+import { eventually, labClientOptions } from './helpers/ha.ts'
+
+const asAdmin = (url: string) => url.replace(/\/\/[^@]+@/, '//lab_admin:lab-admin-secret@')
+const APP = 'pool-leak-test'
+const ROUNDS = 100
+
+/** Sockets and timers the runtime reports (node, deno); undefined where it reports none (bun). */
+function activeResources(): { sockets: number; timers: number } | undefined {
+  const info = (process as { getActiveResourcesInfo?: () => string[] }).getActiveResourcesInfo?.()
+  if (!info || info.length === 0) return undefined
+  return {
+    sockets: info.filter((r) => r.startsWith('TCP')).length,
+    timers: info.filter((r) => r === 'Timeout').length,
+  }
+}
+
+test(`${ROUNDS} topology changes: pools of hosts that left are closed, nothing accumulates`, async () => {
+  const crashes = watchCrashes()
+  await using lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  const status = await lab.status()
+  const writer = status.writer!
+  const readers = status.nodes.filter((n) => n.id !== writer).map((n) => n.id)
+  assert.equal(readers.length, 2)
+  const admins = new Map(
+    status.nodes.map((n) => [n.id, postgres(asAdmin(lab.url(n.id)), { max: 1, onnotice: () => {} })]),
+  )
+  // aurora_replica_status() leaves out the instances listed in lab_internal.hidden.
+  await admins.get(writer)!.unsafe(`
+    CREATE TABLE lab_internal.hidden (server_id text PRIMARY KEY);
+    ALTER FUNCTION pg_catalog.aurora_replica_status() RENAME TO aurora_replica_status_real;
+    CREATE TABLE lab_internal.replica_status AS SELECT * FROM pg_catalog.aurora_replica_status_real() WHERE false;
+    CREATE FUNCTION pg_catalog.aurora_replica_status()
+      RETURNS SETOF lab_internal.replica_status LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
+      AS $$ SELECT * FROM pg_catalog.aurora_replica_status_real() r
+            WHERE r.server_id NOT IN (SELECT server_id FROM lab_internal.hidden) $$;`)
+  const sql = postgresHa(
+    lab.url('cluster'),
+    labClientOptions({ max: 2, topologyFastRefreshMs: 50, connection: { application_name: APP } }),
+  )
+  const userConnections = async (node: string) =>
+    Number(
+      (
+        await admins.get(
+          node,
+        )!`select count(*)::int as n from pg_stat_activity where application_name = ${APP}`
+      )[0]!.n,
+    )
+  try {
+    await sql`select 1`
+    await sql.ha.reader`select 1`
+    const before = activeResources()
+    const visible = (host: string) => (sql.ha.topology()?.hosts ?? []).some((h) => h.host === host)
+    let hidden = ''
+    for (let round = 0; round < ROUNDS; round++) {
+      hidden = readers[round % 2]!
+      const shown = readers[(round + 1) % 2]!
+      await admins.get(writer)!.begin(async (tx) => {
+        await tx`delete from lab_internal.hidden`
+        await tx`insert into lab_internal.hidden ${tx([{ server_id: hidden }])}`
+      })
+      await eventually(
+        async () => {
+          await sql.ha.refreshTopology()
+          return !visible(hidden) && visible(shown)
+        },
+        10_000,
+        `round ${round}: ${hidden} out of the topology, ${shown} in`,
+      )
+      // Reads go to the one reader left: its pool opens (again).
+      await Promise.all([sql.ha.reader`select 1`, sql.ha.reader`select 1`, sql`select 1`])
+    }
+    // The reader that left last has no pool connection left (its pool closes gracefully, within 1 s).
+    await eventually(async () => (await userConnections(hidden)) === 0, 5_000, `${hidden}'s pool to close`)
+    // The others hold at most their pool (max: 2) each.
+    for (const node of status.nodes.map((n) => n.id))
+      assert.ok((await userConnections(node)) <= 2, `${node}: ${await userConnections(node)} connections`)
+    const after = activeResources()
+    if (before && after) {
+      // One reader pool swapped for the other: the same number of sockets and timers, give or take
+      // the connections and probes of the moment.
+      assert.ok(after.sockets <= before.sockets + 4, `sockets ${before.sockets} -> ${after.sockets}`)
+      assert.ok(after.timers <= before.timers + 10, `timers ${before.timers} -> ${after.timers}`)
+    }
+  } finally {
+    await sql.end()
+    for (const admin of admins.values()) await admin.end()
+    crashes.stop()
+  }
+  assert.equal(crashes.seen.length, 0, describeCrashes(crashes.seen))
+})

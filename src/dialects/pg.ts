@@ -7,7 +7,8 @@
  */
 import type { DbConnection } from '../core/connection-factory.ts'
 import type { Dialect, TopologyContext } from '../core/dialect.ts'
-import { type HostInfo, sameHost } from '../core/host.ts'
+import { type HostAddress, type HostInfo, type HostRole, sameHost } from '../core/host.ts'
+import { electWriter } from './split-brain.ts'
 import {
   identityOf,
   lagOf,
@@ -40,17 +41,20 @@ export const pgDialect: Dialect = Object.freeze({
                 .then(identityOf, () => UNKNOWN),
       ),
     )
+    const claimers = context.initialHosts.filter((_, i) => identities[i]!.role === 'writer')
+    const writer = await electWriter(claimers, conn, context)
+    // A primary that lost the election is left out: it is no standby of the writer.
+    const roleOf = (h: HostAddress, i: number): HostRole =>
+      identities[i]!.role !== 'writer' ? identities[i]!.role : sameHost(h, writer) ? 'writer' : 'unknown'
     // Lag needs pg_monitor; without it the hosts and roles still stand.
     const lags =
-      own.role === 'writer'
+      own.role === 'writer' && sameHost(conn.host, writer)
         ? await lagOf(conn, identities).catch(() => identities.map(() => undefined))
         : identities.map(() => undefined)
-    return context.initialHosts.map((h, i) => ({
-      host: h.host,
-      port: h.port,
-      id: h.host,
-      role: identities[i]!.role,
-      lagMs: identities[i]!.role === 'writer' ? 0 : lags[i],
-    }))
+    return context.initialHosts.flatMap((h, i) => {
+      const role = roleOf(h, i)
+      if (identities[i]!.role === 'writer' && role !== 'writer') return []
+      return [{ host: h.host, port: h.port, id: h.host, role, lagMs: role === 'writer' ? 0 : lags[i] }]
+    })
   },
 })

@@ -13,6 +13,7 @@ import type { ConnectionFactory, DbConnection } from './connection-factory.ts'
 import { type Dialect, readRole, type TopologyContext } from './dialect.ts'
 import { type HostAddress, hostKey } from './host.ts'
 import type { HostPattern } from './host-pattern.ts'
+import { InstanceReachability } from './instance-reachability.ts'
 import type { Logger } from './logger.ts'
 import type { PatroniSettings } from './patroni-options.ts'
 import { makeTopology, sameShape, type Topology } from './topology.ts'
@@ -100,6 +101,7 @@ export class TopologyMonitor {
   #ignored = new Set<string>()
   #stopped = false
   #connecting = 0
+  readonly #reachability: InstanceReachability
   /** Number of topology statements sent, for tests and the idle benchmark. */
   reads = 0
   /** Why the last read failed on every host, cleared by a successful read. */
@@ -108,6 +110,11 @@ export class TopologyMonitor {
   constructor(config: TopologyMonitorConfig) {
     this.config = config
     this.#dialect = config.dialect
+    this.#reachability = new InstanceReachability({
+      ...config,
+      clock: config.runtime,
+      pattern: config.hostPattern.source,
+    })
     if (config.dialect?.name === 'pg') warnSingleHost(config)
   }
 
@@ -233,6 +240,13 @@ export class TopologyMonitor {
         this.reads++
         const hosts = await this.#dialect.readTopology(conn, this.#context(factory))
         if (hosts.length === 0) throw new Error(`${hostKey(host)} reported an empty topology`)
+        if (!(await this.#reachability.usable(factory, host, hosts))) {
+          // Not a failed read: the listed host answers and is used as it is, polled at the calm pace.
+          this.lastError = undefined
+          this.#readSucceeded()
+          this.#fast = false
+          return this.#current
+        }
         this.lastError = undefined
         this.#readSucceeded()
         this.#accept(makeTopology(this.config.clusterId, hosts, this.config.runtime.wallNow(), hostKey(host)))

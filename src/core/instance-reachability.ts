@@ -11,7 +11,7 @@
 
 import type { Clock } from '../runtime/clock.ts'
 import type { ConnectionFactory } from './connection-factory.ts'
-import { type HostAddress, hostKey, sameHost } from './host.ts'
+import { type HostAddress, type HostInfo, hostKey, sameHost } from './host.ts'
 import type { Logger } from './logger.ts'
 
 /** How long a finding stands before the hosts are asked again (DNS may have caught up). */
@@ -49,12 +49,18 @@ export class InstanceReachability {
   async usable(
     factory: ConnectionFactory,
     source: HostAddress,
-    hosts: readonly HostAddress[],
+    hosts: readonly HostInfo[],
   ): Promise<boolean> {
     const { initialHosts } = this.#config
     if (!initialHosts.some((h) => sameHost(h, source))) return true
     if (hosts.some((h) => initialHosts.some((i) => sameHost(h, i)))) return true
-    const answers = await Promise.all(hosts.map((h) => this.#reachable(factory, h)))
+    // The writer first: the client connects to it next anyway (an IAM token for it is reused), so
+    // a healthy cluster costs one connection more, and the others are asked only if it fails.
+    const [first, ...others] = [...hosts].sort(
+      (a, b) => Number(b.role === 'writer') - Number(a.role === 'writer'),
+    )
+    if (first && (await this.#reachable(factory, first))) return true
+    const answers = await Promise.all(others.map((h) => this.#reachable(factory, h)))
     if (answers.some(Boolean)) return true
     if (!this.#logged) {
       this.#logged = true

@@ -6,18 +6,12 @@ import { test } from 'node:test'
 import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { labClientOptions, settle } from './helpers/ha.ts'
+import { labClientOptions, settle, warnCapture } from './helpers/ha.ts'
 
 test('an instance host pattern that reaches nothing: the given host keeps working, logged once', async () => {
   const crashes = watchCrashes()
   await using lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
-  const lines: string[] = []
-  const logger = {
-    debug() {},
-    info() {},
-    warn: (m: string) => lines.push(m),
-    error: (m: string) => lines.push(m),
-  }
+  const { lines, logger } = warnCapture()
   const alarms: string[] = []
   // Instance ids become 127.0.0.N:1, where nothing listens.
   const sql = postgresHa(

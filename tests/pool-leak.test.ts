@@ -8,9 +8,8 @@ import postgres from 'postgres'
 import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { eventually, labClientOptions } from './helpers/ha.ts'
+import { asLabAdmin, eventually, labClientOptions } from './helpers/ha.ts'
 
-const asAdmin = (url: string) => url.replace(/\/\/[^@]+@/, '//lab_admin:lab-admin-secret@')
 const APP = 'pool-leak-test'
 const ROUNDS = 100
 
@@ -32,7 +31,7 @@ test(`${ROUNDS} topology changes: pools of hosts that left are closed, nothing a
   const readers = status.nodes.filter((n) => n.id !== writer).map((n) => n.id)
   assert.equal(readers.length, 2)
   const admins = new Map(
-    status.nodes.map((n) => [n.id, postgres(asAdmin(lab.url(n.id)), { max: 1, onnotice: () => {} })]),
+    status.nodes.map((n) => [n.id, postgres(asLabAdmin(lab.url(n.id)), { max: 1, onnotice: () => {} })]),
   )
   // aurora_replica_status() leaves out the instances listed in lab_internal.hidden.
   await admins.get(writer)!.unsafe(`

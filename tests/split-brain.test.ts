@@ -8,9 +8,7 @@ import postgres from 'postgres'
 import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { eventually, labClientOptions } from './helpers/ha.ts'
-
-const asAdmin = (url: string) => url.replace(/\/\/[^@]+@/, '//lab_admin:lab-admin-secret@')
+import { asLabAdmin, eventually, labClientOptions, warnCapture } from './helpers/ha.ts'
 
 test('pg dialect, two primaries: the one on the newer timeline is the writer, not the first listed', async () => {
   const crashes = watchCrashes()
@@ -23,15 +21,9 @@ test('pg dialect, two primaries: the one on the newer timeline is the writer, no
   // The old primary first: list order alone would pick it.
   const base = new URL(lab.url('cluster'))
   const url = `postgres://${base.username}:${base.password}@${oldNode.host}:${oldNode.port},${promoted.host}:${promoted.port}${base.pathname}`
-  const lines: string[] = []
-  const logger = {
-    debug() {},
-    info() {},
-    warn: (m: string, f?: Record<string, unknown>) => lines.push(`${m} ${JSON.stringify(f)}`),
-    error() {},
-  }
+  const { lines, logger } = warnCapture()
   const sql = postgresHa(url, labClientOptions({ dialect: 'pg', logger, topologyFastRefreshMs: 50 }))
-  const admin = postgres(asAdmin(lab.url(promoted.id)), { max: 1, onnotice: () => {} })
+  const admin = postgres(asLabAdmin(lab.url(promoted.id)), { max: 1, onnotice: () => {} })
   const where = async () => (await sql`select current_setting('pgha_lab.instance_id') as id`)[0]!.id as string
   try {
     assert.equal(await where(), old)

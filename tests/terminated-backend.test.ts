@@ -9,9 +9,7 @@ import postgres from 'postgres'
 import { type Lab, startLab } from '../lab/mod.ts'
 import { HaError, type PostgresHaSql, postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { eventually, labClientOptions, settle } from './helpers/ha.ts'
-
-const asAdmin = (url: string) => url.replace(/\/\/[^@]+@/, '//lab_admin:lab-admin-secret@')
+import { asLabAdmin, eventually, labClientOptions, settle } from './helpers/ha.ts'
 
 /** postgres.js's own errors for a connection the server closed. */
 const LOST = new Set(['CONNECTION_CLOSED', 'ECONNRESET', 'EPIPE'])
@@ -25,7 +23,7 @@ const crashes = watchCrashes()
 before(async () => {
   lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   const writer = (await lab.status()).writer!
-  admin = postgres(asAdmin(lab.url(writer)), { max: 1, onnotice: () => {} })
+  admin = postgres(asLabAdmin(lab.url(writer)), { max: 1, onnotice: () => {} })
   sql = postgresHa(lab.url('cluster'), labClientOptions({ max: 2 }))
   for (const event of ['failoverStart', 'failover', 'hostDown', 'writerChanged'] as const)
     sql.ha.on(event, () => alarms.push(event))

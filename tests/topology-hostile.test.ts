@@ -6,15 +6,13 @@ import postgres from 'postgres'
 import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { labClientOptions } from './helpers/ha.ts'
-
-const asAdmin = (url: string) => url.replace(/\/\/[^@]+@/, '//lab_admin:lab-admin-secret@')
+import { asLabAdmin, labClientOptions, warnCapture } from './helpers/ha.ts'
 
 test('aurora-pg: unusable rows and a stale second writer are logged once and ignored', async () => {
   const crashes = watchCrashes()
   await using lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   const writer = (await lab.status()).writer!
-  const admin = postgres(asAdmin(lab.url(writer)), { max: 1, onnotice: () => {} })
+  const admin = postgres(asLabAdmin(lab.url(writer)), { max: 1, onnotice: () => {} })
   // aurora_replica_status() now also returns the rows of a table we fill with bad ones.
   await admin.unsafe(`
     ALTER FUNCTION pg_catalog.aurora_replica_status() RENAME TO aurora_replica_status_real;
@@ -25,13 +23,7 @@ test('aurora-pg: unusable rows and a stale second writer are logged once and ign
     INSERT INTO lab_internal.hostile (server_id, session_id, last_update_timestamp) VALUES
       (NULL, 'a', now()), ('', 'b', now()), ('db$1', 'c', now()), ('../etc', 'd', now()), ('x/y', 'e', now()),
       ('ghost-writer', 'MASTER_SESSION_ID', now() - interval '20 seconds');`)
-  const lines: string[] = []
-  const logger = {
-    debug() {},
-    info() {},
-    warn: (m: string, f?: Record<string, unknown>) => lines.push(`${m} ${JSON.stringify(f)}`),
-    error() {},
-  }
+  const { lines, logger } = warnCapture()
   const sql = postgresHa(lab.url('cluster'), labClientOptions({ logger, topologyFastRefreshMs: 50 }))
   try {
     await sql`select 1`

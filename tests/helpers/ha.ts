@@ -38,3 +38,17 @@ export async function settle<T>(
     return { ok: false, error, ms: performance.now() - t0 }
   }
 }
+
+/** `url` with the lab's superuser in place of the app's role (for faults the app may not cause). */
+export function asLabAdmin(url: string): string {
+  return url.replace(/\/\/[^@]+@/, '//lab_admin:lab-admin-secret@')
+}
+
+/** A logger that keeps each warn and error as `message {fields as JSON}`, and drops the rest. */
+export function warnCapture(): { lines: string[]; logger: NonNullable<PostgresHaOptions['logger']> } {
+  const lines: string[] = []
+  const keep = (m: string, f?: Record<string, unknown>) => {
+    lines.push(`${m} ${JSON.stringify(f)}`)
+  }
+  return { lines, logger: { debug() {}, info() {}, warn: keep, error: keep } }
+}

@@ -235,18 +235,23 @@ function holdErrorsUntilClose(socket: Socket): void {
     holding = false
     emit.call(socket, 'error', held)
   }
-  socket.emit = function (this: Socket, event: string | symbol, ...args: unknown[]): boolean {
+  // Every chunk of every statement passes here: 'data' takes a path with no rest array or spread.
+  socket.emit = function (this: Socket, event: string | symbol, arg?: unknown): boolean {
     if (event === 'data') {
       previous = last
-      last = args[0] as Uint8Array
-    } else if (event === 'error') {
+      last = arg as Uint8Array
+      return emit.call(this, event, arg)
+    }
+    if (event === 'error') {
       if (holding) return true
-      held = args[0]
+      held = arg
       holding = true
       // Node always follows an error with 'close'; never hold one forever regardless.
       startTimer(flush, HALF_CLOSE_GRACE_MS)
       return true
     }
+    // biome-ignore lint/complexity/noArguments: the rare events keep every argument as given.
+    const args = Array.prototype.slice.call(arguments, 1) as unknown[]
     if (event === 'close') {
       setImmediate(() =>
         setImmediate(() => {
@@ -256,6 +261,6 @@ function holdErrorsUntilClose(socket: Socket): void {
       )
       return true
     }
-    return emit.call(this, event, ...args)
+    return emit.apply(this, [event, ...args])
   } as Socket['emit']
 }

@@ -52,6 +52,7 @@ export type {
   HaPlugin,
   PluginOptions,
   PluginServices,
+  Precheck,
 } from './src/core/plugin.ts'
 export type { LoadBalanceHosts, TargetSessionAttrs } from './src/core/session-attrs.ts'
 export type { Topology } from './src/core/topology.ts'

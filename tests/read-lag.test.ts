@@ -294,3 +294,55 @@ test("read-lag: a reader session the server ends mid-statement for a recovery co
   for (let i = 0; i < 4; i++) assert.equal((await sql.ha.reader`select pg_is_in_recovery() as r`)[0]!.r, true)
   assert.equal(trouble, 0)
 })
+
+test('read-lag: readYourWrites — a read after a write the reader has replayed costs one round trip to it, like a plain read (the replay check is pipelined with the read)', async () => {
+  // 100 ms each way on both readers (the writer has none): a round trip to a reader is 200 ms,
+  // far above this machine's noise, so the elapsed time counts round trips.
+  const ONE_WAY_MS = 100
+  const sql = client(lab.url('cluster'), { readYourWrites: true, readYourWritesTimeoutMs: 2_000 })
+  const plain = client(lab.url('cluster'))
+  await sql`insert into ryw values (0, 0) on conflict (id) do update set v = 0`
+  // Connections open to both readers (and the writer) before the latency: opening one costs several round trips.
+  for (let i = 0; i < 6; i++) {
+    await sql`update ryw set v = 0 where id = 0`
+    await sql.ha.reader`select v from ryw where id = 0`
+    await plain.ha.reader`select v from ryw where id = 0`
+  }
+  const w = admin(status.writer!)
+  const replicas = readers.map((id) => admin(id))
+  await Promise.all(replicas.map((r) => r`select 1`))
+  await Promise.all(readers.map((id) => lab.latency(id, ONE_WAY_MS)))
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+  try {
+    const alone: number[] = []
+    const afterWrite: number[] = []
+    for (let i = 1; i <= 5; i++) {
+      let t = performance.now()
+      await plain.ha.reader`select v from ryw where id = 0`
+      alone.push(performance.now() - t)
+      await sql`update ryw set v = ${i} where id = 0`
+      // Untimed: both readers replay the write before the read starts.
+      const [{ lsn }] = (await w`select pg_current_wal_lsn()::text as lsn`) as unknown as [{ lsn: string }]
+      await eventually(
+        async () =>
+          (
+            await Promise.all(replicas.map((r) => r`select pg_last_wal_replay_lsn() >= ${lsn}::pg_lsn as ok`))
+          ).every(([row]) => row!.ok === true),
+        10_000,
+        'both readers replayed the write',
+      )
+      t = performance.now()
+      const [row] = await sql.ha.reader`select v, pg_is_in_recovery() as standby from ryw where id = 0`
+      afterWrite.push(performance.now() - t)
+      assert.equal(row!.v, i, 'the read sees the write')
+      assert.equal(row!.standby, true, 'on a reader')
+    }
+    const rtt = 2 * ONE_WAY_MS
+    assert.ok(
+      median(afterWrite) < median(alone) + rtt / 2,
+      `a read after a write took ${Math.round(median(afterWrite))} ms, a plain read ${Math.round(median(alone))} ms: more than one round trip (${rtt} ms) to the reader`,
+    )
+  } finally {
+    await Promise.all(readers.map((id) => lab.latency(id, 0)))
+  }
+})

@@ -21,7 +21,7 @@ import { acquireMonitor, type MonitorLease } from './monitor-registry.ts'
 import type { ReaderFallback, ResolvedHaOptions } from './options.ts'
 import { type ConnectChain, connectChain, type ExecuteChain, executeChain } from './pipeline.ts'
 import type { ConnectContext, ExecuteContext, HaPlugin, PluginServices } from './plugin.ts'
-import { ReadYourWrites } from './read-your-writes.ts'
+import { ReadYourWrites, readAfterWrite } from './read-your-writes.ts'
 import { lagPollMs, pollLag } from './replica-lag.ts'
 import { type ReaderPicker, readerPicker, withinLag } from './routing.ts'
 import type { Topology } from './topology.ts'
@@ -286,13 +286,24 @@ export class HaClient implements Executor {
       } catch (error) {
         return Promise.reject(error)
       }
-      if (ryw && !sameHost(host, this.#writer)) {
-        const caughtUp = ryw.caughtUp(host)
-        // Behind after the wait, or unable to tell: the writer has the write.
-        if (caughtUp !== true)
-          return Promise.resolve(caughtUp).then((ok) =>
-            this.#run(ok ? host : this.route('writer'), ctx, attempt),
+      if (ryw && !sameHost(host, this.#writer) && !ryw.known(host)) {
+        const onWriter = () => this.#run(this.route('writer'), ctx, attempt)
+        if (request.discardable === true)
+          return readAfterWrite(
+            ryw,
+            host,
+            ctx,
+            (h) => this.#run(h, ctx, attempt),
+            onWriter,
+            (e) => {
+              const kind = this.#deps.driverFactory.classify(e)
+              return kind === 'connection-lost' || kind === 'connect-failed'
+            },
           )
+        // Behind after the wait, or unable to tell: the writer has the write.
+        return Promise.resolve(ryw.caughtUp(host)).then((ok) =>
+          ok ? this.#run(host, ctx, attempt) : onWriter(),
+        )
       }
       // Asked once per host (again after a topology change), not per statement.
       if (

@@ -20,6 +20,12 @@ export interface ExecuteRequest {
   readonly forReader?: boolean
   /** Statement text for logs, without parameters. */
   readonly description?: string
+  /**
+   * The driver can run {@link ExecuteContext.precheck} before this work on the same connection, and
+   * nothing of its result reaches the caller before the work settles (no cursor, no `forEach`): a
+   * result the core throws away was never seen.
+   */
+  readonly discardable?: boolean
 }
 
 /**

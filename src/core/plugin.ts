@@ -63,6 +63,19 @@ export interface ExecuteContext {
   attempt: number
   /** The statement text for logs (never its parameters); may be empty. */
   readonly description: string
+  /**
+   * Read-your-writes on a reader: a statement the driver runs on the attempt's connection right
+   * before the work, in the same round trip, setting {@link Precheck.value}. Set by the core only
+   * for work whose result it may discard ({@link ExecuteRequest.discardable}).
+   */
+  precheck?: Precheck | undefined
+}
+
+/** A one-value statement pipelined before the work (see {@link ExecuteContext.precheck}). */
+export interface Precheck {
+  readonly text: string
+  /** Set by the driver when it sends the statement: its first column of its first row. */
+  value?: Promise<unknown>
 }
 
 /**

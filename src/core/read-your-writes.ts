@@ -4,8 +4,9 @@
  * positions — the writer's `pg_current_wal_lsn()` taken after the write against the reader's
  * `pg_last_wal_replay_lsn()` — for at most `readYourWritesTimeoutMs`; then the read runs on the
  * writer. Writes cost nothing (a counter); the writer's position is asked for lazily, by the first
- * read after a write, in parallel with the reader's, so a read on a caught-up reader costs one
- * extra round trip after a write and none otherwise.
+ * read after a write, in parallel with the reader's, which the driver pipelines with the read
+ * itself on the read's connection ({@link readAfterWrite}): a read on a caught-up reader costs no
+ * extra round trip.
  *
  * @module
  */
@@ -13,6 +14,7 @@
 import type { Runtime } from '../runtime/runtime.ts'
 import type { ConnectionFactory, DbConnection } from './connection-factory.ts'
 import { type HostAddress, hostKey } from './host.ts'
+import type { ExecuteContext, Precheck } from './plugin.ts'
 
 /** The writer's WAL position. On PostgreSQL 10+ (and Aurora). */
 export const WRITER_LSN_QUERY = 'select pg_catalog.pg_current_wal_lsn()::text as lsn'
@@ -79,15 +81,40 @@ export class ReadYourWrites {
     this.#writes++
   }
 
+  /** Whether `host` is known, without asking anyone, to have replayed every write noted so far. */
+  known(host: HostAddress): boolean {
+    if (this.#writes === 0) return true
+    const seen = this.#replayed.get(hostKey(host))
+    return this.#covered === this.#writes && seen !== undefined && seen >= this.#target
+  }
+
   /**
    * `true` when `host` has replayed every write noted so far (synchronously when already known),
    * `false` when it did not within the timeout or could not be asked.
    */
   caughtUp(host: HostAddress): boolean | Promise<boolean> {
-    if (this.#writes === 0) return true
-    const seen = this.#replayed.get(hostKey(host))
-    if (this.#covered === this.#writes && seen !== undefined && seen >= this.#target) return true
-    return this.#wait(host)
+    return this.known(host) || this.#wait(host)
+  }
+
+  /**
+   * The writer's position after every write noted so far, asked once for all the reads that
+   * follow the same writes; `undefined` when the writer cannot say.
+   */
+  target(): Promise<bigint | undefined> {
+    return this.#targetFor(this.#writes).catch(() => undefined)
+  }
+
+  /**
+   * Records the replay position `host` reported (`pg_last_wal_replay_lsn()` as text, run by the
+   * driver right before a read on the read's own connection); whether it covers `target`.
+   */
+  covers(host: HostAddress, replayed: unknown, target: bigint | undefined): boolean {
+    this.statements++
+    const lsn = parseLsn(typeof replayed === 'string' ? replayed : undefined)
+    if (lsn === undefined) return false
+    const key = hostKey(host)
+    if (lsn > (this.#replayed.get(key) ?? -1n)) this.#replayed.set(key, lsn)
+    return target !== undefined && lsn >= target
   }
 
   async #wait(host: HostAddress): Promise<boolean> {
@@ -165,4 +192,49 @@ export class ReadYourWrites {
     for (const pending of this.#conns.values()) void pending.then((c) => c.abort()).catch(() => {})
     this.#conns.clear()
   }
+}
+
+/**
+ * A read through `sql.ha.reader` after a write, on a reader not yet known to have replayed it, in
+ * one round trip: the reader's `pg_last_wal_replay_lsn()` runs on the read's own connection right
+ * before the read (pipelined by the driver; the read's snapshot is taken after it), while the
+ * writer is asked for its position in parallel. Caught up, the read's result stands. Behind (or
+ * unable to tell), that result may predate the write: it is thrown away — nothing of it reached the
+ * caller, and a standby changed nothing — and the read runs again once the reader has caught up
+ * (within `readYourWritesTimeoutMs`), else on the writer. A lost connection is left to the plugins.
+ *
+ * @example
+ * ```ts
+ * const rows = await readAfterWrite(ryw, reader, ctx, (h) => runOn(h), () => runOn(writer), isLost)
+ * ```
+ */
+export async function readAfterWrite<T>(
+  ryw: ReadYourWrites,
+  host: HostAddress,
+  ctx: ExecuteContext,
+  run: (host: HostAddress) => Promise<T>,
+  onWriter: () => Promise<T>,
+  lostConnection: (error: unknown) => boolean,
+): Promise<T> {
+  const precheck: Precheck = { text: REPLAY_LSN_QUERY }
+  const target = ryw.target()
+  // The driver reads it when the attempt starts, synchronously.
+  ctx.precheck = precheck
+  let work: Promise<T>
+  try {
+    work = run(host)
+  } finally {
+    ctx.precheck = undefined
+  }
+  const outcome = await work.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  )
+  const replayed = await precheck.value?.catch(() => undefined)
+  if (ryw.covers(host, replayed, await target)) {
+    if (outcome.ok) return outcome.value
+    throw outcome.error
+  }
+  if (!outcome.ok && lostConnection(outcome.error)) throw outcome.error
+  return (await ryw.caughtUp(host)) ? run(host) : onWriter()
 }

@@ -9,7 +9,7 @@
 import postgres from 'postgres'
 import type { ExecuteRequest, Executor } from '../../core/executor.ts'
 import { hostKey } from '../../core/host.ts'
-import type { ExecuteContext } from '../../core/plugin.ts'
+import type { ExecuteContext, Precheck } from '../../core/plugin.ts'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
 import { createCapacity } from './capacity.ts'
 import { postgresJsError } from './errors.ts'
@@ -70,13 +70,15 @@ export function sqlControl(sql: object): SqlControl | undefined {
 }
 
 function requestOf(q: PgQuery): ExecuteRequest {
-  if (!q.tagged) return { kind: 'statement', description: q.strings[0] ?? '' }
+  // A cursor or forEach hands rows over as they come: its result cannot be thrown away unseen.
+  const discardable = !q.cursorFn && !q.forEachFn
+  if (!q.tagged) return { kind: 'statement', description: q.strings[0] ?? '', discardable }
   let request = requests.get(q.strings)
   if (!request) {
-    request = Object.freeze({ kind: 'statement', description: q.strings.join('$?') })
+    request = Object.freeze({ kind: 'statement', description: q.strings.join('$?'), discardable: true })
     requests.set(q.strings, request)
   }
-  return request
+  return discardable ? request : { ...request, discardable }
 }
 
 /**
@@ -135,8 +137,12 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
         .execute(requestOf(q), (host, ctx) => {
           const entry = pools.entry(host)
           const drops = entry.drops ?? 0
+          const precheck = ctx.precheck
           return handOver(reject, () =>
-            attemptQuery(q as HaQuery, entry.handler, entry.canceller, ctx).then(undefined, (error) => {
+            (precheck
+              ? attemptAfter(precheck, entry, q as HaQuery, ctx)
+              : attemptQuery(q as HaQuery, entry.handler, entry.canceller, ctx)
+            ).then(undefined, (error) => {
               // A drop by postgres-ha says so, whatever postgres.js made of it.
               throw pools.explain(host, drops, error)
             }),
@@ -289,4 +295,31 @@ function withoutTlsSecrets(options: postgres.ParsedOptions): postgres.ParsedOpti
   const masked: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(ssl)) masked[k] = TLS_SECRETS.has(k) && v ? '*** (hidden)' : v
   return Object.assign(Object.create(Object.getPrototypeOf(options)), options, { ssl: masked })
+}
+
+const EMPTY = Object.assign([''], { raw: [''] }) as unknown as TemplateStringsArray
+
+/**
+ * Runs `precheck` and then `q` on one connection of the pool, pipelined (one round trip): a
+ * postgres.js reservation holds the connection, and the check is handed to it first (both go out
+ * in the same write), so the statement's snapshot is taken after the check ran.
+ */
+async function attemptAfter(
+  precheck: Precheck,
+  entry: { readonly sql: postgres.Sql },
+  q: HaQuery,
+  ctx: ExecuteContext,
+): Promise<unknown> {
+  const reservation = await entry.sql.reserve()
+  try {
+    const probe = (reservation as unknown as (s: TemplateStringsArray) => PgQuery)(EMPTY)
+    const check = reservation.unsafe(precheck.text).values()
+    const value = check.then((rows) => (rows as unknown as unknown[][])[0]?.[0])
+    // Read once the statement settles; a failed check must not be an unhandled rejection meanwhile.
+    value.catch(() => {})
+    precheck.value = value
+    return await attemptQuery(q, probe.handler, probe.canceller, ctx)
+  } finally {
+    reservation.release()
+  }
 }

@@ -4,39 +4,32 @@
 // passing the limit it gets no reads; resumed, it gets reads again.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import postgres from 'postgres'
-import { ADMIN_PASSWORD, ADMIN_USER } from '../lab/instance.ts'
+import type postgres from 'postgres'
 import { type Lab, type LabStatus, startLab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { monitorOf } from '../src/core/monitor-registry.ts'
 import { eventually, labClientOptions } from './helpers/ha.ts'
+import { labAdmins, lagPassed } from './helpers/replicas.ts'
 
 let lab: Lab
 let status: LabStatus
 let readers: string[]
-const admins: postgres.Sql[] = []
 
 const WHO = "select current_setting('pgha_lab.instance_id') as id"
 
-/** A superuser connection to one instance (pg_wal_replay_pause needs it). */
-function admin(id: string): postgres.Sql {
-  const url = new URL(lab.url(id))
-  url.username = ADMIN_USER
-  url.password = ADMIN_PASSWORD
-  const sql = postgres(url.toString(), { max: 1, onnotice: () => {} })
-  admins.push(sql)
-  return sql
-}
+let admin: (id: string) => postgres.Sql
+let endAdmins: () => Promise<void>
 
 before(async () => {
   lab = await startLab({ nodes: 3, dialect: 'rds-multi-az-pg', endpointLagMs: 0 })
   status = await lab.status()
+  ;({ admin, end: endAdmins } = labAdmins(lab))
   readers = status.nodes.filter((n) => n.role === 'reader').map((n) => n.id)
   await admin(status.writer!)`create table lag_ticks (id serial primary key, at timestamptz default now())`
 })
 
 after(async () => {
-  await Promise.all(admins.map((a) => a.end({ timeout: 0 })))
+  await endAdmins?.()
   await lab?.down()
 })
 
@@ -71,17 +64,7 @@ test('read-lag-multi-az: a paused standby gets no reads within ~1 s of its lag p
       'reads on both standbys',
     )
     await admin(paused)`select pg_wal_replay_pause()`
-    let crossedAt = 0
-    await eventually(
-      async () => {
-        const [row] = await w`select coalesce(extract(epoch from replay_lag) * 1000, 0)::float8 as ms
-          from pg_stat_replication where application_name = ${`n${paused.split('.').pop()}`}`
-        if (Number(row?.ms) > 500) crossedAt = performance.now()
-        return crossedAt > 0
-      },
-      10_000,
-      'the paused standby lags 500 ms behind',
-    )
+    const crossedAt = await lagPassed(w, paused, 500)
     await eventually(() => (lagOf(paused) ?? 0) > 500, 1_500, 'the client learns the lag')
     assert.ok(
       performance.now() - crossedAt < 1_500,

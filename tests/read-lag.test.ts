@@ -3,17 +3,16 @@
 // reads off it within about a second, and readYourWrites makes every read after a write see it.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import postgres from 'postgres'
-import { ADMIN_PASSWORD, ADMIN_USER } from '../lab/instance.ts'
+import type postgres from 'postgres'
 import { type Lab, type LabStatus, startLab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { allInstancesUrl, eventually, labClientOptions } from './helpers/ha.ts'
+import { labAdmins, lagPassed, runningOn } from './helpers/replicas.ts'
 
 let lab: Lab
 let status: LabStatus
 let readers: string[]
 const clients: PostgresHaSql[] = []
-const admins: postgres.Sql[] = []
 
 const WHO = "select current_setting('pgha_lab.instance_id') as id"
 
@@ -23,15 +22,8 @@ function client(url: string, options: Parameters<typeof labClientOptions>[0] = {
   return sql
 }
 
-/** A superuser connection to one instance (pg_wal_replay_pause needs it). */
-function admin(id: string): postgres.Sql {
-  const url = new URL(lab.url(id))
-  url.username = ADMIN_USER
-  url.password = ADMIN_PASSWORD
-  const sql = postgres(url.toString(), { max: 1, onnotice: () => {} })
-  admins.push(sql)
-  return sql
-}
+let admin: (id: string) => postgres.Sql
+let endAdmins: () => Promise<void>
 
 /** Writes a row every 20 ms until stopped, so that a paused standby falls behind. */
 function writeLoop(): () => Promise<void> {
@@ -52,6 +44,7 @@ function writeLoop(): () => Promise<void> {
 before(async () => {
   lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 0 })
   status = await lab.status()
+  ;({ admin, end: endAdmins } = labAdmins(lab))
   readers = status.nodes.filter((n) => n.role === 'reader').map((n) => n.id)
   const w = admin(status.writer!)
   await w`create table lag_ticks (id serial primary key, at timestamptz default now())`
@@ -61,7 +54,7 @@ before(async () => {
 
 after(async () => {
   await Promise.all(clients.map((c) => c.end({ timeout: 1 })))
-  await Promise.all(admins.map((a) => a.end({ timeout: 0 })))
+  await endAdmins?.()
   await lab?.down()
 })
 
@@ -81,18 +74,7 @@ test('read-lag: a paused reader gets no reads within ~1 s of its lag passing max
   const stopWrites = writeLoop()
   try {
     await admin(paused)`select pg_wal_replay_pause()`
-    const writer = admin(status.writer!)
-    let crossedAt = 0
-    await eventually(
-      async () => {
-        const [row] = await writer`select coalesce(extract(epoch from replay_lag) * 1000, 0)::float8 as ms
-          from pg_stat_replication where application_name = ${`n${paused.split('.').pop()}`}`
-        if (Number(row?.ms) > 500) crossedAt = performance.now()
-        return crossedAt > 0
-      },
-      10_000,
-      'the paused reader lags 500 ms behind',
-    )
+    const crossedAt = await lagPassed(admin(status.writer!), paused, 500)
     // Within about a second of crossing, both dialects know and keep reads off it.
     for (const c of [aurora, plain])
       await eventually(() => (lagOf(c, paused) ?? 0) > 500, 1_500, 'the client learns the lag')
@@ -204,20 +186,9 @@ test('read-lag: a hot-standby conflict (40001) on a reader is an ordinary error 
       () => undefined,
       (e: unknown) => e as { code?: string },
     )
-    await eventually(
-      async () => {
-        const running = await Promise.all(
-          readers.map(
-            (id) =>
-              admin(
-                id,
-              )`select 1 from pg_stat_activity where query like '%conflict_t, pg_sleep%' and state = 'active' and pid <> pg_backend_pid()`,
-          ),
-        )
-        return running.some((rows) => rows.length > 0)
-      },
-      5_000,
-      'the slow read runs on a reader',
+    await runningOn(
+      readers.map((id) => admin(id)),
+      '%conflict_t, pg_sleep%',
     )
     await w`delete from conflict_t`
     await w`vacuum conflict_t`
@@ -262,20 +233,10 @@ test("read-lag: a reader session the server ends mid-statement for a recovery co
     () => undefined,
     (e: unknown) => e as { code?: string; severity?: string; name?: string },
   )
-  await eventually(
-    async () => {
-      const running = await Promise.all(
-        readers.map(
-          (id) =>
-            admin(
-              id,
-            )`select 1 from pg_stat_activity where datname = 'fatal_db' and query like '%pg_sleep(5)%' and state = 'active'`,
-        ),
-      )
-      return running.some((rows) => rows.length > 0)
-    },
-    5_000,
-    'the slow read runs on a reader',
+  await runningOn(
+    readers.map((id) => admin(id)),
+    '%pg_sleep(5)%',
+    'fatal_db',
   )
   await w`drop database fatal_db with (force)`
   const error = await slow

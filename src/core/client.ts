@@ -11,6 +11,7 @@ import { type ConnectStart, connectWithin, type OpenWith } from './connect-contr
 import type { ConnectionFactory, ConnectRequest, DbConnection } from './connection-factory.ts'
 import { DefaultReadOnly } from './default-read-only.ts'
 import type { Dialect } from './dialect.ts'
+import { DownMarks } from './down-marks.ts'
 import { ClientEndedError, NoReaderAvailableError, NoWriterAvailableError } from './errors.ts'
 import { createEvents, type HaEvents } from './events.ts'
 import type { Attempt, ExecuteRequest, Executor } from './executor.ts'
@@ -25,16 +26,6 @@ import { ReadYourWrites, readAfterWrite } from './read-your-writes.ts'
 import { lagPollMs, pollLag } from './replica-lag.ts'
 import { type ReaderPicker, readerPicker, withinLag } from './routing.ts'
 import type { Topology } from './topology.ts'
-
-/**
- * How long a host stays marked down. Long enough that a stale topology reading can't route
- * statements back to a dead writer during a failover; short enough that a host that came back
- * (a restarted old writer, now a reader) is used again without a restart of the client.
- */
-const DOWN_MARK_MS = 30_000
-
-/** How often hosts marked down are tried again, to report them up. */
-const RECHECK_MS = 1_000
 
 /** What the driver gives the core. */
 export interface HaClientDeps {
@@ -100,9 +91,8 @@ export class HaClient implements Executor {
   /** Set with `readYourWrites`. */
   readonly readYourWrites: ReadYourWrites | undefined
   readonly #stopLagPolling: (() => void) | undefined
-  /** Hosts marked down, with when the mark expires: a host that came back is tried again then. */
-  readonly #down = new Map<string, { host: HostAddress; until: number }>()
-  #recheckTimer: TimerHandle | undefined
+  /** Hosts marked down: a host that came back is tried again meanwhile. */
+  readonly #marks: DownMarks
   readonly #ended = new AbortController()
   /** Aborted as soon as `sql.end()` starts: connections it destroys are not a failure to react to. */
   readonly #stopping = new AbortController()
@@ -133,6 +123,15 @@ export class HaClient implements Executor {
       classify: (e) => driver.classify(e),
       connect: (request) => this.#connectInternal(request),
     }
+    this.#marks = new DownMarks({
+      runtime: this.#runtime,
+      logger: this.logger,
+      events: this.events,
+      factory: this.factory,
+      probeTimeoutMs: deps.options.probeTimeoutMs,
+      stopping: this.#stopping.signal,
+      ended: this.#ended.signal,
+    })
     this.#lease = acquireMonitor(
       {
         clusterId: deps.clusterId,
@@ -168,9 +167,9 @@ export class HaClient implements Executor {
       },
       warmHost: (host: HostAddress) => deps.warmHost?.(host) ?? (() => {}),
       connectedHosts: () => deps.connectedHosts(),
-      markHostDown: (host: HostAddress, reason: string) => this.#markDown(host, reason),
-      markHostUp: (host: HostAddress) => this.#markUp(host),
-      isHostDown: (host: HostAddress) => this.#isDown(host),
+      markHostDown: (host: HostAddress, reason: string) => this.#marks.markDown(host, reason),
+      markHostUp: (host: HostAddress) => this.#marks.markUp(host),
+      isHostDown: (host: HostAddress) => this.#marks.isDown(host),
       hasConnected: () => this.#connected,
       dialect: () => this.#lease.monitor.dialect?.name,
       endSignal: this.#stopping.signal,
@@ -405,7 +404,7 @@ export class HaClient implements Executor {
       const maxLag = this.options.maxReplicaLagMs
       const candidates = (role === 'reader' ? (topology?.readers ?? []) : (topology?.hosts ?? [])).filter(
         (h: HostInfo) =>
-          h.role !== 'unknown' && !this.#isDown(h) && (h.role === 'writer' || withinLag(h, maxLag)),
+          h.role !== 'unknown' && !this.#marks.isDown(h) && (h.role === 'writer' || withinLag(h, maxLag)),
       )
       // libpq's read-only: a primary whose sessions start read-only serves reads too.
       const writer = topology?.writer
@@ -413,7 +412,7 @@ export class HaClient implements Executor {
         role === 'reader' &&
         this.#checkReadOnly === 'read-only' &&
         writer &&
-        !this.#isDown(writer) &&
+        !this.#marks.isDown(writer) &&
         this.#defaultReadOnly?.known(writer) === true
       )
         candidates.push(writer)
@@ -433,7 +432,7 @@ export class HaClient implements Executor {
         const state =
           h.role === 'unknown'
             ? 'not answering'
-            : this.#isDown(h)
+            : this.#marks.isDown(h)
               ? 'down'
               : !withinLag(h, max)
                 ? `lag ${h.lagMs} ms > maxReplicaLagMs ${max}`
@@ -452,79 +451,17 @@ export class HaClient implements Executor {
         void this.#defaultReadOnly.check(topology.writer).catch(() => undefined)
     }
     const w = topology.writer
-    if (w && !this.#isDown(w) && !sameHost(w, this.#writer)) this.#setWriter(w, 'topology')
+    if (w && !this.#marks.isDown(w) && !sameHost(w, this.#writer)) this.#setWriter(w, 'topology')
   }
 
   #setWriter(host: HostAddress, why: string): void {
     const address = { host: host.host, port: host.port }
-    this.#markUp(address)
+    this.#marks.markUp(address)
     if (sameHost(address, this.#writer)) return
     const from = this.#writer
     this.#writer = address
     if (from) this.logger.info('writer changed', { from: hostKey(from), to: hostKey(address), why })
     this.events.emit('writerChanged', { from, to: address })
-  }
-
-  #isDown(host: HostAddress): boolean {
-    const mark = this.#down.get(hostKey(host))
-    if (mark === undefined) return false
-    if (this.#runtime.now() < mark.until) return true
-    this.#down.delete(hostKey(host))
-    return false
-  }
-
-  #markDown(host: HostAddress, reason: string): void {
-    // Connections sql.end() destroys say nothing about the host.
-    if (this.#stopping.signal.aborted) return
-    const key = hostKey(host)
-    const wasDown = this.#isDown(host)
-    this.#down.set(key, {
-      host: { host: host.host, port: host.port },
-      until: this.#runtime.now() + DOWN_MARK_MS,
-    })
-    this.#scheduleRecheck()
-    if (wasDown) return
-    this.logger.warn('host down', { host: key, reason })
-    this.events.emit('hostDown', { host, reason })
-  }
-
-  /** While hosts are down, tries each every {@link RECHECK_MS}; one that accepts a connection is up. */
-  #scheduleRecheck(): void {
-    if (this.#recheckTimer || this.#ended.signal.aborted) return
-    this.#recheckTimer = this.#runtime.startTimer(() => {
-      this.#recheckTimer = undefined
-      void this.#recheck()
-    }, RECHECK_MS)
-  }
-
-  async #recheck(): Promise<void> {
-    await Promise.all(
-      [...this.#down.values()].map(async ({ host }) => {
-        try {
-          const conn = await this.factory.connect({
-            host,
-            purpose: 'probe',
-            timeoutMs: this.options.probeTimeoutMs,
-          })
-          conn.abort()
-          if (!this.#ended.signal.aborted) this.#markUp(host)
-        } catch (error) {
-          // A host that answers with an error (too many connections, refused credentials) is up;
-          // silence or a refused connection means still down.
-          const kind = this.factory.classify(error)
-          if (kind !== 'connect-failed' && kind !== 'connection-lost' && !this.#ended.signal.aborted)
-            this.#markUp(host)
-        }
-      }),
-    )
-    for (const [key, mark] of this.#down) if (this.#runtime.now() >= mark.until) this.#down.delete(key)
-    if (this.#down.size > 0) this.#scheduleRecheck()
-  }
-
-  #markUp(host: HostAddress): void {
-    if (!this.#down.delete(hostKey(host))) return
-    this.logger.info('host up', { host: hostKey(host) })
-    this.events.emit('hostUp', { host })
   }
 
   /** Ends the plugins and lets go of the shared monitor. Safe to call twice. */
@@ -537,7 +474,7 @@ export class HaClient implements Executor {
     if (this.#ended.signal.aborted) return
     this.ending()
     this.#ended.abort(new ClientEndedError())
-    this.#runtime.stopTimer(this.#recheckTimer)
+    this.#marks.stop()
     this.#stopLagPolling?.()
     this.readYourWrites?.end()
     this.#lease.release()

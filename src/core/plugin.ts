@@ -73,6 +73,7 @@ export interface ExecuteContext {
 
 /** A one-value statement pipelined before the work (see {@link ExecuteContext.precheck}). */
 export interface Precheck {
+  /** The statement's text; it takes no parameters. */
   readonly text: string
   /** Set by the driver when it sends the statement: its first column of its first row. */
   value?: Promise<unknown>

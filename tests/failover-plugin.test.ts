@@ -1,7 +1,8 @@
 /**
  * The failover plugin as a state machine, on fake time, fake client services and a pretend
  * cluster (no database): concurrent failures share one failover, a stale failure starts none,
- * the client ending mid-search, and the failed host answering last.
+ * the client ending mid-search, and lost connections on a writer that still answers (no failover;
+ * the failed host answering last during a search is tests/writer-search.test.ts).
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
@@ -228,21 +229,27 @@ test('failover plugin: no writer within failoverTimeoutMs fails with FailoverFai
   assert.ok(r2.error instanceof FailoverSuccessError, String(r2.error))
 })
 
-test('failover plugin: the failed host answering last as writer keeps its place (a lost backend, not a lost writer)', async () => {
-  const { runtime, cluster, f, plugin } = setUp([
+test('failover plugin: lost connections on a writer that still answers start no failover: one question, the real errors', async () => {
+  const { runtime, cluster, f, plugin, starts } = setUp([
     [A, 'writer'],
     [B, 'reader'],
     [C, 'reader'],
   ])
+  // The writer answers the question late: every loss in between shares it.
   cluster.delays(A, { queryMs: 30 })
-  const ctx = context()
-  const r = run(plugin, ctx, async () => {
-    ctx.sent = true
-    throw lost()
+  const errors = [lost(), lost(), lost()]
+  const runs = errors.map((error) => {
+    const ctx = context()
+    return run(plugin, ctx, async () => {
+      ctx.sent = true
+      throw error
+    })
   })
-  assert.ok(await runtime.advanceUntil(() => r.settled, 500, 5))
-  assert.ok(r.error instanceof FailoverSuccessError, String(r.error))
-  assert.deepEqual(f.state.writers, ['a:5432'])
+  assert.ok(await runtime.advanceUntil(() => runs.every((r) => r.settled), 500, 5))
+  runs.forEach((r, i) => assert.equal(r.error, errors[i], 'each sent statement gets its own error'))
+  assert.equal(starts.length, 0, 'no failover')
+  assert.equal(cluster.connects.filter((c) => c.host === 'a:5432').length, 1, 'the writer is asked once')
+  assert.deepEqual(f.state.writers, [])
   assert.equal(f.state.down.size, 0, 'a healthy writer is never marked down')
   assert.deepEqual(f.state.dropped, [], 'nor are its connections dropped')
 })

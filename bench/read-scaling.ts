@@ -11,7 +11,10 @@
  *   with `readYourWrites` off and on (readers caught up): median added latency of the read after a
  *   write, of a read with no write before it, and of the write itself.
  *
- * Usage: `node --import tsx bench/read-scaling.ts [--queries 20000] [--rounds 10] [--concurrency 10] [--pairs 2000] [--no-save]`.
+ *   The same again with `--latency-ms` (default 1) added each way on every instance, as a network
+ *   between app and database would: there the added time shows round trips, not this machine's CPU.
+ *
+ * Usage: `node --import tsx bench/read-scaling.ts [--queries 20000] [--rounds 10] [--concurrency 10] [--pairs 2000] [--latency-ms 1] [--no-save]`.
  *
  * @module
  */
@@ -29,6 +32,10 @@ const flags = parseFlags('bench/read-scaling.ts', {
   rounds: { default: 10, help: 'rounds; each alternates which client goes first' },
   concurrency: { default: 10, help: 'reads in flight at once' },
   pairs: { default: 2_000, help: 'write-then-read pairs per read-your-writes setting' },
+  'latency-ms': {
+    default: 1,
+    help: 'one-way latency added on every instance for a second read-your-writes run (0: none)',
+  },
   'no-save': { default: false, help: 'do not write bench/results/<runtime>-read-scaling.json' },
 })
 const started = performance.now()
@@ -89,21 +96,9 @@ try {
     throughputRatioByRound: ratioByRound,
   }
 
-  // Read-your-writes: write → read pairs, alternating the two clients per block of 100 pairs.
-  const timings = {
-    off: {
-      write: [] as number[],
-      readAfterWrite: [] as number[],
-      readAlone: [] as number[],
-      readCaughtUp: [] as number[],
-    },
-    on: {
-      write: [] as number[],
-      readAfterWrite: [] as number[],
-      readAlone: [] as number[],
-      readCaughtUp: [] as number[],
-    },
-  }
+  // Read-your-writes: write → read pairs, alternating the two clients per block of 100 pairs; once
+  // as the lab is, once with `--latency-ms` added each way on every instance (a network between
+  // the app and the database, as across availability zones): there the added time counts round trips.
   const caughtUp = async () => {
     const [{ lsn }] = (await writerRaw`select pg_current_wal_lsn()::text as lsn`) as unknown as [
       { lsn: string },
@@ -115,56 +110,88 @@ try {
       }
   }
   const clientOf = { off: ha, on: ryw }
-  let misses = 0
-  for (let block = 0; block < Math.ceil(flags.pairs / 100); block++)
-    for (const setting of (block % 2 === 0 ? ['off', 'on'] : ['on', 'off']) as Array<'off' | 'on'>) {
-      const sql = clientOf[setting]
-      for (let i = 0; i < 100; i++) {
-        const v = block * 1000 + i
-        let t = performance.now()
-        await sql`update bench_ryw set v = ${v} where id = 1`
-        timings[setting].write.push(performance.now() - t)
-        t = performance.now()
-        const [row] = await sql.ha.reader`select v from bench_ryw where id = 1`
-        timings[setting].readAfterWrite.push(performance.now() - t)
-        if (setting === 'on' && row!.v !== v) misses++
-        t = performance.now()
-        await sql.ha.reader`select v from bench_ryw where id = 1`
-        timings[setting].readAlone.push(performance.now() - t)
-        // The same pair with the readers caught up before the read: the pure cost of the check.
-        await sql`update bench_ryw set v = ${v} where id = 1`
-        await caughtUp()
-        t = performance.now()
-        await sql.ha.reader`select v from bench_ryw where id = 1`
-        timings[setting].readCaughtUp.push(performance.now() - t)
-      }
-      progress('read-scaling', `read-your-writes block ${block + 1} ${setting}`)
-    }
   const us = (xs: number[]) => Math.round(median(xs) * 1000)
-  const readYourWrites = {
-    off: {
-      writeP50Us: us(timings.off.write),
-      readAfterWriteP50Us: us(timings.off.readAfterWrite),
-      readAfterWriteCaughtUpP50Us: us(timings.off.readCaughtUp),
-      readAloneP50Us: us(timings.off.readAlone),
-    },
-    on: {
-      writeP50Us: us(timings.on.write),
-      readAfterWriteP50Us: us(timings.on.readAfterWrite),
-      readAfterWriteCaughtUpP50Us: us(timings.on.readCaughtUp),
-      readAloneP50Us: us(timings.on.readAlone),
-    },
-    addedWriteP50Us: us(timings.on.write) - us(timings.off.write),
-    addedReadAfterWriteP50Us: us(timings.on.readAfterWrite) - us(timings.off.readAfterWrite),
-    /** The read after a write the readers have already replayed: the check alone. */
-    addedReadAfterWriteCaughtUpP50Us: us(timings.on.readCaughtUp) - us(timings.off.readCaughtUp),
-    /** That added time in units of a whole read's p50 (about one round trip on this lab). */
-    addedReadAfterWriteCaughtUpInReads: round2(
-      (us(timings.on.readCaughtUp) - us(timings.off.readCaughtUp)) / us(timings.off.readAlone),
-    ),
-    /** A second read with no write since: no check when the same reader is picked, one when the other is. */
-    addedReadAloneP50Us: us(timings.on.readAlone) - us(timings.off.readAlone),
-    readsThatMissedTheirWrite: misses,
+  const measureReadYourWrites = async (label: string) => {
+    const timings = {
+      off: {
+        write: [] as number[],
+        readAfterWrite: [] as number[],
+        readAlone: [] as number[],
+        readCaughtUp: [] as number[],
+      },
+      on: {
+        write: [] as number[],
+        readAfterWrite: [] as number[],
+        readAlone: [] as number[],
+        readCaughtUp: [] as number[],
+      },
+    }
+    let misses = 0
+    for (let block = 0; block < Math.ceil(flags.pairs / 100); block++)
+      for (const setting of (block % 2 === 0 ? ['off', 'on'] : ['on', 'off']) as Array<'off' | 'on'>) {
+        const sql = clientOf[setting]
+        for (let i = 0; i < 100; i++) {
+          const v = block * 1000 + i
+          let t = performance.now()
+          await sql`update bench_ryw set v = ${v} where id = 1`
+          timings[setting].write.push(performance.now() - t)
+          t = performance.now()
+          const [row] = await sql.ha.reader`select v from bench_ryw where id = 1`
+          timings[setting].readAfterWrite.push(performance.now() - t)
+          if (setting === 'on' && row!.v !== v) misses++
+          t = performance.now()
+          await sql.ha.reader`select v from bench_ryw where id = 1`
+          timings[setting].readAlone.push(performance.now() - t)
+          // The same pair with the readers caught up before the read: the pure cost of the check.
+          await sql`update bench_ryw set v = ${v} where id = 1`
+          await caughtUp()
+          t = performance.now()
+          await sql.ha.reader`select v from bench_ryw where id = 1`
+          timings[setting].readCaughtUp.push(performance.now() - t)
+        }
+        progress('read-scaling', `read-your-writes${label} block ${block + 1} ${setting}`)
+      }
+    return {
+      off: {
+        writeP50Us: us(timings.off.write),
+        readAfterWriteP50Us: us(timings.off.readAfterWrite),
+        readAfterWriteCaughtUpP50Us: us(timings.off.readCaughtUp),
+        readAloneP50Us: us(timings.off.readAlone),
+      },
+      on: {
+        writeP50Us: us(timings.on.write),
+        readAfterWriteP50Us: us(timings.on.readAfterWrite),
+        readAfterWriteCaughtUpP50Us: us(timings.on.readCaughtUp),
+        readAloneP50Us: us(timings.on.readAlone),
+      },
+      addedWriteP50Us: us(timings.on.write) - us(timings.off.write),
+      addedReadAfterWriteP50Us: us(timings.on.readAfterWrite) - us(timings.off.readAfterWrite),
+      /** The read after a write the readers have already replayed: the check alone. */
+      addedReadAfterWriteCaughtUpP50Us: us(timings.on.readCaughtUp) - us(timings.off.readCaughtUp),
+      /** That added time in units of a whole read's p50 (a round trip plus the server's work). */
+      addedReadAfterWriteCaughtUpInReads: round2(
+        (us(timings.on.readCaughtUp) - us(timings.off.readCaughtUp)) / us(timings.off.readAlone),
+      ),
+      /** A second read with no write since: no check when the same reader is picked, one when the other is. */
+      addedReadAloneP50Us: us(timings.on.readAlone) - us(timings.off.readAlone),
+      readsThatMissedTheirWrite: misses,
+    }
+  }
+  const readYourWrites = await measureReadYourWrites('')
+  const latencyMs = flags['latency-ms']
+  let readYourWritesWithLatency:
+    | (Awaited<ReturnType<typeof measureReadYourWrites>> & { oneWayLatencyMs: number })
+    | null = null
+  if (latencyMs > 0) {
+    await Promise.all(status.nodes.map((n) => lab.latency(n.id, latencyMs)))
+    try {
+      readYourWritesWithLatency = {
+        oneWayLatencyMs: latencyMs,
+        ...(await measureReadYourWrites(` (+${latencyMs} ms each way)`)),
+      }
+    } finally {
+      await Promise.all(status.nodes.map((n) => lab.latency(n.id, 0)))
+    }
   }
   emit(
     'read-scaling',
@@ -179,9 +206,10 @@ try {
         'postgres.js one reader': `postgres(instance endpoint of reader ${oneReader}), default options`,
         'sql.ha.reader': 'postgresHa(cluster endpoint).ha.reader, default options (random over 2 readers)',
       },
-      workload: `${perRound * rounds} reads (count(*) over generate_series(1, ~2000)) per client, ${flags.concurrency} concurrent, ${rounds} rounds alternating which client goes first; ${flags.pairs} write-then-read pairs per readYourWrites setting`,
+      workload: `${perRound * rounds} reads (count(*) over generate_series(1, ~2000)) per client, ${flags.concurrency} concurrent, ${rounds} rounds alternating which client goes first; ${flags.pairs} write-then-read pairs per readYourWrites setting, without and with ${flags['latency-ms']} ms added each way`,
       reads,
       readYourWrites,
+      readYourWritesWithLatency,
     },
     !flags['no-save'],
   )

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import postgres from 'postgres'
 import { type Lab, startLab } from '../lab/mod.ts'
-import { HaError, type PostgresHaSql, postgresHa } from '../mod.ts'
+import { HaError, type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { asLabAdmin, eventually, labClientOptions, settle } from './helpers/ha.ts'
 
@@ -71,7 +71,7 @@ test('a running statement whose backend is terminated rejects as with postgres.j
   assert.deepEqual(alarms, [])
 })
 
-test('a terminated backend inside a transaction: the transaction rejects as with postgres.js alone — no failover', async () => {
+test('a terminated backend inside a transaction: TransactionResolutionUnknownError with the lost connection as cause — no failover', async () => {
   alarms.length = 0
   const running = settle(
     sql.begin(async (tx) => {
@@ -83,11 +83,14 @@ test('a terminated backend inside a transaction: the transaction rejects as with
   const result = await running
   assert.equal(result.ok, false)
   if (result.ok) return
+  // The statement-fate contract (tests/transaction-body-loss.test.ts): a transaction whose
+  // connection is lost rejects with TransactionResolutionUnknownError, failover or not.
   assert.ok(
-    !(result.error instanceof HaError),
+    result.error instanceof TransactionResolutionUnknownError,
     `got ${result.error?.name} ${result.error?.code}: ${result.error}`,
   )
-  assert.equal(result.error.code, 'CONNECTION_CLOSED')
+  assert.equal(result.error.toHost, undefined, 'no switch: the writer is alive')
+  assert.equal((result.error.cause as { code?: string } | undefined)?.code, 'CONNECTION_CLOSED')
   assert.equal((await sql`select 1 as x`)[0]!.x, 1)
   assert.deepEqual(alarms, [])
 })

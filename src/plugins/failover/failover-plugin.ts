@@ -187,7 +187,9 @@ export function failoverPlugin(): HaPlugin {
             throw onlyReaderError(failed, 0, error)
           // One connection closed on a writer that still answers as the writer (pg_terminate_backend,
           // idle_session_timeout, a proxy's idle cut): nothing to fail over. What provably never
-          // reached it runs again there; anything else rejects as it would without postgres-ha.
+          // reached it runs again there; a transaction's loss is TransactionResolutionUnknownError
+          // as after a failover (the statement-fate contract: every later statement of it rejects
+          // the same way); anything else rejects as it would without postgres-ha.
           if (
             trigger === 'connection-lost' &&
             !running &&
@@ -200,6 +202,8 @@ export function failoverPlugin(): HaPlugin {
               ctx.attempt++
               continue
             }
+            if (ctx.inTransaction)
+              throw new TransactionResolutionUnknownError(describe(failed), undefined, { cause: error })
             throw error
           }
           const neverSent = !ctx.sent && !ctx.delivered

@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { inspect } from 'node:util'
-import { labAdminSql } from '../lab/aws/lab-iam.ts'
 import { type SecretsManagerFake, startSecretsManagerFake } from '../lab/aws/secrets-manager-fake.ts'
 import { type Lab, startLab } from '../lab/mod.ts'
 import {
@@ -24,6 +23,7 @@ import {
   type SecretsManagerSdk,
   secretsManagerPlugin,
 } from '../src/plugins/secrets-manager/mod.ts'
+import { createLabRole, labUrlAs, setLabRolePassword } from './helpers/aws.ts'
 import { labClientOptions } from './helpers/ha.ts'
 
 const ROLE = 'app_secret'
@@ -39,16 +39,7 @@ before(async () => {
     startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 }),
     startSecretsManagerFake(),
   ])
-  const admin = await labAdminSql(lab)
-  try {
-    await admin.unsafe(`
-      CREATE ROLE ${ROLE} LOGIN PASSWORD '${passwordNo(0)}';
-      GRANT CONNECT ON DATABASE lab TO ${ROLE};
-      GRANT USAGE, CREATE ON SCHEMA public TO ${ROLE};
-    `)
-  } finally {
-    await admin.end({ timeout: 1 })
-  }
+  await createLabRole(lab, ROLE, passwordNo(0))
   fake.setSecret(SECRET, { username: ROLE, password: passwordNo(0), engine: 'postgres' })
 })
 
@@ -59,21 +50,13 @@ after(async () => {
 /** What a rotation lambda does: the new password on the writer (it replicates), then in the secret. */
 async function rotate(): Promise<void> {
   rotation++
-  const admin = await labAdminSql(lab)
-  try {
-    await admin.unsafe(`ALTER ROLE ${ROLE} PASSWORD '${passwordNo(rotation)}'`)
-  } finally {
-    await admin.end({ timeout: 1 })
-  }
+  await setLabRolePassword(lab, ROLE, passwordNo(rotation))
   fake.setSecret(SECRET, { username: ROLE, password: passwordNo(rotation), engine: 'postgres' })
 }
 
 /** The lab's cluster endpoint URL with the secret's user and no password. */
 function urlWithoutPassword(user: string | undefined = ROLE, target = 'cluster'): string {
-  const url = new URL(lab.url(target))
-  url.password = ''
-  url.username = user ?? ''
-  return url.toString()
+  return labUrlAs(lab, user ?? '', target)
 }
 
 function logCapture() {

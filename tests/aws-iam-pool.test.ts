@@ -5,13 +5,12 @@
 // The endpoint is the lab's IAM handshake in front of a scratch PostgreSQL; the identities it
 // accepts are a list the test changes in place (revoking a key as IAM would).
 import assert from 'node:assert/strict'
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net'
 import { after, before, test } from 'node:test'
-import { createIamHandshake, type IamRefusedError } from '../lab/aws/iam-handshake.ts'
-import { type ScratchPostgres, scratchAdmin, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
+import type { IamRefusedError } from '../lab/aws/iam-handshake.ts'
+import { type ScratchPostgres, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
 import { LAB_AWS_CREDENTIALS, type LabAwsCredentials } from '../lab/aws/sigv4.ts'
-import { labTlsCertificate } from '../lab/aws/test-tls.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
+import { createScratchRole, startIamFronts } from './helpers/aws.ts'
 
 // The real password of a throwaway role, known only to the IAM endpoint.
 const REAL_PASSWORD = 'iam-pool-real-test-only-pw'
@@ -21,36 +20,24 @@ const REPLACEMENT: LabAwsCredentials = Object.freeze({
   secretAccessKey: 'replacement-test-only-secret-key-not-real-1',
 })
 let pg: ScratchPostgres
-let front: Server
+let fronts: Awaited<ReturnType<typeof startIamFronts>> | undefined
 let port = 0
 const accepted: LabAwsCredentials[] = []
 const refusals: IamRefusedError[] = []
 
 before(async () => {
   pg = await startScratchPostgres()
-  const admin = scratchAdmin(pg)
-  await admin.unsafe(`create role iam_pool login password '${REAL_PASSWORD}'`)
-  await admin.end()
+  await createScratchRole(pg, 'iam_pool', REAL_PASSWORD)
   accepted.push(LAB_AWS_CREDENTIALS, REPLACEMENT)
-  const handshake = createIamHandshake({
-    tls: labTlsCertificate(),
+  fronts = await startIamFronts(pg, 'iam_pool', REAL_PASSWORD, ['127.0.0.2'], {
     credentials: accepted,
-    upstreamPassword: (user) => (user === 'iam_pool' ? REAL_PASSWORD : undefined),
     onRefused: (r) => refusals.push(r),
   })
-  const upstream = () =>
-    new Promise<Socket>((resolve, reject) => {
-      const s = tcpConnect(pg.port, '127.0.0.1')
-      s.once('connect', () => resolve(s))
-      s.once('error', reject)
-    })
-  front = createServer((client) => void handshake(client, upstream).catch(() => {}))
-  await new Promise<void>((resolve) => front.listen(0, '127.0.0.2', resolve))
-  port = (front.address() as { port: number }).port
+  port = fronts.ports[0]!
 })
 
 after(async () => {
-  await new Promise((resolve) => front?.close(resolve))
+  await fronts?.close()
   await pg?.stop()
 })
 

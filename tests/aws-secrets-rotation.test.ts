@@ -10,11 +10,11 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import postgres from 'postgres'
-import { labAdminSql } from '../lab/aws/lab-iam.ts'
 import { type SecretsManagerFake, startSecretsManagerFake } from '../lab/aws/secrets-manager-fake.ts'
 import { type Lab, startLab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { type SecretsManagerPlugin, secretsManagerPlugin } from '../src/plugins/secrets-manager/mod.ts'
+import { createLabRole, labUrlAs, setLabRolePassword } from './helpers/aws.ts'
 import { labClientOptions } from './helpers/ha.ts'
 
 const ROLE = 'app_rotating'
@@ -28,16 +28,7 @@ let fake: SecretsManagerFake
 
 before(async () => {
   ;[lab, fake] = await Promise.all([startLab({ nodes: 2 }), startSecretsManagerFake()])
-  const admin = await labAdminSql(lab)
-  try {
-    await admin.unsafe(`
-      CREATE ROLE ${ROLE} LOGIN PASSWORD '${OLD_PASSWORD}';
-      GRANT CONNECT ON DATABASE lab TO ${ROLE};
-      GRANT USAGE, CREATE ON SCHEMA public TO ${ROLE};
-    `)
-  } finally {
-    await admin.end({ timeout: 1 })
-  }
+  await createLabRole(lab, ROLE, OLD_PASSWORD)
   fake.setSecret(SECRET, { username: ROLE, password: OLD_PASSWORD, engine: 'postgres' })
 })
 
@@ -46,12 +37,9 @@ after(async () => {
 })
 
 test('aws secrets rotation: the four rotation steps with a 5 s window — 0 failed statements, 0 failed connects', async () => {
-  const url = new URL(lab.url('cluster'))
-  url.username = ROLE
-  url.password = ''
   const plugin: SecretsManagerPlugin = secretsManagerPlugin()
   const sql = postgresHa(
-    url.toString(),
+    labUrlAs(lab, ROLE),
     labClientOptions({
       plugins: ['connectionTracker', 'failover', 'hostMonitoring', plugin],
       secretsManagerSecretId: SECRET,
@@ -111,12 +99,7 @@ test('aws secrets rotation: the four rotation steps with a 5 s window — 0 fail
     // createSecret: the new version, labelled AWSPENDING.
     fake.createPending(SECRET, { username: ROLE, password: NEW_PASSWORD, engine: 'postgres' })
     // setSecret: the database password changes (on the writer; it replicates).
-    const admin = await labAdminSql(lab)
-    try {
-      await admin.unsafe(`ALTER ROLE ${ROLE} PASSWORD '${NEW_PASSWORD}'`)
-    } finally {
-      await admin.end({ timeout: 1 })
-    }
+    await setLabRolePassword(lab, ROLE, NEW_PASSWORD)
     // testSecret: the rotation function logs in with the pending version.
     const tester = postgres(lab.url('cluster'), {
       user: ROLE,

@@ -1,51 +1,34 @@
 import assert from 'node:assert/strict'
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net'
 import { after, before, test } from 'node:test'
 import { inspect } from 'node:util'
-import { createIamHandshake, type IamRefusedError } from '../lab/aws/iam-handshake.ts'
-import { type ScratchPostgres, scratchAdmin, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
+import type { IamRefusedError } from '../lab/aws/iam-handshake.ts'
+import { type ScratchPostgres, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
 import { LAB_AWS_CREDENTIALS } from '../lab/aws/sigv4.ts'
-import { labTlsCertificate } from '../lab/aws/test-tls.ts'
 import { InvalidOptionError, MissingDependencyError } from '../src/core/errors.ts'
 import type { HostAddress } from '../src/core/host.ts'
 import { type IamPlugin, iamOptionSpecs, iamPlugin } from '../src/plugins/iam/mod.ts'
+import { createScratchRole, startIamFronts } from './helpers/aws.ts'
 import { type PluginHarness, pluginHarness } from './helpers/plugin-harness.ts'
 
 // The real password of a throwaway role, known only to the lab's IAM endpoints.
 const REAL_PASSWORD = 'iam-real-test-only-pw'
 const TLS = { ssl: { rejectUnauthorized: false } }
 let pg: ScratchPostgres
-const fronts: Server[] = []
+let fronts: Awaited<ReturnType<typeof startIamFronts>> | undefined
 const endpoints: HostAddress[] = []
 const refusals: IamRefusedError[] = []
 
 before(async () => {
   pg = await startScratchPostgres()
-  const admin = scratchAdmin(pg)
-  await admin.unsafe(`create role iam_user login password '${REAL_PASSWORD}'`)
-  await admin.end()
-  const handshake = createIamHandshake({
-    tls: labTlsCertificate(),
-    upstreamPassword: (user) => (user === 'iam_user' ? REAL_PASSWORD : undefined),
-    onRefused: (r) => refusals.push(r),
-  })
-  const upstream = () =>
-    new Promise<Socket>((resolve, reject) => {
-      const s = tcpConnect(pg.port, '127.0.0.1')
-      s.once('connect', () => resolve(s))
-      s.once('error', reject)
-    })
+  await createScratchRole(pg, 'iam_user', REAL_PASSWORD)
   // Two "instances": distinct endpoints in front of the same server.
-  for (const host of ['127.0.0.2', '127.0.0.3']) {
-    const front = createServer((client) => void handshake(client, upstream).catch(() => {}))
-    await new Promise<void>((resolve) => front.listen(0, host, resolve))
-    fronts.push(front)
-    endpoints.push({ host, port: (front.address() as { port: number }).port })
-  }
+  const hosts = ['127.0.0.2', '127.0.0.3']
+  fronts = await startIamFronts(pg, 'iam_user', REAL_PASSWORD, hosts, { onRefused: (r) => refusals.push(r) })
+  endpoints.push(...hosts.map((host, i) => ({ host, port: fronts!.ports[i]! })))
 })
 
 after(async () => {
-  await Promise.all(fronts.map((f) => new Promise((resolve) => f.close(resolve))))
+  await fronts?.close()
   await pg?.stop()
 })
 

@@ -244,3 +244,34 @@ test('sql: a refused login goes back to the connect hook, which may retry on a n
   await settle()
   assert.deepEqual(unhandled, [])
 })
+
+test('sql: a cancel does not log in — it reaches the server even when the credentials cannot be had', async () => {
+  let logins = 0
+  let down = false
+  const { sql } = hooked(async (ctx) => {
+    logins++
+    if (down) throw new Error('the credentials service is down (test)')
+    ctx.password = pg.password
+  })
+  await sql`select 1`
+  const running = sql`select pg_sleep(10) as cancelme`
+  const settled = running.then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  const deadline = performance.now() + 5_000
+  while (performance.now() < deadline) {
+    const [row] =
+      await admin`select count(*)::int as n from pg_stat_activity where query like '%cancelme%' and pid <> pg_backend_pid()`
+    if (row!.n > 0) break
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  const before = logins
+  down = true
+  const t0 = performance.now()
+  await (running as unknown as { cancel(): Promise<void> }).cancel()
+  const error = (await settled) as { code?: string } | undefined
+  assert.equal(error?.code, '57014', `the statement was not cancelled: ${error}`)
+  assert.ok(performance.now() - t0 < 3_000, `cancelled after ${Math.round(performance.now() - t0)} ms`)
+  assert.equal(logins - before, 0, 'the cancel logged in')
+})

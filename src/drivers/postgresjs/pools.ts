@@ -14,6 +14,7 @@ import { ConnectionDroppedError } from '../../core/errors.ts'
 import { type HostAddress, hostKey } from '../../core/host.ts'
 import type { ConnectContext } from '../../core/plugin.ts'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
+import { isCancelRequest } from './cancel-request.ts'
 import { classify } from './classify.ts'
 import { handOver, type LoggedIn, login } from './login.ts'
 import type { ParsedConnection } from './parse.ts'
@@ -174,6 +175,7 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
   function hostOptions(pool: PoolEntry, sets: SocketSet[], overrides?: Partial<postgres.ParsedOptions>) {
     const { host, port } = pool.address
     const state: InstanceState = { user, retired: false }
+    const plainSocket = () => openSocket(host, port, sets, tls, budgetMs(), parsed.connector)
     const options = {
       ...shared,
       host: [host],
@@ -189,10 +191,11 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       backoff: 0,
       no_subscribe: true,
       socket: connectHook
-        ? (connecting?: StartupOf) => loggedInSocket(pool, state, sets, connecting)
+        ? (connecting?: StartupOf) =>
+            isCancelRequest() ? plainSocket() : loggedInSocket(pool, state, sets, connecting)
         : resolvesCredentials
-          ? () => credentialsThenSocket(pool, state, sets)
-          : () => openSocket(host, port, sets, tls, budgetMs(), parsed.connector),
+          ? () => (isCancelRequest() ? plainSocket() : credentialsThenSocket(pool, state, sets))
+          : plainSocket,
       pass: resolvesCredentials ? () => password(pool, state) : () => parsed.password().then((p) => p ?? ''),
       shared: { retries: 0, typeArrayMap: shared.shared.typeArrayMap },
       ...overrides,

@@ -8,6 +8,7 @@
  */
 import type postgres from 'postgres'
 import type { ExecuteContext } from '../../core/plugin.ts'
+import { asCancelRequest } from './cancel-request.ts'
 import { classify } from './classify.ts'
 import { closingWords } from './last-words.ts'
 import { guardTypeFetch } from './type-fetch.ts'
@@ -224,7 +225,7 @@ export function attemptQuery(
 /** Cancels `q`: on the server if it runs, or before it starts (postgres.js semantics). */
 export function cancelQuery(q: PgQuery): unknown {
   const inner = (q as HaQuery).inner
-  if (inner) return inner.cancel()
+  if (inner) return asCancelRequest(() => inner.cancel())
   q.cancelled = true
   q.reject(cancelError())
   return undefined

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { type Lab, startLab } from '../lab/mod.ts'
 import { FailoverSuccessError, type PostgresHaSql, postgresHa } from '../mod.ts'
-import { labClientOptions, settle } from './helpers/ha.ts'
+import { FAST_DETECTION, labClientOptions, restoreNode, SILENT_WRITER_LAB, settle } from './helpers/ha.ts'
 
 let lab: Lab
 let sql: PostgresHaSql
@@ -15,11 +15,8 @@ const downs: Array<{ host: string; reason: string; at: number }> = []
 const DETECTION_BOUND_MS = 6_000
 
 before(async () => {
-  lab = await startLab({ nodes: 3, promoteAfterMs: 200, probeTimeoutMs: 500, endpointLagMs: 60_000 })
-  sql = postgresHa(
-    lab.url('cluster'),
-    labClientOptions({ failureDetectionTime: 200, failureDetectionInterval: 500, failureDetectionCount: 2 }),
-  )
+  lab = await startLab(SILENT_WRITER_LAB)
+  sql = postgresHa(lab.url('cluster'), labClientOptions(FAST_DETECTION))
   sql.ha.on('hostDown', (e) => downs.push({ host: e.host.host, reason: e.reason, at: performance.now() }))
   await sql`select 1`
 })
@@ -28,14 +25,6 @@ after(async () => {
   await sql?.end()
   await lab?.down()
 })
-
-async function restore(old: string): Promise<void> {
-  // heal kills a replaced writer (it must never act as a second one); start brings it back as a reader.
-  await lab.heal(old)
-  const node = (await lab.status()).nodes.find((n) => n.id === old)!
-  if (node.state !== 'running') await lab.start(old)
-  await lab.waitForWriter({ timeoutMs: 20_000 })
-}
 
 for (const [fault, name] of [
   ['blackhole', 'black-holed'],
@@ -58,7 +47,7 @@ for (const [fault, name] of [
     assert.match(down.reason, /probes/)
     const [row] = await sql`select pg_catalog.aurora_db_instance_identifier() as id`
     assert.notEqual(row!.id, old)
-    await restore(old)
+    await restoreNode(lab, old)
   })
 
   test(`failover: ${name} writer while idle — the next statement fails over instead of hanging`, async () => {
@@ -77,6 +66,6 @@ for (const [fault, name] of [
     const [row] = await sql`select pg_catalog.aurora_db_instance_identifier() as id, pg_is_in_recovery() as r`
     assert.notEqual(row!.id, old)
     assert.equal(row!.r, false)
-    await restore(old)
+    await restoreNode(lab, old)
   })
 }

@@ -7,7 +7,14 @@ import { after, before, test } from 'node:test'
 import { type Lab, startLab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { eventually, labClientOptions, settle } from './helpers/ha.ts'
+import {
+  eventually,
+  FAST_DETECTION,
+  labClientOptions,
+  restoreNode,
+  SILENT_WRITER_LAB,
+  settle,
+} from './helpers/ha.ts'
 
 let lab: Lab
 let sql: PostgresHaSql
@@ -18,11 +25,8 @@ const crashes = watchCrashes()
 const BOUND_MS = 6_000
 
 before(async () => {
-  lab = await startLab({ nodes: 3, promoteAfterMs: 200, probeTimeoutMs: 500, endpointLagMs: 60_000 })
-  sql = postgresHa(
-    lab.url('cluster'),
-    labClientOptions({ failureDetectionTime: 200, failureDetectionInterval: 500, failureDetectionCount: 2 }),
-  )
+  lab = await startLab(SILENT_WRITER_LAB)
+  sql = postgresHa(lab.url('cluster'), labClientOptions(FAST_DETECTION))
   await sql`select 1`
 })
 
@@ -31,13 +35,6 @@ after(async () => {
   await lab?.down()
   crashes.stop()
 })
-
-async function restore(old: string): Promise<void> {
-  await lab.heal(old)
-  const node = (await lab.status()).nodes.find((n) => n.id === old)!
-  if (node.state !== 'running') await lab.start(old)
-  await lab.waitForWriter({ timeoutMs: 20_000 })
-}
 
 /** Sends NOTIFY on `channel` until `heard()` (the listen may still be moving), bounded. */
 async function notifyUntil(channel: string, heard: () => boolean): Promise<void> {
@@ -87,7 +84,7 @@ for (const fault of ['blackhole', 'freeze'] as const) {
     // Both channels are listened to on the new writer.
     await notifyUntil(second, () => got.includes(`${second}:ping`))
     await notifyUntil(first, () => got.includes(`${first}:ping`))
-    await restore(old)
+    await restoreNode(lab, old)
     assert.deepEqual(crashes.seen, [], describeCrashes(crashes.seen))
   })
 
@@ -114,7 +111,7 @@ for (const fault of ['blackhole', 'freeze'] as const) {
     await sql.notify(channel, 'late')
     await sql`select pg_sleep(0.2)`
     assert.ok(!got.includes(`${channel}:late`), 'the unlistened channel was listened to again')
-    await restore(old)
+    await restoreNode(lab, old)
     assert.deepEqual(crashes.seen, [], describeCrashes(crashes.seen))
   })
 }

@@ -52,3 +52,25 @@ export function warnCapture(): { lines: string[]; logger: NonNullable<PostgresHa
   }
   return { lines, logger: { debug() {}, info() {}, warn: keep, error: keep } }
 }
+
+/**
+ * A lab whose silent writer is replaced quickly, and client options that notice it quickly
+ * (200 ms grace + 2 probes of 500 ms): the set-up of the silent-writer tests.
+ */
+export const SILENT_WRITER_LAB = { nodes: 3, promoteAfterMs: 200, probeTimeoutMs: 500, endpointLagMs: 60_000 }
+export const FAST_DETECTION = {
+  failureDetectionTime: 200,
+  failureDetectionInterval: 500,
+  failureDetectionCount: 2,
+} as const
+
+/**
+ * Brings a faulted node back after a test: heal kills a replaced writer (it must never act as a
+ * second one); start brings it back as a reader. Then waits for a writer.
+ */
+export async function restoreNode(lab: Lab, id: string, timeoutMs = 20_000): Promise<void> {
+  await lab.heal(id)
+  const node = (await lab.status()).nodes.find((n) => n.id === id)!
+  if (node.state !== 'running') await lab.start(id)
+  await lab.waitForWriter({ timeoutMs })
+}

@@ -69,3 +69,36 @@ test('a busy writer (CPU saturated for 10 s by other sessions) running a 6 s sta
     await sql.end()
   }
 })
+
+/** Blocks this process's event loop: a long synchronous task, or a machine too busy to run it. */
+function stall(ms: number): void {
+  const until = performance.now() + ms
+  while (performance.now() < until) {
+    // Spinning on purpose: nothing else in this process may run.
+  }
+}
+
+test('a client whose own event loop stalls while probes are in flight does not declare a healthy writer down', async () => {
+  const writer = (await lab.status()).writer!
+  // Each probe's answer comes back ~100 ms after it was sent: while this process is stalled.
+  await lab.latency(writer, 50)
+  const sql = postgresHa(lab.url('cluster'), labClientOptions({ connectTimeoutMs: 10_000 }))
+  const alarms = alarmsOf(sql)
+  try {
+    await sql`select 1`
+    const result = settle(sql`select pg_sleep(3) as slept`)
+    // Stalls longer than a probe's 500 ms deadline, with short breaks in which probes go out:
+    // the deadline's timer then fires before the answer waiting in the socket is read.
+    const until = performance.now() + 2_500
+    for (let i = 0; i < 10 && performance.now() < until; i++) {
+      stall(600)
+      await new Promise((r) => setTimeout(r, 5))
+    }
+    const settled = await result
+    assert.ok(settled.ok, settled.ok ? '' : `got ${settled.error}`)
+    assert.deepEqual(alarms, [])
+  } finally {
+    await sql.end()
+    await lab.heal(writer)
+  }
+})

@@ -176,6 +176,9 @@ interface Silence {
   heardAt(): number
 }
 
+/** Event-loop turns a deadline waits, once passed, for I/O already received (Deno and Bun order phases their own way). */
+const VERDICT_TURNS = 2
+
 /**
  * `promise`, or `onTimeout()` after `ms`; with `silence`, also `onTimeout(silence.ms)` once the
  * host has sent nothing for `silence.ms`.
@@ -189,10 +192,22 @@ function withTimeout<T>(
   return new Promise<T>((resolve, reject) => {
     const started = performance.now()
     let timer: TimerHandle | undefined
+    // Turns of the event loop still owed before a verdict (see below).
+    let turns = VERDICT_TURNS
     const check = () => {
       const now = performance.now()
+      const expired = now - started >= ms || (silence !== undefined && now - silence.heardAt() >= silence.ms)
+      if (expired && turns > 0) {
+        // A timer that fires after the process itself stalled (a busy machine, a long synchronous
+        // task) runs before the I/O that arrived meanwhile is read: an answer may be waiting in the
+        // socket. Let the event loop read it before calling the host silent.
+        turns--
+        timer = startTimer(check, 0, { keepAlive: true })
+        return
+      }
       if (now - started >= ms) return reject(onTimeout())
       if (silence && now - silence.heardAt() >= silence.ms) return reject(onTimeout(silence.ms))
+      turns = VERDICT_TURNS
       const due = Math.min(started + ms, silence ? silence.heardAt() + silence.ms : Number.POSITIVE_INFINITY)
       timer = startTimer(check, Math.max(1, due - now), { keepAlive: true })
     }

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test'
 import type { IamRefusedError } from '../lab/aws/iam-handshake.ts'
 import { type ScratchPostgres, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
 import { LAB_AWS_CREDENTIALS, type LabAwsCredentials } from '../lab/aws/sigv4.ts'
-import { type PostgresHaSql, postgresHa } from '../mod.ts'
+import { CredentialsUnavailableError, type PostgresHaSql, postgresHa } from '../mod.ts'
 import { createScratchRole, startIamFronts } from './helpers/aws.ts'
 
 // The real password of a throwaway role, known only to the IAM endpoint.
@@ -79,6 +79,31 @@ test('iam pool: a refused cached token on a pool connection is re-signed once; n
     assert.equal(provider.calls, 2, 'exactly one re-sign, shared by the concurrent connects')
   } finally {
     accepted.push(LAB_AWS_CREDENTIALS)
+    await sql.end()
+  }
+})
+
+test('iam pool: a credential provider that never answers — the statement settles within connectTimeoutMs with CredentialsUnavailableError, no failover', async () => {
+  const sql = postgresHa(`postgres://iam_pool@127.0.0.2:${port}/postgres`, {
+    plugins: 'failover,iam',
+    dialect: 'pg',
+    iamRegion: 'us-east-1',
+    ssl: { rejectUnauthorized: false },
+    // IMDS or STS that hangs.
+    credentials: () => new Promise(() => {}),
+    connectTimeoutMs: 2_000,
+  } as never) as PostgresHaSql
+  const failovers: unknown[] = []
+  sql.ha.on('failoverStart', (e) => failovers.push(e))
+  try {
+    const t0 = performance.now()
+    const error = await sql`select 1`.catch((e: unknown) => e)
+    const took = performance.now() - t0
+    assert.ok(error instanceof CredentialsUnavailableError, `got ${error}`)
+    // The connect's deadline, plus the margin of a busy machine.
+    assert.ok(took < 3_000, `settled after ${Math.round(took)} ms`)
+    assert.deepEqual(failovers, [])
+  } finally {
     await sql.end()
   }
 })

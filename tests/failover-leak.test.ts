@@ -10,19 +10,10 @@ import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { asLabAdmin, eventually, labClientOptions, settle } from './helpers/ha.ts'
+import { activeResources, assertNoneAccumulated } from './helpers/resources.ts'
 
 const APP = 'failover-leak-test'
 const ROUNDS = Number(process.env.FAILOVER_LEAK_ROUNDS) || 100
-
-/** Sockets and timers the runtime reports (node, deno); undefined where it reports none (bun). */
-function activeResources(): { sockets: number; timers: number } | undefined {
-  const info = (process as { getActiveResourcesInfo?: () => string[] }).getActiveResourcesInfo?.()
-  if (!info || info.length === 0) return undefined
-  return {
-    sockets: info.filter((r) => r.startsWith('TCP')).length,
-    timers: info.filter((r) => r === 'Timeout').length,
-  }
-}
 
 test(`${ROUNDS} failovers leave no connection, socket or timer behind`, { timeout: 540_000 }, async () => {
   const crashes = watchCrashes()
@@ -71,11 +62,7 @@ test(`${ROUNDS} failovers leave no connection, socket or timer behind`, { timeou
     await eventually(settled, 10_000, 'one pool per server, one topology connection').catch(() =>
       assert.fail(`connections after ${ROUNDS} failovers:${seen}`),
     )
-    const after = activeResources()
-    if (before && after) {
-      assert.ok(after.sockets <= before.sockets + 4, `sockets ${before.sockets} -> ${after.sockets}`)
-      assert.ok(after.timers <= before.timers + 10, `timers ${before.timers} -> ${after.timers}`)
-    }
+    assertNoneAccumulated(before, activeResources())
   } finally {
     await sql.end()
     crashes.stop()

@@ -2,26 +2,16 @@
 // other comes back, and reads follow) no connection, socket or timer accumulates — counted on the
 // servers (pg_stat_activity) and, where the runtime reports them, in the process.
 import assert from 'node:assert/strict'
-import process from 'node:process'
 import { test } from 'node:test'
 import postgres from 'postgres'
 import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { asLabAdmin, eventually, labClientOptions } from './helpers/ha.ts'
+import { activeResources, assertNoneAccumulated } from './helpers/resources.ts'
 
 const APP = 'pool-leak-test'
 const ROUNDS = 100
-
-/** Sockets and timers the runtime reports (node, deno); undefined where it reports none (bun). */
-function activeResources(): { sockets: number; timers: number } | undefined {
-  const info = (process as { getActiveResourcesInfo?: () => string[] }).getActiveResourcesInfo?.()
-  if (!info || info.length === 0) return undefined
-  return {
-    sockets: info.filter((r) => r.startsWith('TCP')).length,
-    timers: info.filter((r) => r === 'Timeout').length,
-  }
-}
 
 test(`${ROUNDS} topology changes: pools of hosts that left are closed, nothing accumulates`, async () => {
   const crashes = watchCrashes()
@@ -83,13 +73,7 @@ test(`${ROUNDS} topology changes: pools of hosts that left are closed, nothing a
     // The others hold at most their pool (max: 2) each.
     for (const node of status.nodes.map((n) => n.id))
       assert.ok((await userConnections(node)) <= 2, `${node}: ${await userConnections(node)} connections`)
-    const after = activeResources()
-    if (before && after) {
-      // One reader pool swapped for the other: the same number of sockets and timers, give or take
-      // the connections and probes of the moment.
-      assert.ok(after.sockets <= before.sockets + 4, `sockets ${before.sockets} -> ${after.sockets}`)
-      assert.ok(after.timers <= before.timers + 10, `timers ${before.timers} -> ${after.timers}`)
-    }
+    assertNoneAccumulated(before, activeResources())
   } finally {
     await sql.end()
     for (const admin of admins.values()) await admin.end()

@@ -48,16 +48,14 @@ export interface HaApi {
   readonly reader: Sql & { readonly ha: HaApi }
 }
 
-/** Builds `sql.ha` over a client; `reader` gives `sql.ha.reader` (made after the api it carries). */
+/** Builds `sql.ha` over a client; `reader` is `sql.ha.reader` (its own `ha` is this api, attached after). */
 export function createHaApi(
   client: HaClient,
   clusterId: string,
-  reader: () => Sql & { readonly ha: HaApi },
+  reader: Sql & { readonly ha: HaApi },
 ): HaApi {
   return Object.freeze({
-    get reader() {
-      return reader()
-    },
+    reader,
     on: (name, listener) => client.events.on(name, listener),
     off: (name, listener) => client.events.off(name, listener),
     topology: () => client.topology(),

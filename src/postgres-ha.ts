@@ -6,19 +6,14 @@
  */
 import type { Options as PostgresOptions, PostgresType, Sql } from 'postgres'
 import { HaClient } from './core/client.ts'
+import { pluginConnect } from './core/connect-contract.ts'
 import { type HostAddress, hostKey, type TargetRole } from './core/host.ts'
 import { parseHostPattern } from './core/host-pattern.ts'
 import { parseRdsHost, rdsInstanceHostPattern } from './core/rds-hosts.ts'
 import { resolveSessionRouting, splitSessionParams } from './core/session-attrs.ts'
 import { dialectByName } from './dialects/detect.ts'
-import {
-  createConnectionFactory,
-  createHostPools,
-  createSql,
-  parseConnection,
-  sqlControl,
-} from './drivers/postgresjs/mod.ts'
-import { createReaderSql, type ReaderSql } from './drivers/postgresjs/reader-sql.ts'
+import { createPostgresJsDriver, createSql, parseConnection } from './drivers/postgresjs/mod.ts'
+import { createReaderSql } from './drivers/postgresjs/reader-sql.ts'
 import { closeLeftHosts } from './drivers/postgresjs/retire.ts'
 import { createHaApi, type HaApi } from './ha-api.ts'
 import { type HaOptions, parseOptions, refuseHaOptionsInUrl } from './options.ts'
@@ -82,7 +77,7 @@ export function postgresHa(
     typeof parseConnection
   >[1]
   const parsed = typeof url === 'string' ? parseConnection(split.url, forDriver) : parseConnection(forDriver)
-  const first = parsed.hosts[0]!
+  const first = parsed.hosts[0]
   const session = resolveSessionRouting({
     targetRole: given?.targetRole as TargetRole | undefined,
     readerFallback: parsedHa.readerFallback,
@@ -107,11 +102,12 @@ export function postgresHa(
     >)
   const clusterId = ha.clusterId ?? deriveClusterId(parsed.hosts)
 
-  // The pools and the client need each other: pool connections run the client's connect plugins.
-  let client: HaClient | undefined
-  const pools = createHostPools({
+  // Two steps, so nothing needs an object not yet built: the plugins' connect chain, the driver
+  // on it (user connections log in through it), then the client on both.
+  const connect = pluginConnect(plugins, ha.runtime)
+  const driver = createPostgresJsDriver({
     parsed,
-    connectHook: (start, open, timeoutMs) => client!.connect(start, open, timeoutMs),
+    connect,
     // The user's own `connect_timeout` (any form postgres.js takes) governs user connections
     // unless `connectTimeoutMs` says otherwise.
     connectTimeoutMs:
@@ -119,64 +115,46 @@ export function postgresHa(
         ? ha.connectTimeoutMs
         : undefined,
   })
-  client = new HaClient({
+  const client = new HaClient({
     // Plugins such as `iam` check TLS; they see the resolved postgres.js setting.
     options: Object.freeze({ ...ha, ssl: parsed.options.ssl }),
     plugins,
-    driverFactory: createConnectionFactory({ parsed }),
+    driver,
+    connect,
     initialHosts,
     session,
     clusterId,
     hostPattern,
     dialect: ha.dialect === 'auto' ? undefined : dialectByName(ha.dialect),
     user: parsed.user,
-    abortHost: (host, reason) => pools.abort(host, reason),
-    warmHost: (host) => pools.warm(host),
-    connectedHosts: () => pools.hosts().filter((h) => pools.connectionCount(h) > 0),
-    connectionCount: (host) => pools.connectionCount(host),
-    onUserResolved: (user) => pools.setUser(user),
   })
-  const haClient = client
-  let reader: ReaderSql<HaApi> | undefined
-  const api = createHaApi(haClient, clusterId, () => reader!.sql as unknown as HaApi['reader'])
-  const sql = createSql({
-    executor: haClient,
-    pools,
+  const surface = {
+    executor: client,
+    pools: driver.pools,
     base: parsed.base,
-    ha: api,
-    onEnding: () => haClient.ending(),
-    onEnd: () => haClient.end(),
-  })
-  const readerSql = createReaderSql({ executor: haClient, pools, base: parsed.base, ha: api })
-  reader = readerSql
+    events: client.events,
+    logger: client.logger,
+  }
+  // `sql.ha.reader` carries `sql.ha` too: the reader surface first, then the api over it.
+  const reader = createReaderSql<HaApi>(surface)
+  const api = createHaApi(client, clusterId, reader.sql as unknown as HaApi['reader'])
+  Object.assign(reader.sql, { ha: api })
+  const sql = createSql({ ...surface, ha: api, onEnding: () => client.ending(), onEnd: () => client.end() })
   // One client, two surfaces over the same pools: either end() lets the reader's statements finish
   // first, then closes the pools.
   const endClient = sql.end.bind(sql)
   let ending: Promise<void> | undefined
   const end = (options?: { timeout?: number | null }) => {
     const o = options as { timeout?: number }
-    ending ??= readerSql.drain(o).then(() => endClient(o))
+    ending ??= reader.drain(o).then(() => endClient(o))
     return ending
   }
   Object.assign(sql, { end })
-  Object.assign(readerSql.sql, { end })
-  haClient.events.on('topology', ({ topology }) => {
-    for (const host of closeLeftHosts(pools, topology, initialHosts, haClient.writer()))
-      haClient.logger.debug('pool closed: the host left the topology', { host: hostKey(host) })
-  })
-  // A LISTEN and a logical replication subscription live on one connection: when the writer
-  // moves, they move with it.
-  haClient.events.on('writerChanged', ({ from }) => {
-    if (!from) return
-    for (const surface of [sql, readerSql.sql]) {
-      const control = sqlControl(surface)
-      void control
-        ?.relisten()
-        .catch((error) => haClient.logger.warn('re-listen failed', { error: String(error) }))
-      void control
-        ?.resubscribe()
-        .catch((error) => haClient.logger.warn('re-subscribe failed', { error: String(error) }))
-    }
+  Object.assign(reader.sql, { end })
+  // A host that left the cluster keeps no pool (listed hosts and the writer stay).
+  client.events.on('topology', ({ topology }) => {
+    for (const host of closeLeftHosts(driver.pools, topology, initialHosts, client.writer()))
+      client.logger.debug('pool closed: the host left the topology', { host: hostKey(host) })
   })
   return sql as unknown as PostgresHaSql<Record<string, unknown>>
 }
@@ -186,7 +164,9 @@ function shuffled<T>(list: readonly T[]): T[] {
   const out = [...list]
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1))
-    ;[out[i], out[j]] = [out[j]!, out[i]!]
+    const swapped = out[i] as T
+    out[i] = out[j] as T
+    out[j] = swapped
   }
   return out
 }
@@ -195,8 +175,8 @@ function shuffled<T>(list: readonly T[]): T[] {
  * Clients share a topology monitor when they name the same cluster. An RDS cluster's writer and
  * reader endpoints are one cluster; other hosts are identified by the sorted host list.
  */
-function deriveClusterId(hosts: readonly HostAddress[]): string {
-  const first = hosts[0]!
+function deriveClusterId(hosts: readonly [HostAddress, ...HostAddress[]]): string {
+  const first = hosts[0]
   const rds = parseRdsHost(first.host)
   if (rds.kind === 'cluster-writer' || rds.kind === 'cluster-reader' || rds.kind === 'cluster-custom')
     return `${rds.name}.${rds.domain}`.toLowerCase()

@@ -10,8 +10,8 @@ import {
   createHostPools,
   createSql,
   parseConnection,
-  sqlControl,
 } from '../src/drivers/postgresjs/mod.ts'
+import { eventually } from './helpers/ha.ts'
 import { driverClient, passthroughExecutor } from './helpers/passthrough.ts'
 import { type PgServer, startPgServer } from './helpers/pg-server.ts'
 
@@ -386,8 +386,8 @@ test('sql: a reserved connection follows the host the core gives after failover'
   target.host = first
 })
 
-test('sql: listen moves to the host the core gives on relisten()', async () => {
-  const { sql, pools, target } = client()
+test('sql: listen moves to the host the core gives when the writer changes', async () => {
+  const { sql, pools, target, events } = client()
   const got: string[] = []
   let listens = 0
   await sql.listen(
@@ -399,8 +399,8 @@ test('sql: listen moves to the host the core gives on relisten()', async () => {
   await new Promise((r) => setTimeout(r, 100))
   const first = target.host
   target.host = { host: '127.0.0.2', port: first.port }
-  await sqlControl(sql)!.relisten()
-  assert.equal(listens, 2)
+  events.emit('writerChanged', { from: first, to: target.host })
+  await eventually(() => listens === 2, 5_000, 'the listen on the new writer')
   await sql.notify('moves', 'b')
   await new Promise((r) => setTimeout(r, 100))
   assert.deepEqual(got, ['a', 'b'])

@@ -9,7 +9,6 @@ import { createHash } from 'node:crypto'
 import { after, before, test } from 'node:test'
 import postgres from 'postgres'
 import { postgresHa } from '../mod.ts'
-import { sqlControl } from '../src/drivers/postgresjs/mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { eventually } from './helpers/ha.ts'
 import { driverClient } from './helpers/passthrough.ts'
@@ -103,8 +102,8 @@ test('subscribe: when its host is lost, the subscription is made again on the ho
   assert.equal(crashes.seen.length, 0, describeCrashes(crashes.seen))
 })
 
-test('subscribe: resubscribe() (run on a writer change) moves every subscriber', async () => {
-  const { sql, target } = driverClient(b.adminUrl, { onnotice: () => {} } as never)
+test('subscribe: a writer change moves every subscriber', async () => {
+  const { sql, target, events } = driverClient(b.adminUrl, { onnotice: () => {} } as never)
   ends.push(() => sql.end({ timeout: 0 }))
   const seen: string[] = []
   let subscribed = 0
@@ -119,9 +118,10 @@ test('subscribe: resubscribe() (run on a writer change) moves every subscriber',
   ends.push(() => admin.end())
   await admin`create table sub_test (id serial primary key, some_name text)`
   await admin`create publication alltables for all tables`
+  const from = target.host
   target.host = { host: '127.0.0.1', port: c.port }
-  await sqlControl(sql)!.resubscribe()
-  assert.equal(subscribed, 2)
+  events.emit('writerChanged', { from, to: target.host })
+  await eventually(() => subscribed === 2, 10_000, 'a subscription on the new writer')
   await admin`insert into sub_test (some_name) values ('on c')`
   await eventually(() => seen.includes('on c'), 5_000, 'the row on the new writer')
 })

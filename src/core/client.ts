@@ -7,11 +7,12 @@
 
 import type { Runtime } from '../runtime/runtime.ts'
 import type { TimerHandle } from '../runtime/timers.ts'
-import { type ConnectStart, connectWithin, type OpenWith } from './connect-contract.ts'
+import type { PluginConnect } from './connect-contract.ts'
 import type { ConnectionFactory, ConnectRequest, DbConnection } from './connection-factory.ts'
 import { DefaultReadOnly } from './default-read-only.ts'
 import type { Dialect } from './dialect.ts'
 import { DownMarks } from './down-marks.ts'
+import type { Driver } from './driver.ts'
 import { ClientEndedError, NoReaderAvailableError, NoWriterAvailableError } from './errors.ts'
 import { createEvents, type HaEvents } from './events.ts'
 import type { Attempt, ExecuteRequest, Executor } from './executor.ts'
@@ -20,8 +21,8 @@ import type { HostPattern } from './host-pattern.ts'
 import { type Logger, safeLogger } from './logger.ts'
 import { acquireMonitor, type MonitorLease } from './monitor-registry.ts'
 import type { ReaderFallback, ResolvedHaOptions } from './options.ts'
-import { type ConnectChain, connectChain, type ExecuteChain, executeChain } from './pipeline.ts'
-import type { ConnectContext, ExecuteContext, HaPlugin, PluginServices } from './plugin.ts'
+import { type ExecuteChain, executeChain } from './pipeline.ts'
+import type { ExecuteContext, HaPlugin, PluginServices } from './plugin.ts'
 import { ReadYourWrites, readAfterWrite } from './read-your-writes.ts'
 import { lagPollMs, pollLag } from './replica-lag.ts'
 import { type ReaderPicker, readerPicker, withinLag } from './routing.ts'
@@ -32,8 +33,10 @@ export interface HaClientDeps {
   readonly options: ResolvedHaOptions
   /** The plugins, already resolved from names, in order. */
   readonly plugins: readonly HaPlugin[]
-  /** The driver's own factory; the client wraps it with the connect plugins. */
-  readonly driverFactory: ConnectionFactory
+  /** The driver: the client's own connections (wrapped with the connect plugins) and the user connections it keeps. */
+  readonly driver: Driver
+  /** The plugins' connect chain within a deadline, shared with the driver (see `pluginConnect`). */
+  readonly connect: PluginConnect
   /** The user's hosts, in order (the cluster endpoint, or every host of a self-managed cluster). */
   readonly initialHosts: readonly HostAddress[]
   readonly clusterId: string
@@ -41,16 +44,6 @@ export interface HaClientDeps {
   readonly dialect: Dialect | undefined
   /** The user name postgres.js would use; plugins may replace it per connection. */
   readonly user: string
-  /** Drops every user connection to a host; false when there was nothing left to drop. */
-  abortHost(host: HostAddress, reason: string): boolean
-  /** Hosts with open user connections. */
-  connectedHosts(): HostAddress[]
-  /** Open user connections to a host. */
-  connectionCount(host: HostAddress): number
-  /** Opens a user connection to a host ahead of its first statement; returns its release (see {@link PluginServices.warmHost}). */
-  warmHost?(host: HostAddress): () => void
-  /** The connect plugins resolved another user name (from a secret): user connections must use it. */
-  onUserResolved?(user: string): void
   /**
    * Where the client's own statements meant for readers go when none fits (default: the
    * `readerFallback` option), and libpq's `default_transaction_read_only` check of
@@ -81,7 +74,6 @@ export class HaClient implements Executor {
   readonly #deps: HaClientDeps
   /** Time and timers: every wait of the client goes through it. */
   readonly #runtime: Runtime
-  readonly #connect: ConnectChain
   readonly #execute: ExecuteChain
   readonly #pickReader: ReaderPicker
   readonly #lease: MonitorLease
@@ -115,10 +107,11 @@ export class HaClient implements Executor {
     this.events = createEvents((error) =>
       this.logger.warn('an event listener threw', { error: String(error) }),
     )
-    this.#connect = connectChain(deps.plugins)
     this.#execute = executeChain(deps.plugins)
-    this.#pickReader = readerPicker(deps.options.readerHostSelectorStrategy, deps.connectionCount)
-    const driver = deps.driverFactory
+    this.#pickReader = readerPicker(deps.options.readerHostSelectorStrategy, (host) =>
+      deps.driver.connectionCount(host),
+    )
+    const driver = deps.driver
     this.factory = {
       classify: (e) => driver.classify(e),
       connect: (request) => this.#connectInternal(request),
@@ -162,11 +155,11 @@ export class HaClient implements Executor {
       currentWriter: () => this.#writer,
       setWriter: (host: HostAddress) => this.#setWriter(host, 'failover'),
       abortHost: (host: HostAddress, reason: string) => {
-        if (deps.abortHost(host, reason))
+        if (driver.dropHost(host, reason))
           this.logger.debug('connections dropped', { host: hostKey(host), reason })
       },
-      warmHost: (host: HostAddress) => deps.warmHost?.(host) ?? (() => {}),
-      connectedHosts: () => deps.connectedHosts(),
+      warmHost: (host: HostAddress) => driver.warmHost(host),
+      connectedHosts: () => driver.connectedHosts(),
       markHostDown: (host: HostAddress, reason: string) => this.#marks.markDown(host, reason),
       markHostUp: (host: HostAddress) => this.#marks.markUp(host),
       isHostDown: (host: HostAddress) => this.#marks.isDown(host),
@@ -204,10 +197,10 @@ export class HaClient implements Executor {
   /**
    * An internal connection (topology, probe, monitor, recheck) through the connect plugins, within
    * one deadline of `request.timeoutMs` that includes the plugins (IAM signing, a Secrets Manager
-   * read): a plugin that never answers must not wedge the caller (see {@link connectWithin}).
+   * read): a plugin that never answers must not wedge the caller (see `connectWithin`).
    */
   async #connectInternal(request: ConnectRequest): Promise<DbConnection> {
-    const driver = this.#deps.driverFactory
+    const driver = this.#deps.driver
     let conn: DbConnection | undefined
     const start = {
       host: request.host,
@@ -215,7 +208,7 @@ export class HaClient implements Executor {
       user: request.user ?? this.#deps.user,
       password: request.password,
     }
-    const ctx = await this.connect(
+    const ctx = await this.#deps.connect(
       start,
       async (login, timeoutMs) => {
         conn = await driver.connect({ ...request, ...login, timeoutMs })
@@ -226,7 +219,7 @@ export class HaClient implements Executor {
     // The first topology read runs before any user connection, so the pools learn the user in time.
     if (ctx.user !== this.#user) {
       this.#user = ctx.user
-      this.#deps.onUserResolved?.(ctx.user)
+      this.#deps.driver.switchUser(ctx.user)
     }
     return conn!
   }
@@ -249,15 +242,6 @@ export class HaClient implements Executor {
   /** Whether `sql.end()` was called. */
   get ended(): boolean {
     return this.#ended.signal.aborted
-  }
-
-  /**
-   * Opens one connection through the connect plugins (see {@link connectWithin}): the driver
-   * calls this for every pool connection, and the client for its own connections. `open` logs in
-   * with the credentials the plugins chose; a refusal goes back to them.
-   */
-  connect(start: ConnectStart, open: OpenWith, timeoutMs: number): Promise<ConnectContext> {
-    return connectWithin(this.#connect, start, open, timeoutMs, this.#runtime)
   }
 
   /** Runs a unit of work through the plugins on the host routing chooses. */
@@ -295,7 +279,7 @@ export class HaClient implements Executor {
             (h) => this.#run(h, ctx, attempt),
             onWriter,
             (e) => {
-              const kind = this.#deps.driverFactory.classify(e)
+              const kind = this.#deps.driver.classify(e)
               return kind === 'connection-lost' || kind === 'connect-failed'
             },
           )
@@ -389,7 +373,7 @@ export class HaClient implements Executor {
     // driver alone would see), rather than let the statement time out again. Any other failure
     // (no topology functions, no permission) falls back to the listed hosts.
     const error = this.#lease.monitor.lastError
-    const kind = error === undefined ? 'other' : this.#deps.driverFactory.classify(error)
+    const kind = error === undefined ? 'other' : this.#deps.driver.classify(error)
     if (kind === 'auth-failed' || kind === 'connect-failed' || kind === 'connection-lost') throw error
   }
 

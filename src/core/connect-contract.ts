@@ -12,8 +12,8 @@ import type { Runtime } from '../runtime/runtime.ts'
 import type { ConnectPurpose } from './connection-factory.ts'
 import { ConnectTimeoutError } from './errors.ts'
 import type { HostAddress } from './host.ts'
-import type { ConnectChain } from './pipeline.ts'
-import type { ConnectContext } from './plugin.ts'
+import { type ConnectChain, connectChain } from './pipeline.ts'
+import type { ConnectContext, HaPlugin } from './plugin.ts'
 
 /** The credentials one login attempt uses. */
 export interface Login {
@@ -93,4 +93,26 @@ export function connectWithin(
       (error) => settle(error),
     )
   })
+}
+
+/** One connect through the connect plugins within a deadline (see {@link connectWithin}). */
+export type PluginConnect = (
+  start: ConnectStart,
+  open: OpenWith,
+  timeoutMs: number,
+) => Promise<ConnectContext>
+
+/**
+ * The plugins' connect chain, bound to `runtime`'s timers: built before the driver and the client,
+ * which both run every connection through it (the driver its user connections, the client its own).
+ *
+ * @example
+ * ```ts
+ * const connect = pluginConnect(plugins, systemRuntime)
+ * const ctx = await connect(start, (login, ms) => driver.open(host, login, ms), 10_000)
+ * ```
+ */
+export function pluginConnect(plugins: readonly HaPlugin[], runtime: Runtime): PluginConnect {
+  const chain = connectChain(plugins)
+  return (start, open, timeoutMs) => connectWithin(chain, start, open, timeoutMs, runtime)
 }

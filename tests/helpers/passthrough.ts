@@ -47,6 +47,7 @@ export function passthroughExecutor(
 }
 
 import type postgres from 'postgres'
+import { createEvents, type HaEvents } from '../../src/core/events.ts'
 import { createHostPools, createSql, type HaSql, parseConnection } from '../../src/drivers/postgresjs/mod.ts'
 import type { HostPools } from '../../src/drivers/postgresjs/pools.ts'
 
@@ -60,11 +61,14 @@ export function driverClient(
   pools: HostPools
   executor: ReturnType<typeof passthroughExecutor>
   target: { host: HostAddress }
+  /** The events the sql surface listens to: emit `writerChanged` as the core would. */
+  events: HaEvents
 } {
   const parsed = parseConnection(url, { onnotice: () => {}, ...options })
   const pools = createHostPools({ parsed })
-  const target = { host: parsed.hosts[0]! }
+  const target = { host: parsed.hosts[0] }
   const executor = passthroughExecutor(() => target.host)
-  const sql = createSql({ executor, pools, base: parsed.base, ha })
-  return { sql, pools, executor, target }
+  const events = createEvents()
+  const sql = createSql({ executor, pools, base: parsed.base, ha, events })
+  return { sql, pools, executor, target, events }
 }

@@ -6,7 +6,8 @@
  * @module
  */
 export { classify } from './classify.ts'
+export { createPostgresJsDriver, type PostgresJsDriver, type PostgresJsDriverOptions } from './driver.ts'
 export { type ConnectionFactoryOptions, createConnectionFactory } from './factory.ts'
 export { type ParsedConnection, type PasswordSource, parseConnection } from './parse.ts'
 export { type ConnectHook, createHostPools, type HostPools, type HostPoolsOptions } from './pools.ts'
-export { type CreateSqlOptions, createSql, type HaSql, type SqlControl, sqlControl } from './sql.ts'
+export { type CreateSqlOptions, createSql, type HaSql } from './sql.ts'

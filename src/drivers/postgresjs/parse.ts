@@ -24,7 +24,7 @@ export interface ParsedConnection {
   /** A postgres.js instance on these options that never connects; it makes helpers and fragments. */
   readonly base: postgres.Sql
   /** The hosts of the connection string or options, in order (`host1:port1,host2:port2`). */
-  readonly hosts: readonly HostAddress[]
+  readonly hosts: readonly [HostAddress, ...HostAddress[]]
   /** The user to authenticate as. */
   readonly user: string
   /** Whether the password is a function (called for every connection, and may fail). */
@@ -62,12 +62,14 @@ export function parseConnection(
   maskOptions(parsed)
   // A `path` of its own (not derived from a host directory) is the one host: the socket file.
   const ownPath = typeof parsed.path === 'string' && !parsed.host.some((h) => h.startsWith('/'))
-  const hosts = ownPath
+  const list = ownPath
     ? [{ host: parsed.path as unknown as string, port: Number(parsed.port[0] ?? 5432) }]
     : parsed.host.map((host, i) => ({
         host,
         port: Number(parsed.port[i] ?? parsed.port[0] ?? 5432),
       }))
+  // postgres.js always gives at least one host (localhost by default).
+  const hosts: ParsedConnection['hosts'] = [list[0] ?? { host: 'localhost', port: 5432 }, ...list.slice(1)]
   const userSocket = parsed.socket as ((o: object) => unknown) | undefined
   return {
     options: parsed,

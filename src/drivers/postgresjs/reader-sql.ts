@@ -7,8 +7,11 @@
  *
  * @module
  */
+
 import type postgres from 'postgres'
+import type { HaEvents } from '../../core/events.ts'
 import type { ExecuteRequest, Executor } from '../../core/executor.ts'
+import type { Logger } from '../../core/logger.ts'
 import type { HostPools } from './pools.ts'
 import { createSql, type HaSql } from './sql.ts'
 
@@ -17,7 +20,11 @@ export interface ReaderSqlOptions<Ha> {
   readonly executor: Executor
   readonly pools: HostPools
   readonly base: postgres.Sql
-  readonly ha: Ha
+  /** `sql.ha`; the composition attaches it once the api over this surface is built. */
+  readonly ha?: Ha
+  /** The client's events: the reader's LISTENs follow the writer too (see `CreateSqlOptions`). */
+  readonly events?: Pick<HaEvents, 'on'> | undefined
+  readonly logger?: Pick<Logger, 'warn'> | undefined
 }
 
 /** The reader `sql`, and how the client's `end()` drains it before closing the shared pools. */
@@ -57,7 +64,14 @@ function readerExecutor(executor: Executor): Executor {
 export function createReaderSql<Ha>(input: ReaderSqlOptions<Ha>): ReaderSql<Ha> {
   // The pools belong to the client's `sql`: ending the reader surface must not close them.
   const pools: HostPools = { ...input.pools, endAll: () => Promise.resolve() }
-  const sql = createSql({ executor: readerExecutor(input.executor), pools, base: input.base, ha: input.ha })
+  const sql = createSql({
+    executor: readerExecutor(input.executor),
+    pools,
+    base: input.base,
+    ha: input.ha as Ha,
+    events: input.events,
+    logger: input.logger,
+  })
   const drain = sql.end.bind(sql)
   return { sql, drain }
 }

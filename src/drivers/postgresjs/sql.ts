@@ -7,8 +7,10 @@
  */
 
 import postgres from 'postgres'
+import type { HaEvents } from '../../core/events.ts'
 import type { ExecuteRequest, Executor } from '../../core/executor.ts'
 import { hostKey } from '../../core/host.ts'
+import type { Logger } from '../../core/logger.ts'
 import type { ExecuteContext, Precheck } from '../../core/plugin.ts'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
 import { createCapacity } from './capacity.ts'
@@ -44,30 +46,21 @@ export interface CreateSqlOptions<Ha> {
   readonly onEnd?: (() => void | Promise<void>) | undefined
   /** Called once when `sql.end()` starts, before any connection is closed (the core stops failing over). */
   readonly onEnding?: (() => void) | undefined
+  /**
+   * The client's events: when the writer moves, every `sql.listen` channel and `sql.subscribe`
+   * subscriber moves to the host the core now gives.
+   */
+  readonly events?: Pick<HaEvents, 'on'> | undefined
+  /** Where a failed re-listen or re-subscribe is reported. */
+  readonly logger?: Pick<Logger, 'warn'> | undefined
 }
 
-/** Driver-side controls of an `sql` the core may use (see {@link sqlControl}). */
-export interface SqlControl {
-  /** Re-listens every `sql.listen` channel on the host the core now gives (after a writer change). */
-  relisten(): Promise<void>
-  /** Subscribes every `sql.subscribe` subscriber again on the host the core now gives. */
-  resubscribe(): Promise<void>
-  /** Whether `sql.end()` was called. */
-  ended(): boolean
-}
-
-const controls = new WeakMap<object, SqlControl>()
 const requests = new WeakMap<readonly string[], ExecuteRequest>()
 const TRANSACTION: ExecuteRequest = Object.freeze({
   kind: 'transaction',
   inTransaction: true,
   description: 'begin',
 })
-
-/** The driver-side controls of an `sql` made by {@link createSql}. */
-export function sqlControl(sql: object): SqlControl | undefined {
-  return controls.get(sql)
-}
 
 function requestOf(q: PgQuery): ExecuteRequest {
   // A cursor or forEach hands rows over as they come: its result cannot be thrown away unseen.
@@ -178,6 +171,17 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
   })
   const listener = createListener({ executor, pools, isEnded, endedError })
   const subscriber = createSubscriber({ executor, pools, isEnded, endedError })
+  // A LISTEN and a logical replication subscription live on one connection: when the writer
+  // moves, they move with it.
+  input.events?.on('writerChanged', ({ from }) => {
+    if (!from) return
+    void listener
+      .relisten()
+      .catch((error) => input.logger?.warn('re-listen failed', { error: String(error) }))
+    void subscriber
+      .resubscribe()
+      .catch((error) => input.logger?.warn('re-subscribe failed', { error: String(error) }))
+  })
 
   function begin(mode: unknown, fn?: unknown): Promise<unknown> {
     if (fn === undefined) {
@@ -277,7 +281,6 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     value: (_depth: number, opts: unknown, inspect?: (v: unknown, o: unknown) => string) =>
       `PostgresHa ${inspect ? inspect(visibleOptions, opts) : ''}`,
   })
-  controls.set(sql, { relisten: listener.relisten, resubscribe: subscriber.resubscribe, ended: isEnded })
   return sql as unknown as HaSql<Ha>
 }
 

@@ -44,7 +44,6 @@ export type { HaEventMap, HaEventName, HaEvents } from './src/core/events.ts'
 export type { HostAddress, HostInfo, HostRole, TargetRole } from './src/core/host.ts'
 export type { Logger, LogLevel } from './src/core/logger.ts'
 export type { CoreOptions, DialectName, ReaderFallback, ReaderStrategy } from './src/core/options.ts'
-export type { PatroniAuthOptions, PatroniTlsOptions } from './src/core/patroni-options.ts'
 export type {
   ConnectContext,
   ExecuteContext,
@@ -56,6 +55,7 @@ export type {
 } from './src/core/plugin.ts'
 export type { LoadBalanceHosts, TargetSessionAttrs } from './src/core/session-attrs.ts'
 export type { Topology } from './src/core/topology.ts'
+export type { PatroniAuthOptions, PatroniOptions, PatroniTlsOptions } from './src/dialects/patroni-options.ts'
 export type { HaApi } from './src/ha-api.ts'
 export type { HaOptions } from './src/options.ts'
 export { connectionTrackerPlugin } from './src/plugins/connection-tracker.ts'

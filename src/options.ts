@@ -1,11 +1,12 @@
 /**
- * postgres-ha's options as a whole: the core's, the postgres.js driver's and the built-in plugins'
- * tables, handed to the core's `parseOptions` in one place.
+ * postgres-ha's options as a whole: the core's, the postgres.js driver's, the dialects' and the
+ * built-in plugins' tables, handed to the core's `parseOptions` in one place.
  *
  * @module
  */
 import type { CoreOptions, OptionParts, ParsedOptions } from './core/options.ts'
 import { parseOptions as parseWith, refuseHaOptionsInUrl as refuseWith } from './core/options.ts'
+import { type PatroniOptions, patroniOptionSpecs } from './dialects/patroni-options.ts'
 import { postgresJsOptions } from './drivers/postgresjs/options.ts'
 import type { FailoverOptions } from './plugins/failover/options.ts'
 import type { HostMonitoringOptions } from './plugins/host-monitoring/options.ts'
@@ -13,7 +14,7 @@ import { builtInPlugins } from './plugins/mod.ts'
 
 /**
  * High-availability options, accepted beside every postgres.js option: the core's and the default
- * plugins' (`failover`, `hostMonitoring`).
+ * plugins' (`failover`, `hostMonitoring`) and the Patroni dialect's.
  *
  * @example
  * ```ts
@@ -23,10 +24,14 @@ import { builtInPlugins } from './plugins/mod.ts'
  * })
  * ```
  */
-export interface HaOptions extends CoreOptions, FailoverOptions, HostMonitoringOptions {}
+export interface HaOptions extends CoreOptions, PatroniOptions, FailoverOptions, HostMonitoringOptions {}
 
 /** The option tables `postgresHa()` merges with the core's. */
-export const optionParts: OptionParts = Object.freeze({ driver: postgresJsOptions, plugins: builtInPlugins })
+export const optionParts: OptionParts = Object.freeze({
+  driver: postgresJsOptions,
+  dialects: patroniOptionSpecs,
+  plugins: builtInPlugins,
+})
 
 /**
  * Validates `postgresHa()`'s options (postgres.js's, the core's and every built-in plugin's) into

@@ -11,7 +11,7 @@ import { type HostAddress, hostKey, type TargetRole } from './core/host.ts'
 import { parseHostPattern } from './core/host-pattern.ts'
 import { parseRdsHost, rdsInstanceHostPattern } from './core/rds-hosts.ts'
 import { resolveSessionRouting, splitSessionParams } from './core/session-attrs.ts'
-import { dialectByName } from './dialects/detect.ts'
+import { detectDialect, dialectByName } from './dialects/detect.ts'
 import { createPostgresJsDriver, createSql, parseConnection } from './drivers/postgresjs/mod.ts'
 import { createReaderSql } from './drivers/postgresjs/reader-sql.ts'
 import { closeLeftHosts } from './drivers/postgresjs/retire.ts'
@@ -126,6 +126,7 @@ export function postgresHa(
     clusterId,
     hostPattern,
     dialect: ha.dialect === 'auto' ? undefined : dialectByName(ha.dialect),
+    detectDialect,
     user: parsed.user,
   })
   const surface = {

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { InvalidOptionError } from '../src/core/errors.ts'
 import { clusterUrls, readPatroniCluster } from '../src/dialects/patroni.ts'
+import { patroniSettingsOf } from '../src/dialects/patroni-options.ts'
 import { parseOptions } from '../src/options.ts'
 
 /**
@@ -121,13 +122,15 @@ test('patroni options: URLs from patroniUrls or each host and patroniRestPort; h
     { host: 'db1', port: 5433 },
     { host: '::1', port: 5432 },
   ]
-  assert.deepEqual(clusterUrls(parseOptions({}).ha.patroni, hosts), [
+  assert.deepEqual(clusterUrls(patroniSettingsOf(parseOptions({}).ha), hosts), [
     'http://db1:8008/cluster',
     'http://[::1]:8008/cluster',
   ])
-  const tlsSettings = parseOptions({ patroniRestPort: 8443, patroniTls: { ca: tls.ca } }).ha.patroni
+  const tlsSettings = patroniSettingsOf(
+    parseOptions({ patroniRestPort: 8443, patroniTls: { ca: tls.ca } }).ha,
+  )
   assert.deepEqual(clusterUrls(tlsSettings, hosts.slice(0, 1)), ['https://db1:8443/cluster'])
-  const given = parseOptions({ patroniUrls: 'http://a:1/, https://b:2/api' }).ha.patroni
+  const given = patroniSettingsOf(parseOptions({ patroniUrls: 'http://a:1/, https://b:2/api' }).ha)
   assert.deepEqual(clusterUrls(given, hosts), ['http://a:1/cluster', 'https://b:2/api/cluster'])
 })
 
@@ -137,7 +140,7 @@ test('patroni REST: TLS with a CA and a client certificate, basic auth; a dead m
     patroniAuth: { username: 'patroni', password: 's3cret' },
   })
   const dead = 'https://127.0.0.1:1/cluster'
-  const read = await readPatroniCluster([dead, `${base}/cluster`], ha.patroni, 2000)
+  const read = await readPatroniCluster([dead, `${base}/cluster`], patroniSettingsOf(ha), 2000)
   assert.deepEqual(
     read.map((m) => [m.name, m.role]),
     [
@@ -150,8 +153,8 @@ test('patroni REST: TLS with a CA and a client certificate, basic auth; a dead m
     patroniTls: { ca: tls.ca, cert: tls.cert, key: tls.key },
     patroniAuth: { username: 'patroni', password: 'nope' },
   })
-  await assert.rejects(readPatroniCluster([`${base}/cluster`], wrong.patroni, 2000), /401/)
+  await assert.rejects(readPatroniCluster([`${base}/cluster`], patroniSettingsOf(wrong), 2000), /401/)
   // No CA: the self-signed certificate is refused.
   const { ha: noCa } = parseOptions({ patroniAuth: { username: 'patroni', password: 's3cret' } })
-  await assert.rejects(readPatroniCluster([`${base}/cluster`], noCa.patroni, 2000))
+  await assert.rejects(readPatroniCluster([`${base}/cluster`], patroniSettingsOf(noCa), 2000))
 })

@@ -7,7 +7,6 @@ import { test } from 'node:test'
 import type { HostAddress } from '../src/core/host.ts'
 import { parseHostPattern } from '../src/core/host-pattern.ts'
 import { safeLogger } from '../src/core/logger.ts'
-import { resolvePatroniSettings } from '../src/core/patroni-options.ts'
 import type { Topology } from '../src/core/topology.ts'
 import { TopologyMonitor } from '../src/core/topology-monitor.ts'
 import { FAKE_TOPOLOGY_QUERY, type FakeHostState, fakeCluster } from './helpers/fake-cluster.ts'
@@ -33,7 +32,8 @@ function setUp(states: Array<[HostAddress, FakeHostState]>) {
     probeTimeoutMs: 500,
     runtime,
     logger: safeLogger(undefined),
-    patroni: resolvePatroniSettings({}),
+    options: {},
+    detect: async () => cluster.dialect,
   })
   const seen: Topology[] = []
   monitor.subscribe({ factory: cluster.factory, onTopology: (t) => void seen.push(t) })

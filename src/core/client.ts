@@ -10,7 +10,7 @@ import type { TimerHandle } from '../runtime/timers.ts'
 import type { PluginConnect } from './connect-contract.ts'
 import type { ConnectionFactory, ConnectRequest, DbConnection } from './connection-factory.ts'
 import { DefaultReadOnly } from './default-read-only.ts'
-import type { Dialect } from './dialect.ts'
+import type { Dialect, DialectDetector } from './dialect.ts'
 import { DownMarks } from './down-marks.ts'
 import type { Driver } from './driver.ts'
 import { ClientEndedError, NoReaderAvailableError, NoWriterAvailableError } from './errors.ts'
@@ -42,6 +42,8 @@ export interface HaClientDeps {
   readonly clusterId: string
   readonly hostPattern: HostPattern
   readonly dialect: Dialect | undefined
+  /** Tells the dialect when `dialect` is undefined (see {@link DialectDetector}). */
+  readonly detectDialect: DialectDetector
   /** The user name postgres.js would use; plugins may replace it per connection. */
   readonly user: string
   /**
@@ -137,7 +139,8 @@ export class HaClient implements Executor {
         probeTimeoutMs: Math.min(deps.options.probeTimeoutMs, deps.options.connectTimeoutMs),
         runtime: deps.options.runtime,
         logger: this.logger,
-        patroni: deps.options.patroni,
+        options: deps.options,
+        detect: deps.detectDialect,
       },
       { factory: this.factory, onTopology: (t, previous) => this.#onTopology(t, previous) },
     )

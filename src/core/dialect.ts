@@ -7,8 +7,9 @@
 import type { DbConnection, StatementOptions } from './connection-factory.ts'
 import type { HostAddress, HostInfo, HostRole } from './host.ts'
 import type { HostPattern } from './host-pattern.ts'
-import type { DialectName } from './options.ts'
-import type { PatroniSettings } from './patroni-options.ts'
+
+/** Topology dialects; `auto` (the `dialect` option) detects one on first connect. */
+export type DialectName = 'aurora-pg' | 'rds-multi-az-pg' | 'pg' | 'patroni'
 
 /** What a dialect needs besides the connection it reads through. */
 export interface TopologyContext {
@@ -22,8 +23,8 @@ export interface TopologyContext {
   readonly knownHosts: readonly HostAddress[]
   /** Bound of each request a dialect makes besides its statements (Patroni's REST API). */
   readonly probeTimeoutMs: number
-  /** Where Patroni's REST API is (the `patroni` dialect). */
-  readonly patroni: PatroniSettings
+  /** The client's validated options: a dialect reads its own there (the `patroni` dialect: where the REST API is). */
+  readonly options: Readonly<Record<string, unknown>>
   /** Asks another host for its role (used where one host cannot describe the others). */
   probeRole(host: HostAddress): Promise<HostRole>
   /** Runs a read-only statement on another host, over the same probe connection (rejects if it cannot). */
@@ -69,3 +70,14 @@ export async function readRole(conn: DbConnection, options?: StatementOptions): 
     throw new Error(`${ROLE_QUERY} gave no boolean (got ${row ? String(row.is_reader) : 'no row'})`)
   return row.is_reader ? 'reader' : 'writer'
 }
+
+/**
+ * Tells a cluster's dialect from a connection to one of its hosts (the `dialect` option `auto`);
+ * the composition hands it in, so the core names no dialect. `options` are the client's (a
+ * dialect asked may read its own), `timeoutMs` bounds anything besides the connection's statements.
+ */
+export type DialectDetector = (
+  conn: DbConnection,
+  options: Readonly<Record<string, unknown>>,
+  timeoutMs: number,
+) => Promise<Dialect>

@@ -9,6 +9,7 @@
 import type { Clock } from '../runtime/clock.ts'
 import { systemClock } from '../runtime/clock.ts'
 import { type Runtime, runtimeWithClock, systemRuntime } from '../runtime/runtime.ts'
+import type { DialectName } from './dialect.ts'
 import { InvalidOptionError } from './errors.ts'
 import type { TargetRole } from './host.ts'
 import { type HostPattern, parseHostPattern } from './host-pattern.ts'
@@ -17,27 +18,16 @@ import {
   boolean,
   type Check,
   describeValue,
-  integer,
   milliseconds,
   nonEmptyString,
   object,
   oneOf,
 } from './option-checks.ts'
 import type { OptionSpec, OptionTable } from './option-spec.ts'
-import {
-  type PatroniAuthOptions,
-  type PatroniSettings,
-  type PatroniTlsOptions,
-  patroniAuthCheck,
-  patroniTlsCheck,
-  patroniUrlsCheck,
-  resolvePatroniSettings,
-} from './patroni-options.ts'
 import type { HaPlugin } from './plugin.ts'
 import type { PluginCatalog } from './plugin-catalog.ts'
 
-/** Topology dialects; `auto` detects on first connect. */
-export type DialectName = 'aurora-pg' | 'rds-multi-az-pg' | 'pg' | 'patroni'
+export type { DialectName }
 
 /** How a reader is chosen when several fit. */
 export type ReaderStrategy = 'random' | 'roundRobin' | 'leastConnections' | 'lowestLag'
@@ -85,14 +75,6 @@ export interface CoreOptions {
   connectTimeoutMs?: number
   /** Timeout of the driver's own probe and topology connections and statements (default 2000 ms). */
   probeTimeoutMs?: number
-  /** Patroni: the REST API port on each member's host (default 8008). */
-  patroniRestPort?: number
-  /** Patroni: REST API base URLs to ask instead (array or comma-separated), e.g. `http://db1:8008`. */
-  patroniUrls?: string | readonly string[]
-  /** Patroni: TLS for the REST API (`https`); PEM `ca`, client `cert` + `key`, `rejectUnauthorized`. */
-  patroniTls?: PatroniTlsOptions
-  /** Patroni: basic authentication sent to the REST API (`restapi.authentication`). */
-  patroniAuth?: PatroniAuthOptions
   /** Receives log lines; silent by default. `console` works. */
   logger?: Partial<Logger>
   /** Source of time, for tests. */
@@ -119,7 +101,6 @@ export interface ResolvedHaOptions {
   readonly topologyFastRefreshMs: number
   readonly connectTimeoutMs: number
   readonly probeTimeoutMs: number
-  readonly patroni: PatroniSettings
   readonly logger: Partial<Logger> | undefined
   readonly clock: Clock
   /** Time and timers for everything that waits: the real timers, time from `clock` when one is given. */
@@ -138,9 +119,11 @@ export interface DriverOptionPart {
   connectTimeoutMs(options: Readonly<Record<string, unknown>>): number | undefined
 }
 
-/** What `parseOptions` merges with the core's table: the driver's options and the plugin catalog. */
+/** What `parseOptions` merges with the core's table: the driver's options, the dialects' and the plugin catalog. */
 export interface OptionParts {
   readonly driver: DriverOptionPart
+  /** The dialects' own options (where Patroni's REST API is), read by the dialects from the client's options. */
+  readonly dialects: OptionTable
   readonly plugins: PluginCatalog
 }
 
@@ -183,10 +166,6 @@ const CORE_SPECS: Record<keyof CoreOptions, OptionSpec> = {
   },
   connectTimeoutMs: { check: milliseconds(1), example: '5000' },
   probeTimeoutMs: { check: milliseconds(10, 600_000), default: 2_000, example: '2000' },
-  patroniRestPort: { check: integer(1, 65535), example: '8008' },
-  patroniUrls: { check: patroniUrlsCheck, example: "['http://db1:8008', 'http://db2:8008']" },
-  patroniTls: { check: patroniTlsCheck, example: '{ ca: readFileSync("patroni-ca.pem", "utf8") }' },
-  patroniAuth: { check: patroniAuthCheck, secret: true, example: "{ username: 'patroni', password: '...' }" },
   logger: { check: object, example: 'console' },
   clock: {
     check: (v) => {
@@ -204,6 +183,7 @@ const CORE_SPECS: Record<keyof CoreOptions, OptionSpec> = {
 function tablesOf(parts: OptionParts): Map<string, { spec: OptionSpec; part: 'core' | 'driver' | 'plugin' }> {
   const all = new Map<string, { spec: OptionSpec; part: 'core' | 'driver' | 'plugin' }>()
   for (const [name, spec] of Object.entries(parts.driver.options)) all.set(name, { spec, part: 'driver' })
+  for (const [name, spec] of Object.entries(parts.dialects)) all.set(name, { spec, part: 'plugin' })
   // Every catalog plugin's options are checked, enabled or not, so that a typo is caught early.
   for (const entry of Object.values(parts.plugins.entries))
     for (const [name, spec] of Object.entries(entry.options ?? {})) all.set(name, { spec, part: 'plugin' })
@@ -387,7 +367,6 @@ export function parseOptions(input: Record<string, unknown> | undefined, parts: 
     topologyFastRefreshMs: ha.topologyFastRefreshMs as number,
     connectTimeoutMs,
     probeTimeoutMs: ha.probeTimeoutMs as number,
-    patroni: resolvePatroniSettings(ha),
     logger: ha.logger as Partial<Logger> | undefined,
     clock: (ha.clock as Clock | undefined) ?? systemClock,
     runtime: ha.clock ? runtimeWithClock(systemRuntime, ha.clock as Clock) : systemRuntime,

@@ -7,10 +7,10 @@
 import type { Clock } from '../runtime/clock.ts'
 import type { Runtime } from '../runtime/runtime.ts'
 import type { ConnectionFactory, ConnectPurpose, ErrorKind } from './connection-factory.ts'
+import type { DialectName } from './dialect.ts'
 import type { HaEvents } from './events.ts'
 import type { HostAddress, TargetRole } from './host.ts'
 import type { Logger } from './logger.ts'
-import type { DialectName } from './options.ts'
 import type { Topology } from './topology.ts'
 
 /**

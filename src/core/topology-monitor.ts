@@ -6,16 +6,14 @@
  * @module
  */
 
-import { detectDialect } from '../dialects/detect.ts'
 import type { Runtime } from '../runtime/runtime.ts'
 import type { TimerHandle } from '../runtime/timers.ts'
 import type { ConnectionFactory, DbConnection } from './connection-factory.ts'
-import { type Dialect, readRole, type TopologyContext } from './dialect.ts'
+import { type Dialect, type DialectDetector, readRole, type TopologyContext } from './dialect.ts'
 import { type HostAddress, hostKey } from './host.ts'
 import type { HostPattern } from './host-pattern.ts'
 import { InstanceReachability } from './instance-reachability.ts'
 import type { Logger } from './logger.ts'
-import type { PatroniSettings } from './patroni-options.ts'
 import { makeTopology, sameShape, type Topology } from './topology.ts'
 
 /** How a monitor polls; fixed by the first client of the cluster. */
@@ -32,7 +30,10 @@ export interface TopologyMonitorConfig {
   /** Time and timers (the first client's: the monitor is shared, its timers are its own). */
   readonly runtime: Runtime
   readonly logger: Logger
-  readonly patroni: PatroniSettings
+  /** The first client's validated options, where dialects read their own. */
+  readonly options: Readonly<Record<string, unknown>>
+  /** Tells the dialect when none is given. */
+  readonly detect: DialectDetector
 }
 
 /** A client of the monitor: lends its connection factory and hears about changes. */
@@ -344,7 +345,7 @@ export class TopologyMonitor {
       initialHosts: this.config.initialHosts,
       knownHosts: this.#current?.hosts ?? [],
       probeTimeoutMs: this.config.probeTimeoutMs,
-      patroni: this.config.patroni,
+      options: this.config.options,
       probeRole: (host) =>
         this.#onProbe(factory, host, (conn) =>
           readRole(conn, { timeoutMs: this.config.probeTimeoutMs }),
@@ -360,7 +361,7 @@ export class TopologyMonitor {
   /** The dialect by the cluster's SQL; a plain one asks Patroni's REST API, bounded to a second. */
   async #detect(conn: DbConnection): Promise<Dialect> {
     const timeoutMs = Math.min(this.config.probeTimeoutMs, 1000)
-    const dialect = await detectDialect(conn, { settings: this.config.patroni, timeoutMs })
+    const dialect = await this.config.detect(conn, this.config.options, timeoutMs)
     this.config.logger.debug('topology: dialect detected', {
       cluster: this.config.clusterId,
       dialect: dialect.name,

@@ -6,12 +6,11 @@
  * @module
  */
 import type { DbConnection } from '../core/connection-factory.ts'
-import type { Dialect } from '../core/dialect.ts'
+import type { Dialect, DialectName } from '../core/dialect.ts'
 import type { HostAddress } from '../core/host.ts'
-import type { DialectName } from '../core/options.ts'
-import type { PatroniSettings } from '../core/patroni-options.ts'
 import { auroraPgDialect } from './aurora-pg.ts'
 import { patroniAnswers, patroniDialect } from './patroni.ts'
+import { patroniSettingsOf } from './patroni-options.ts'
 import { pgDialect } from './pg.ts'
 import { rdsMultiAzPgDialect } from './rds-multi-az-pg.ts'
 
@@ -44,12 +43,13 @@ export function dialectByName(name: DialectName): Dialect {
  */
 export async function detectDialect(
   conn: DbConnection,
-  patroni?: { settings: PatroniSettings; timeoutMs: number },
+  options?: Readonly<Record<string, unknown>>,
+  timeoutMs = 1000,
 ): Promise<Dialect> {
   const [row] = await conn.query<{ aurora: boolean; multi_az: boolean }>(DETECT_QUERY)
   if (row?.aurora) return auroraPgDialect
   if (row?.multi_az) return rdsMultiAzPgDialect
   const host: HostAddress = conn.host
-  if (patroni && (await patroniAnswers(host, patroni.settings, patroni.timeoutMs))) return patroniDialect
+  if (options && (await patroniAnswers(host, patroniSettingsOf(options), timeoutMs))) return patroniDialect
   return pgDialect
 }

@@ -11,8 +11,8 @@
 import type { DbConnection } from '../core/connection-factory.ts'
 import { type Dialect, readRole, type TopologyContext } from '../core/dialect.ts'
 import { type HostAddress, type HostInfo, type HostRole, sameHost } from '../core/host.ts'
-import type { PatroniSettings } from '../core/patroni-options.ts'
 import { httpGetJson } from '../runtime/http.ts'
+import { type PatroniSettings, patroniSettingsOf } from './patroni-options.ts'
 
 /** One member as `GET /cluster` reports it (Patroni 3). */
 export interface PatroniMember {
@@ -101,7 +101,7 @@ export async function readPatroniCluster(
 export const patroniDialect: Dialect = Object.freeze({
   name: 'patroni' as const,
   async readTopology(conn: DbConnection, context: TopologyContext): Promise<HostInfo[]> {
-    const settings = context.patroni
+    const settings = patroniSettingsOf(context.options)
     const urls = clusterUrls(settings, [conn.host, ...context.knownHosts, ...context.initialHosts])
     const members = await readPatroniCluster(urls, settings, context.probeTimeoutMs)
     const claimed = members.find((m) => LEADER_ROLES.has(m.role))

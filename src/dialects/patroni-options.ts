@@ -1,11 +1,13 @@
 /**
  * The options of the Patroni topology source: where each member's REST API is (`patroniRestPort`
  * on every member's host, or `patroniUrls`), and how to reach it (TLS, basic authentication).
- * Checked with the other options by `parseOptions`, resolved into {@link PatroniSettings}.
+ * The dialect declares them here ({@link patroniOptionSpecs}); `parseOptions` checks them with the
+ * rest, and the dialect reads them from the client's options ({@link patroniSettingsOf}).
  *
  * @module
  */
-import type { Check } from './option-checks.ts'
+import { type Check, integer } from '../core/option-checks.ts'
+import type { OptionSpec, OptionTable } from '../core/option-spec.ts'
 
 /** TLS settings for Patroni's REST API (`restapi.certfile`, `verify_client`), PEM strings. */
 export interface PatroniTlsOptions {
@@ -25,6 +27,25 @@ export interface PatroniAuthOptions {
   readonly username: string
   /** Its password; masked wherever options are shown. */
   readonly password: string
+}
+
+/**
+ * The Patroni dialect's options, accepted beside every other option of `postgresHa()`.
+ *
+ * @example
+ * ```ts
+ * const sql = postgresHa(url, { dialect: 'patroni', patroniRestPort: 8443, patroniTls: { ca } })
+ * ```
+ */
+export interface PatroniOptions {
+  /** Patroni: the REST API port on each member's host (default 8008). */
+  patroniRestPort?: number
+  /** Patroni: REST API base URLs to ask instead (array or comma-separated), e.g. `http://db1:8008`. */
+  patroniUrls?: string | readonly string[]
+  /** Patroni: TLS for the REST API (`https`); PEM `ca`, client `cert` + `key`, `rejectUnauthorized`. */
+  patroniTls?: PatroniTlsOptions
+  /** Patroni: basic authentication sent to the REST API (`restapi.authentication`). */
+  patroniAuth?: PatroniAuthOptions
 }
 
 /** How the Patroni source reaches the REST API, resolved from the options. */
@@ -98,7 +119,7 @@ function base64(text: string): string {
   return btoa(binary)
 }
 
-/** Resolves the checked option values. */
+/** Resolves the checked option values (see {@link patroniSettingsOf} for a client's). */
 export function resolvePatroniSettings(o: {
   patroniUrls?: unknown
   patroniRestPort?: unknown
@@ -118,4 +139,24 @@ export function resolvePatroniSettings(o: {
       auth ? { authorization: `Basic ${base64(`${auth.username}:${auth.password}`)}` } : {},
     ),
   })
+}
+
+/** Specs of the Patroni dialect's options (the composition hands them to `parseOptions`). */
+export const patroniOptionSpecs: Readonly<Record<keyof PatroniOptions, OptionSpec>> = Object.freeze({
+  patroniRestPort: { check: integer(1, 65535), example: '8008' },
+  patroniUrls: { check: patroniUrlsCheck, example: "['http://db1:8008', 'http://db2:8008']" },
+  patroniTls: { check: patroniTlsCheck, example: '{ ca: readFileSync("patroni-ca.pem", "utf8") }' },
+  patroniAuth: { check: patroniAuthCheck, secret: true, example: "{ username: 'patroni', password: '...' }" },
+}) satisfies OptionTable
+
+const resolved = new WeakMap<object, PatroniSettings>()
+
+/** The Patroni settings of a client's validated options, resolved once per options object. */
+export function patroniSettingsOf(options: Readonly<Record<string, unknown>>): PatroniSettings {
+  let settings = resolved.get(options)
+  if (!settings) {
+    settings = resolvePatroniSettings(options)
+    resolved.set(options, settings)
+  }
+  return settings
 }

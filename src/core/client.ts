@@ -173,10 +173,7 @@ export class HaClient implements Executor {
     this.#mainFallback = deps.session?.fallback ?? deps.options.readerFallback
     this.#checkReadOnly = deps.session?.checkDefaultReadOnly
     if (this.#checkReadOnly)
-      this.#defaultReadOnly = new DefaultReadOnly(
-        this.factory,
-        this.services.options.probeTimeoutMs as number,
-      )
+      this.#defaultReadOnly = new DefaultReadOnly(this.factory, this.services.options.probeTimeoutMs)
     if (deps.options.readYourWrites)
       this.readYourWrites = new ReadYourWrites({
         factory: this.factory,

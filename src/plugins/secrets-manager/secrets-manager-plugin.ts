@@ -197,7 +197,7 @@ export function secretsManagerPlugin(input: SecretsManagerPluginInput = {}): Sec
       refreshTimer = undefined
       if (ended || current !== fresh) return
       const s = services!
-      const deadline = s.clock.now() + Number(s.options['connectTimeoutMs'] ?? 10_000)
+      const deadline = s.clock.now() + s.options.connectTimeoutMs
       shared(() => readPreferred(deadline, 'background refresh')).catch((error) =>
         s.logger.warn('secretsManager: the background refresh failed; connects will read the secret', {
           error: String((error as Error)?.message ?? error),

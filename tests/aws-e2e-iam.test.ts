@@ -13,14 +13,9 @@ import { after, before, test } from 'node:test'
 import { inspect } from 'node:util'
 import { type IamLab, startIamLab } from '../lab/aws/lab-iam.ts'
 import { LAB_AWS_CREDENTIALS } from '../lab/aws/sigv4.ts'
-import {
-  FailoverFailedError,
-  FailoverSuccessError,
-  MissingDependencyError,
-  type PostgresHaSql,
-  postgresHa,
-} from '../mod.ts'
+import { FailoverFailedError, FailoverSuccessError, type PostgresHaSql, postgresHa } from '../mod.ts'
 import { CredentialsUnavailableError, iamPlugin, type RdsSignerModule } from '../src/plugins/iam/mod.ts'
+import { assertMissingPackage } from './helpers/aws.ts'
 import { labClientOptions } from './helpers/ha.ts'
 
 let iam: IamLab
@@ -299,15 +294,7 @@ test('aws-e2e: iam — a missing @aws-sdk/rds-signer is a MissingDependencyError
       user: iam.role,
     } as never),
   )
-  try {
-    const error = await sql`select 1`.catch((e) => e)
-    assert.ok(error instanceof MissingDependencyError, `got ${inspect(error)}`)
-    assert.equal(error.code, 'MISSING_DEPENDENCY')
-    assert.equal(error.packageName, '@aws-sdk/rds-signer')
-    assert.match(error.message, /npm install @aws-sdk\/rds-signer\b/)
-  } finally {
-    await sql.end()
-  }
+  await assertMissingPackage(sql, '@aws-sdk/rds-signer')
 })
 
 test('aws-e2e: iam — kill writer: failover works, each host (the new writer too) is signed for once', async () => {

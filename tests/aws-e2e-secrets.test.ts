@@ -11,19 +11,13 @@ import { after, before, test } from 'node:test'
 import { inspect } from 'node:util'
 import { type SecretsManagerFake, startSecretsManagerFake } from '../lab/aws/secrets-manager-fake.ts'
 import { type Lab, startLab } from '../lab/mod.ts'
-import {
-  FailoverFailedError,
-  FailoverSuccessError,
-  MissingDependencyError,
-  type PostgresHaSql,
-  postgresHa,
-} from '../mod.ts'
+import { FailoverFailedError, FailoverSuccessError, type PostgresHaSql, postgresHa } from '../mod.ts'
 import {
   CredentialsUnavailableError,
   type SecretsManagerSdk,
   secretsManagerPlugin,
 } from '../src/plugins/secrets-manager/mod.ts'
-import { createLabRole, labUrlAs, setLabRolePassword } from './helpers/aws.ts'
+import { assertMissingPackage, createLabRole, labUrlAs, setLabRolePassword } from './helpers/aws.ts'
 import { labClientOptions } from './helpers/ha.ts'
 
 const ROLE = 'app_secret'
@@ -219,12 +213,5 @@ test('aws-e2e: secrets — a missing @aws-sdk/client-secrets-manager is a Missin
       secretsManagerEndpoint: fake.endpoint,
     } as never),
   )
-  try {
-    const error = await sql`select 1`.catch((e) => e)
-    assert.ok(error instanceof MissingDependencyError, `got ${inspect(error)}`)
-    assert.equal(error.packageName, '@aws-sdk/client-secrets-manager')
-    assert.match(error.message, /npm install @aws-sdk\/client-secrets-manager\b/)
-  } finally {
-    await sql.end()
-  }
+  await assertMissingPackage(sql, '@aws-sdk/client-secrets-manager')
 })

@@ -2,12 +2,15 @@
  * Set-up shared by the AWS authentication tests: database roles for the `secretsManager` tests on
  * the lab, and IAM endpoints (the lab's IAM handshake) in front of a scratch PostgreSQL.
  */
+import assert from 'node:assert/strict'
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net'
+import { inspect } from 'node:util'
 import { createIamHandshake, type IamEndpointOptions } from '../../lab/aws/iam-handshake.ts'
 import { labAdminSql } from '../../lab/aws/lab-iam.ts'
 import { type ScratchPostgres, scratchAdmin } from '../../lab/aws/scratch-postgres.ts'
 import { labTlsCertificate } from '../../lab/aws/test-tls.ts'
 import type { Lab } from '../../lab/mod.ts'
+import { MissingDependencyError, type PostgresHaSql } from '../../mod.ts'
 
 /** Runs `sql` as the lab's administrator on the writer (it replicates). */
 export async function labAdmin(lab: Lab, sql: string): Promise<void> {
@@ -86,5 +89,22 @@ export async function startIamFronts(
   return {
     ports,
     close: () => Promise.all(servers.map((s) => new Promise((r) => s.close(r)))).then(() => {}),
+  }
+}
+
+/**
+ * Asserts that the first statement of `sql` (a client whose plugin's AWS package cannot be
+ * imported) rejects with a `MissingDependencyError` naming `packageName` and how to install it;
+ * ends `sql`.
+ */
+export async function assertMissingPackage(sql: PostgresHaSql, packageName: string): Promise<void> {
+  try {
+    const error = await sql`select 1`.catch((e: unknown) => e)
+    assert.ok(error instanceof MissingDependencyError, `got ${inspect(error)}`)
+    assert.equal(error.code, 'MISSING_DEPENDENCY')
+    assert.equal(error.packageName, packageName)
+    assert.ok(error.message.includes(`npm install ${packageName}`), error.message)
+  } finally {
+    await sql.end()
   }
 }

@@ -10,6 +10,7 @@ export { type Runtime, runtimeWithClock, systemRuntime } from './runtime.ts'
 export {
   holdOpenUntil,
   type SleepOptions,
+  settleWithin,
   sleep,
   startInterval,
   startTimer,

@@ -124,3 +124,28 @@ export function holdOpenUntil<T>(work: Promise<T>): Promise<T> {
   const handle = setInterval(() => {}, 1 << 30)
   return work.finally(() => clearInterval(handle))
 }
+
+/**
+ * `work`, or the error `onTimeout()` makes once `ms` have passed (the timer is stopped as soon as
+ * `work` settles; `work` itself goes on). Never keeps the process alive.
+ *
+ * @example
+ * ```ts
+ * const token = await settleWithin(signToken(), 2_000, () => new Error('no token within 2 s'))
+ * ```
+ */
+export function settleWithin<T>(work: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = startTimer(() => reject(onTimeout()), ms)
+    work.then(
+      (value) => {
+        stopTimer(timer)
+        resolve(value)
+      },
+      (error: unknown) => {
+        stopTimer(timer)
+        reject(error)
+      },
+    )
+  })
+}

@@ -13,7 +13,7 @@ import type { ConnectStart, OpenWith } from '../../core/connect-contract.ts'
 import { ConnectionDroppedError } from '../../core/errors.ts'
 import { type HostAddress, hostKey } from '../../core/host.ts'
 import type { ConnectContext } from '../../core/plugin.ts'
-import { startTimer, stopTimer } from '../../runtime/mod.ts'
+import { settleWithin, startTimer, stopTimer } from '../../runtime/mod.ts'
 import { isCancelRequest } from './cancel-request.ts'
 import { classify } from './classify.ts'
 import { handOver, type LoggedIn, login } from './login.ts'
@@ -530,28 +530,7 @@ function connected(pending: Socket | Promise<Socket>): Promise<Socket> {
 /** `promise`, or a `CONNECT_TIMEOUT` error after `ms` (never, for 0). */
 function withBudget<T>(promise: Promise<T>, ms: number, host: string, port: number): Promise<T> {
   if (!ms) return promise
-  return new Promise<T>((resolve, reject) => {
-    const timer = startTimer(
-      () =>
-        reject(
-          connectionError(
-            'CONNECT_TIMEOUT',
-            `${host}:${port}: credentials not ready within ${ms} ms`,
-            host,
-            port,
-          ),
-        ),
-      ms,
-    )
-    promise.then(
-      (value) => {
-        stopTimer(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        stopTimer(timer)
-        reject(error)
-      },
-    )
-  })
+  return settleWithin(promise, ms, () =>
+    connectionError('CONNECT_TIMEOUT', `${host}:${port}: credentials not ready within ${ms} ms`, host, port),
+  )
 }

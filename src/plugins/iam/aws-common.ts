@@ -7,7 +7,7 @@
 import { MissingDependencyError } from '../../core/errors.ts'
 import type { Check } from '../../core/option-checks.ts'
 import type { OptionSpec } from '../../core/option-spec.ts'
-import { startTimer, stopTimer } from '../../runtime/timers.ts'
+import { settleWithin } from '../../runtime/timers.ts'
 
 /** AWS credentials as the AWS SDK takes them: static values or a provider function. */
 export type AwsCredentialsOption =
@@ -48,19 +48,7 @@ export function awsBudgetMs(deadline: number, now: number): number {
  * never waits on a read started for a longer one.
  */
 export function withinBudget<T>(work: Promise<T>, budgetMs: number, onTimeout: () => Error): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = startTimer(() => reject(onTimeout()), budgetMs)
-    work.then(
-      (value) => {
-        stopTimer(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        stopTimer(timer)
-        reject(error)
-      },
-    )
-  })
+  return settleWithin(work, budgetMs, onTimeout)
 }
 
 /** An option spec with the type and description shown in the README option table. */

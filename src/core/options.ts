@@ -47,7 +47,7 @@ export type ReaderFallback = 'writer' | 'error'
  * ```
  */
 export interface CoreOptions {
-  /** Plugins in order, as names, plugin objects, or a comma-separated string. Default: the catalog's defaults (`connectionTracker,failover,hostMonitoring`). */
+  /** Plugins in order, as names, plugin objects, or a comma-separated string. Default: the plugin catalog's defaults (the README's plugin table lists them). */
   plugins?: string | ReadonlyArray<string | HaPlugin>
   /** Topology dialect, or `auto` (default) to detect it on first connect. */
   dialect?: DialectName | 'auto'

@@ -159,7 +159,8 @@ export interface PluginServices {
  *     try { return await next() } finally { console.log(ctx.description, performance.now() - t0) }
  *   },
  * }
- * const sql = postgresHa(url, { plugins: ['connectionTracker', 'failover', timing] })
+ * // `plugins` replaces the default list: add the names of the built-in plugins to keep (README: Plugins).
+ * const sql = postgresHa(url, { plugins: [timing] })
  * ```
  */
 export interface HaPlugin {

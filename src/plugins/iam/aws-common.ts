@@ -7,7 +7,7 @@
 import { MissingDependencyError } from '../../core/errors.ts'
 import type { Check } from '../../core/option-checks.ts'
 import type { OptionSpec } from '../../core/option-spec.ts'
-import { settleWithin } from '../../runtime/timers.ts'
+import { settleWithin, sleep } from '../../runtime/timers.ts'
 
 /** AWS credentials as the AWS SDK takes them: static values or a provider function. */
 export type AwsCredentialsOption =
@@ -49,6 +49,56 @@ export function awsBudgetMs(deadline: number, now: number): number {
  */
 export function withinBudget<T>(work: Promise<T>, budgetMs: number, onTimeout: () => Error): Promise<T> {
   return settleWithin(work, budgetMs, onTimeout)
+}
+
+/** Back-off between retried AWS calls: doubling from this, with jitter, capped. */
+const FIRST_BACKOFF_MS = 100
+const MAX_BACKOFF_MS = 2_000
+const THROTTLING = /Throttl|TooManyRequests|RequestLimitExceeded|SlowDown/
+
+/**
+ * Whether `error` is AWS throttling (`ThrottlingException` and its kin from a service or a
+ * credential provider such as STS): the call may work after a pause, and nothing is wrong with
+ * the database.
+ */
+export function isThrottling(error: unknown): boolean {
+  const e = error as { name?: unknown; code?: unknown; $retryable?: { throttling?: unknown } } | undefined
+  return (
+    e?.$retryable?.throttling === true ||
+    THROTTLING.test(String(e?.name ?? '')) ||
+    THROTTLING.test(String(e?.code ?? ''))
+  )
+}
+
+/**
+ * `attempt()`, retried after a growing, jittered pause while it fails with an error `retryable`
+ * accepts and the pause would end before `endsAt` (`performance.now()` time: real waits even when a
+ * test freezes the client's clock); otherwise its last error. Callers sharing one AWS call share
+ * its retries too, so a throttled service sees a handful of requests per deadline, not one per
+ * connect.
+ *
+ * @example
+ * ```ts
+ * const token = await retryWithBackoff(() => signer.getAuthToken(), isThrottling, performance.now() + 2_000)
+ * ```
+ */
+export async function retryWithBackoff<T>(
+  attempt: () => Promise<T>,
+  retryable: (error: unknown) => boolean,
+  endsAt: number,
+): Promise<T> {
+  let backoff = FIRST_BACKOFF_MS
+  for (;;) {
+    try {
+      return await attempt()
+    } catch (e) {
+      const wait = backoff * (0.5 + Math.random() / 2)
+      if (!retryable(e) || performance.now() + wait >= endsAt) throw e
+      // Kept alive: a caller's statement waits on this pause.
+      await sleep(wait, { keepAlive: true })
+      backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
+    }
+  }
 }
 
 /** An option spec with the type and description shown in the README option table. */

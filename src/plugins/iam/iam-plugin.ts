@@ -11,12 +11,14 @@ import { hostKey } from '../../core/host.ts'
 import { readOptions } from '../../core/option-spec.ts'
 import type { ConnectContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
 import { rdsRegion } from '../../core/rds-hosts.ts'
-import { startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
+import { settleWithin } from '../../runtime/timers.ts'
 import {
   awsBudgetMs,
   CredentialsUnavailableError,
+  isThrottling,
   loadOptional,
   refusedByServer,
+  retryWithBackoff,
   sdkCredentials,
   withinBudget,
 } from './aws-common.ts'
@@ -104,28 +106,37 @@ export function iamPlugin(input: IamPluginInput = {}): IamPlugin {
     const clock = services!.clock
     const budgetMs = awsBudgetMs(deadline, clock.now())
     const promise = (async () => {
-      const signer = new signerModule!.Signer({
-        hostname: target.host,
-        port: target.port,
-        region: target.region,
-        username: target.user,
-        ...sdkCredentials(opts.credentials),
-      })
+      const newSigner = () =>
+        new signerModule!.Signer({
+          hostname: target.host,
+          port: target.port,
+          region: target.region,
+          username: target.user,
+          ...sdkCredentials(opts.credentials),
+        })
       let token: string
-      let timer: TimerHandle | undefined
-      try {
+      let last: unknown
+      const attempt = () => {
         tokensSigned++
-        // The credential provider may call the network (IMDS, STS): bounded by the connect's deadline.
-        token = await Promise.race([
-          signer.getAuthToken(),
-          new Promise<never>((_, reject) => {
-            timer = startTimer(
-              () =>
-                reject(Object.assign(new Error(`no token within ${budgetMs} ms`), { name: 'TimeoutError' })),
-              budgetMs,
-            )
-          }),
-        ])
+        return newSigner()
+          .getAuthToken()
+          .catch((e: unknown) => {
+            last = e
+            throw e
+          })
+      }
+      try {
+        // The credential provider may call the network (IMDS, STS): bounded by the connect's
+        // deadline, and retried with back-off while it is throttled (one retry loop per key,
+        // shared by concurrent connects).
+        token = await settleWithin(
+          retryWithBackoff(attempt, isThrottling, performance.now() + budgetMs),
+          budgetMs,
+          () =>
+            isThrottling(last)
+              ? (last as Error)
+              : Object.assign(new Error(`no token within ${budgetMs} ms`), { name: 'TimeoutError' }),
+        )
       } catch (e) {
         // The SDK's message names the failing credential source, never a secret.
         throw new CredentialsUnavailableError(
@@ -133,8 +144,6 @@ export function iamPlugin(input: IamPluginInput = {}): IamPlugin {
           `could not sign an IAM authentication token: ${(e as Error)?.name ?? 'Error'}: ${(e as Error)?.message ?? e}`,
           { cause: e },
         )
-      } finally {
-        stopTimer(timer)
       }
       const lifetimeMs = opts.iamTokenExpiration * 1000
       cache.set(key, {

@@ -9,8 +9,14 @@
  */
 import { InvalidOptionError } from '../../core/errors.ts'
 import type { Clock } from '../../runtime/clock.ts'
-import { sleep, startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
-import { awsBudgetMs, CredentialsUnavailableError, sdkCredentials } from '../iam/aws-common.ts'
+import { startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
+import {
+  awsBudgetMs,
+  CredentialsUnavailableError,
+  isThrottling,
+  retryWithBackoff,
+  sdkCredentials,
+} from '../iam/aws-common.ts'
 import type { ResolvedSecretsManagerOptions } from './options.ts'
 
 /** The staging labels the plugin reads. */
@@ -47,9 +53,14 @@ export interface SecretValue {
   readonly stage: SecretStage
 }
 
-/** Back-off between throttled or timed-out requests: doubling from this, with jitter, capped. */
-const FIRST_BACKOFF_MS = 100
-const MAX_BACKOFF_MS = 2_000
+/** Worth another request after a pause: throttling, a request that timed out, a service hiccup. */
+function transient(e: unknown): boolean {
+  return (
+    (e as { timedOut?: unknown })?.timedOut === true ||
+    isThrottling(e) ||
+    /InternalServiceError|ServiceUnavailable/.test(String((e as { name?: unknown })?.name ?? ''))
+  )
+}
 
 /** Reads stages of one secret; see the module doc. */
 export interface SecretSource {
@@ -150,33 +161,25 @@ export function secretSource(
   return {
     calls,
     async read(stage, deadline, where) {
-      let backoff = FIRST_BACKOFF_MS
-      // The deadline is in the client clock's time (a test may freeze it); the waits here are real.
+      // The deadline is in the client clock's time (a test may freeze it); the waits are real.
       const endsAt = performance.now() + awsBudgetMs(deadline, clock.now())
-      for (;;) {
-        try {
-          return parse(await once(stage, endsAt), stage, where)
-        } catch (e) {
-          if (e instanceof CredentialsUnavailableError) throw e
-          const name = String((e as { name?: unknown })?.name ?? 'Error')
-          const message = String((e as Error)?.message ?? e)
-          if (stage === 'AWSPENDING' && name === 'ResourceNotFoundException') return undefined
-          if (!region && /region is missing/i.test(message))
-            throw new InvalidOptionError(
-              'secretsManagerRegion',
-              `Invalid option secretsManagerRegion: got undefined; the region of secret "${secretId}" is not in its id ` +
-                "and the AWS SDK found no default region. Example: secretsManagerRegion: 'us-east-1'.",
-              { cause: e },
-            )
-          const transient =
-            (e as { timedOut?: unknown }).timedOut === true ||
-            /Throttl|TooManyRequests|RequestLimitExceeded|InternalServiceError|ServiceUnavailable/.test(name)
-          const wait = backoff * (0.5 + Math.random() / 2)
-          if (!transient || performance.now() + wait >= endsAt) throw fail(where, `${name}: ${message}`, e)
-          await sleep(wait)
-          backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
-        }
+      let out: { SecretString?: string; VersionId?: string }
+      try {
+        out = await retryWithBackoff(() => once(stage, endsAt), transient, endsAt)
+      } catch (e) {
+        const name = String((e as { name?: unknown })?.name ?? 'Error')
+        const message = String((e as Error)?.message ?? e)
+        if (stage === 'AWSPENDING' && name === 'ResourceNotFoundException') return undefined
+        if (!region && /region is missing/i.test(message))
+          throw new InvalidOptionError(
+            'secretsManagerRegion',
+            `Invalid option secretsManagerRegion: got undefined; the region of secret "${secretId}" is not in its id ` +
+              "and the AWS SDK found no default region. Example: secretsManagerRegion: 'us-east-1'.",
+            { cause: e },
+          )
+        throw fail(where, `${name}: ${message}`, e)
       }
+      return parse(out, stage, where)
     },
     close() {
       client?.destroy()

@@ -176,8 +176,16 @@ interface Silence {
   heardAt(): number
 }
 
-/** Event-loop turns a deadline waits, once passed, for I/O already received (Deno and Bun order phases their own way). */
-const VERDICT_TURNS = 2
+/**
+ * A check that runs this much after its due time means this process itself was stalled (a busy
+ * machine, a long synchronous task): the deadline then waits `STALL_GRACE_MS` more — up to
+ * `STALL_GRACES` times in a row — so the event loop reads the I/O that arrived meanwhile before
+ * the host is called silent. A check on time judges at once: detection on a healthy process is
+ * unchanged.
+ */
+const STALL_MS = 10
+const STALL_GRACE_MS = 10
+const STALL_GRACES = 3
 
 /**
  * `promise`, or `onTimeout()` after `ms`; with `silence`, also `onTimeout(silence.ms)` once the
@@ -192,24 +200,25 @@ function withTimeout<T>(
   return new Promise<T>((resolve, reject) => {
     const started = performance.now()
     let timer: TimerHandle | undefined
-    // Turns of the event loop still owed before a verdict (see below).
-    let turns = VERDICT_TURNS
+    let dueAt = started
+    let graces = 0
     const check = () => {
       const now = performance.now()
       const expired = now - started >= ms || (silence !== undefined && now - silence.heardAt() >= silence.ms)
-      if (expired && turns > 0) {
-        // A timer that fires after the process itself stalled (a busy machine, a long synchronous
-        // task) runs before the I/O that arrived meanwhile is read: an answer may be waiting in the
-        // socket. Let the event loop read it before calling the host silent.
-        turns--
-        timer = startTimer(check, 0, { keepAlive: true })
+      if (expired && graces < STALL_GRACES && now - dueAt > STALL_MS) {
+        // After a stall, timers run before the I/O that arrived meanwhile is read: an answer may
+        // be waiting in the socket. A real wait (not a zero timer) lets every runtime poll it.
+        graces++
+        dueAt = now + STALL_GRACE_MS
+        timer = startTimer(check, STALL_GRACE_MS, { keepAlive: true })
         return
       }
       if (now - started >= ms) return reject(onTimeout())
       if (silence && now - silence.heardAt() >= silence.ms) return reject(onTimeout(silence.ms))
-      turns = VERDICT_TURNS
+      graces = 0
       const due = Math.min(started + ms, silence ? silence.heardAt() + silence.ms : Number.POSITIVE_INFINITY)
-      timer = startTimer(check, Math.max(1, due - now), { keepAlive: true })
+      dueAt = Math.max(now + 1, due)
+      timer = startTimer(check, dueAt - now, { keepAlive: true })
     }
     check()
     promise.then(

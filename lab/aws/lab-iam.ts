@@ -28,6 +28,7 @@ import postgres from 'postgres'
 import { ADMIN_PASSWORD, ADMIN_USER, DATABASE } from '../instance.ts'
 import { type Lab, type LabOptions, startLab } from '../mod.ts'
 import type { LabIamConfig } from './iam-lab-startup.ts'
+import type { TlsMaterial } from './test-tls.ts'
 
 /** The `proxyStartupModule` that turns lab endpoints into IAM endpoints. */
 export const IAM_LAB_STARTUP_MODULE = join(dirname(fileURLToPath(import.meta.url)), 'iam-lab-startup.ts')
@@ -45,6 +46,8 @@ export interface IamLabOptions extends Omit<LabOptions, 'proxyStartupModule'> {
   readonly region?: string
   /** The IAM login role to create (default `app_iam`). */
   readonly role?: string
+  /** The certificate each endpoint address presents (default: the lab certificate for all). */
+  readonly certificates?: Record<string, TlsMaterial>
 }
 
 /** A running IAM lab; `await using` (or `down()`) tears down the lab and the refusal log. */
@@ -91,13 +94,18 @@ export async function labAdminSql(lab: Lab, host?: string): Promise<postgres.Sql
  * only while the daemon starts.
  */
 export async function startIamLab(options: IamLabOptions = {}): Promise<IamLab> {
-  const { region = 'us-east-1', role = 'app_iam', ...labOptions } = options
+  const { region = 'us-east-1', role = 'app_iam', certificates, ...labOptions } = options
   if (!/^[a-z_][a-z0-9_]*$/.test(role)) throw new Error(`role must be a plain SQL identifier, got ${role}`)
   // The role's real password: known to the endpoints (which log in upstream with it), never to clients.
   const rolePassword = randomBytes(18).toString('base64url')
   const dir = mkdtempSync(join(tmpdir(), 'postgres-ha-iam-lab-'))
   const refusalLog = join(dir, 'refusals.jsonl')
-  const config: LabIamConfig = { region, users: { [role]: rolePassword }, refusalLog }
+  const config: LabIamConfig = {
+    region,
+    users: { [role]: rolePassword },
+    refusalLog,
+    ...(certificates ? { certificates } : {}),
+  }
   const previous = process.env.POSTGRES_HA_LAB_IAM
   let lab: Lab
   process.env.POSTGRES_HA_LAB_IAM = JSON.stringify(config)

@@ -12,6 +12,7 @@ import { type TlsMaterial, tlsCertificateFor } from '../lab/aws/test-tls.ts'
 import { CLUSTER_HOST, READER_HOST } from '../lab/endpoints.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { labClientOptions } from './helpers/ha.ts'
+import { certificateError } from './helpers/tls.ts'
 
 // The lab's two instances (writer and reader) and its two DNS-like endpoints.
 const INSTANCES = ['127.0.0.11', '127.0.0.12']
@@ -55,17 +56,6 @@ function client(url: string) {
 // The IAM endpoints terminate TLS (the server behind them sees a plain connection) and refuse an
 // IAM login that did not come over TLS: the role logged in, so TLS was used and verified.
 const WHERE_AND_WHO = 'select pg_catalog.aurora_db_instance_identifier() as id, current_user as who'
-
-/** The certificate error somewhere in `error`'s cause chain, or undefined. */
-function certificateError(error: unknown): { code: string; message: string } | undefined {
-  for (
-    let e = error as { code?: unknown; cause?: unknown } | undefined, i = 0;
-    e && i < 6;
-    e = e.cause as never, i++
-  )
-    if (typeof e.code === 'string' && e.code.startsWith('ERR_TLS_CERT')) return e as never
-  return undefined
-}
 
 test('tls topology: instance endpoints learned from the topology are verified against their own addresses', async () => {
   const { sql, events } = client(iam.lab.url('cluster'))

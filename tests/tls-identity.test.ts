@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test'
 import { type TlsMaterial, tlsCertificateFor } from '../lab/aws/test-tls.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { type PgServer, startPgServer } from './helpers/pg-server.ts'
+import { certificateError } from './helpers/tls.ts'
 
 let localhostOnly: TlsMaterial
 let second: TlsMaterial
@@ -42,17 +43,6 @@ function client(server: PgServer, host: string, ca: string[]): PostgresHaSql {
   } as never) as PostgresHaSql
   clients.push(sql)
   return sql
-}
-
-/** The certificate error somewhere in `error`'s cause chain, or undefined. */
-function certificateError(error: unknown): { code: string; message: string } | undefined {
-  for (
-    let e = error as { code?: unknown; cause?: unknown } | undefined, i = 0;
-    e && i < 6;
-    e = e.cause as never, i++
-  )
-    if (typeof e.code === 'string' && e.code.startsWith('ERR_TLS_CERT')) return e as never
-  return undefined
 }
 
 const SSL_OF_BACKEND = 'select ssl from pg_stat_ssl where pid = pg_backend_pid()'

@@ -7,7 +7,7 @@
 import { MissingDependencyError } from '../../core/errors.ts'
 import type { Check } from '../../core/option-checks.ts'
 import type { OptionSpec } from '../../core/option-spec.ts'
-import { settleWithin, sleep } from '../../runtime/timers.ts'
+import { sleep } from '../../runtime/timers.ts'
 
 /** AWS credentials as the AWS SDK takes them: static values or a provider function. */
 export type AwsCredentialsOption =
@@ -35,20 +35,13 @@ export function refusedByServer(classify: (error: unknown) => string, error: unk
 /**
  * Real milliseconds an AWS call may take for a connect with `deadline` (client clock time): a
  * little less than what is left, so that the plugin's own `CredentialsUnavailableError` (naming
- * the AWS call) settles the connect before the connect's deadline does.
+ * the AWS call) settles the connect before the connect's deadline does. A connect that joins an
+ * AWS call another connect started waits for it only this long (`settleWithin`): a connect with a
+ * short deadline (a probe) never waits on a read started for a longer one.
  */
 export function awsBudgetMs(deadline: number, now: number): number {
   const left = Math.max(0, deadline - now)
   return Math.max(0, left - Math.min(250, left / 10))
-}
-
-/**
- * `work` (an AWS call this connect may share with others), or `onTimeout()` once this connect's
- * own AWS budget (see {@link awsBudgetMs}) is spent: a connect with a short deadline (a probe)
- * never waits on a read started for a longer one.
- */
-export function withinBudget<T>(work: Promise<T>, budgetMs: number, onTimeout: () => Error): Promise<T> {
-  return settleWithin(work, budgetMs, onTimeout)
 }
 
 /** Back-off between retried AWS calls: doubling from this, with jitter, capped. */

@@ -20,7 +20,6 @@ import {
   refusedByServer,
   retryWithBackoff,
   sdkCredentials,
-  withinBudget,
 } from './aws-common.ts'
 import { assertIamTls, type IamOptions, iamOptionSpecs, type ResolvedIamOptions } from './options.ts'
 
@@ -93,7 +92,7 @@ export function iamPlugin(input: IamPluginInput = {}): IamPlugin {
   ) {
     const pending = inFlight.get(key)
     if (pending)
-      return withinBudget(
+      return settleWithin(
         pending,
         awsBudgetMs(deadline, services!.clock.now()),
         () =>

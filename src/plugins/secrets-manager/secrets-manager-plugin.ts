@@ -16,14 +16,8 @@ import { HaError, InvalidOptionError } from '../../core/errors.ts'
 import { hostKey } from '../../core/host.ts'
 import { readOptions } from '../../core/option-spec.ts'
 import type { ConnectContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
-import { sleep, startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
-import {
-  awsBudgetMs,
-  CredentialsUnavailableError,
-  loadOptional,
-  refusedByServer,
-  withinBudget,
-} from '../iam/aws-common.ts'
+import { settleWithin, sleep, startTimer, stopTimer, type TimerHandle } from '../../runtime/timers.ts'
+import { awsBudgetMs, CredentialsUnavailableError, loadOptional, refusedByServer } from '../iam/aws-common.ts'
 import {
   type ResolvedSecretsManagerOptions,
   type SecretsManagerOptions,
@@ -176,7 +170,7 @@ export function secretsManagerPlugin(input: SecretsManagerPluginInput = {}): Sec
    */
   function joined(read: Promise<Credentials>, ctx: ConnectContext): Promise<Credentials> {
     const budgetMs = awsBudgetMs(ctx.deadline, services!.clock.now())
-    return withinBudget(
+    return settleWithin(
       read,
       budgetMs,
       () =>

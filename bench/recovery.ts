@@ -18,14 +18,13 @@ import { parseFlags } from './lib/args.ts'
 import { labSettings, openBenchLab } from './lib/bench-lab.ts'
 import { makeClient } from './lib/clients.ts'
 import { entry } from './lib/entry.ts'
-import { addCounts } from './lib/errors.ts'
 import { inject, restore, writerReady } from './lib/faults.ts'
 import { type LedgerCheck, verifyLedger } from './lib/ledger.ts'
 import { isRecoveryWrite } from './lib/recovery.ts'
 import { emit, machineInfo, progress, runtimeInfo, sleep } from './lib/report.ts'
 import { summarize } from './lib/stats.ts'
 import { rate, recoveredAt } from './lib/throughput.ts'
-import { startWriteLoop, type WriteLoop, type WriteRecord } from './lib/write-loop.ts'
+import { errorCounts, startWriteLoop, type WriteLoop } from './lib/write-loop.ts'
 
 const flags = parseFlags('bench/recovery.ts', {
   trials: { default: 5, help: 'writer kills (each on a fresh client and a restored topology)' },
@@ -190,14 +189,6 @@ async function runRecoveryTrial(lab: Lab, trial: number): Promise<RecoveryTrial>
     // The last trial's lab is torn down anyway: no need to bring the old writer back.
     if (fault && trial < flags.trials) await restore(lab, fault)
   }
-}
-
-function errorCounts(records: readonly WriteRecord[]): Record<string, number> {
-  const errors: Record<string, number> = {}
-  for (const r of records) if (r.error) addCounts(errors, { [r.error]: 1 })
-  const pending = records.filter((r) => r.endMs === undefined).length
-  if (pending) addCounts(errors, { 'no answer (hung)': pending })
-  return errors
 }
 
 function since(t: number | undefined, from: number | undefined): number | null {

@@ -7,12 +7,11 @@
  * @module
  */
 import type { Lab } from '../../lab/mod.ts'
-import { addCounts } from './errors.ts'
 import { type Injected, inject, restore, type Scenario, writerReady } from './faults.ts'
 import { type LedgerCheck, verifyLedger } from './ledger.ts'
 import { isRecoveryWrite } from './recovery.ts'
 import { sleep } from './report.ts'
-import { type AnySql, startWriteLoop, type WriteLoop, type WriteRecord } from './write-loop.ts'
+import { type AnySql, errorCounts, startWriteLoop, type WriteLoop, type WriteRecord } from './write-loop.ts'
 
 /** A client under test, made fresh for each trial. */
 export interface ClientUnderTest {
@@ -152,14 +151,6 @@ export function describeTrial(r: TrialResult): string {
 const round = (x: number) => Math.round(x * 10) / 10
 const since = (t: number | undefined, from: number | undefined) =>
   t === undefined || from === undefined ? null : round(t - from)
-
-function errorCounts(records: readonly WriteRecord[]): Record<string, number> {
-  const errors: Record<string, number> = {}
-  for (const r of records) if (r.error) addCounts(errors, { [r.error]: 1 })
-  const pending = records.filter((r) => r.endMs === undefined).length
-  if (pending) addCounts(errors, { 'no answer (hung)': pending })
-  return errors
-}
 
 const WARM_WRITES = 12
 const acknowledged = (records: readonly WriteRecord[]) => records.filter((r) => r.inst !== undefined).length

@@ -7,7 +7,7 @@
  * @module
  */
 import type postgres from 'postgres'
-import { errorClass } from './errors.ts'
+import { addCounts, errorClass } from './errors.ts'
 import { nowMs } from './report.ts'
 
 /** One write of the loop; `endMs` is undefined while it is still pending (or hung). */
@@ -98,4 +98,13 @@ export function startWriteLoop(options: WriteLoopOptions): WriteLoop {
       clearTimeout(timer)
     },
   }
+}
+
+/** What the callers of these writes saw: each error class with its count, and writes still hung. */
+export function errorCounts(records: readonly WriteRecord[]): Record<string, number> {
+  const errors: Record<string, number> = {}
+  for (const r of records) if (r.error) addCounts(errors, { [r.error]: 1 })
+  const pending = records.filter((r) => r.endMs === undefined).length
+  if (pending) addCounts(errors, { 'no answer (hung)': pending })
+  return errors
 }

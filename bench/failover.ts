@@ -14,7 +14,8 @@ import { labSettings, openBenchLab } from './lib/bench-lab.ts'
 import { makeClient } from './lib/clients.ts'
 import { SCENARIOS, type Scenario } from './lib/faults.ts'
 import { emit, machineInfo, progress, runtimeInfo } from './lib/report.ts'
-import { type ScenarioSummary, summarizeScenario, type Target, targetsFor } from './lib/scenario-summary.ts'
+import { type ScenarioSummary, summarizeScenario, targetsFor } from './lib/scenario-summary.ts'
+import { type Target, verdict } from './lib/targets.ts'
 import { describeTrial, runTrial, type TrialResult } from './lib/trial.ts'
 
 const flags = parseFlags('bench/failover.ts', {
@@ -61,8 +62,11 @@ for (const scenario of scenarios) {
   report[scenario] = { ...summary, targets: targetsFor(scenario, summary), results }
 }
 
-const missed = Object.entries(report).flatMap(([scenario, s]) =>
-  s.targets.filter((t) => !t.met).map((t) => `${scenario}: ${t.name} = ${t.value} (limit ${t.limit})`),
+// One verdict over every scenario; each line says which scenario missed.
+const { targetsMet, targetMissed } = verdict(
+  Object.entries(report).flatMap(([scenario, s]) =>
+    s.targets.map((t) => ({ ...t, name: `${scenario}: ${t.name}` })),
+  ),
 )
 emit(
   'failover',
@@ -77,8 +81,8 @@ emit(
     workload: 'one single-row insert at a time, started every 10 ms; a fresh client per trial',
     trialsPerScenario: flags.trials,
     scenarios: report,
-    targetsMet: missed.length === 0,
-    targetMissed: missed,
+    targetsMet,
+    targetMissed,
   },
   !flags['no-save'],
 )

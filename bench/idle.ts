@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { target, verdict } from './lib/targets.ts'
 import { installTimerCensus, timerDelta } from './lib/timer-census.ts'
 
 // Before postgres-ha creates any timer.
@@ -96,31 +97,28 @@ try {
   }
   // One poll of difference is the two monitors' phases, not a cost.
   const targets = [
-    { name: 'monitors per cluster, many clients', limit: 1, value: result.many.monitors },
-    {
-      name: 'monitoring statements, many clients − one client',
-      limit: 1,
-      value: result.many.topologyReads - result.one.topologyReads,
-    },
-    {
-      name: 'monitoring backends, many clients − one client',
-      limit: 0,
-      value: result.many.backends.monitoring - result.one.backends.monitoring,
-    },
-    {
-      name: 'postgres-ha timers, many clients − one client',
-      limit: 0,
-      value:
-        result.many.timersAdded.byOrigin['postgres-ha'].live -
+    target('monitors per cluster, many clients', '≤', 1, result.many.monitors),
+    target(
+      'monitoring statements, many clients − one client',
+      '≤',
+      1,
+      result.many.topologyReads - result.one.topologyReads,
+    ),
+    target(
+      'monitoring backends, many clients − one client',
+      '≤',
+      0,
+      result.many.backends.monitoring - result.one.backends.monitoring,
+    ),
+    target(
+      'postgres-ha timers, many clients − one client',
+      '≤',
+      0,
+      result.many.timersAdded.byOrigin['postgres-ha'].live -
         result.one.timersAdded.byOrigin['postgres-ha'].live,
-    },
-    {
-      name: 'postgres-ha timers keeping the process alive',
-      limit: 0,
-      value: atEnd.byOrigin['postgres-ha'].refed,
-    },
-  ].map((t) => ({ ...t, met: t.value <= t.limit }))
-  const missed = targets.filter((t) => !t.met).map((t) => `${t.name} = ${t.value} (limit ${t.limit})`)
+    ),
+    target('postgres-ha timers keeping the process alive', '≤', 0, atEnd.byOrigin['postgres-ha'].refed),
+  ]
   emit(
     'idle',
     {
@@ -138,8 +136,7 @@ try {
         activeResources: activeResources(),
       },
       targets,
-      targetsMet: missed.length === 0,
-      targetMissed: missed,
+      ...verdict(targets),
     },
     !flags['no-save'],
   )

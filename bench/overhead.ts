@@ -25,6 +25,7 @@ import { entry, postgresHa } from './lib/entry.ts'
 import { type Batch, runBatch } from './lib/load.ts'
 import { emit, machineInfo, progress, runtimeInfo } from './lib/report.ts'
 import { quantile } from './lib/stats.ts'
+import { target, verdict } from './lib/targets.ts'
 import type { AnySql } from './lib/write-loop.ts'
 
 const flags = parseFlags('bench/overhead.ts', {
@@ -137,20 +138,12 @@ try {
         `(${workloadNames.map((w) => `${w}: ${opsFor(WORKLOADS[w]!, 10)} @10, ${opsFor(WORKLOADS[w]!, 1)} @1`).join('; ')})`,
       results,
       targets,
-      targetsMet: targets.every((t) => t.met),
-      targetMissed: targets
-        .filter((t) => !t.met)
-        .map((t) => `${t.name}: ${t.value} (target ${t.op} ${t.target})`),
+      ...verdict(targets),
     },
     !flags['no-save'],
   )
 } finally {
   await Promise.all([raw.end({ timeout: 1 }), ha.end({ timeout: 1 })])
-}
-
-function target(name: string, op: '≥' | '≤', limit: number, value: number | null) {
-  const met = value !== null && (op === '≥' ? value >= limit : value <= limit)
-  return { name, op, target: limit, value, met }
 }
 
 function qps(b: Batch): number {

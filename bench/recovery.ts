@@ -23,6 +23,7 @@ import { type LedgerCheck, verifyLedger } from './lib/ledger.ts'
 import { isRecoveryWrite } from './lib/recovery.ts'
 import { emit, machineInfo, progress, runtimeInfo, sleep } from './lib/report.ts'
 import { summarize } from './lib/stats.ts'
+import { target, verdict } from './lib/targets.ts'
 import { rate, recoveredAt } from './lib/throughput.ts'
 import { errorCounts, startWriteLoop, type WriteLoop } from './lib/write-loop.ts'
 
@@ -89,13 +90,13 @@ const lost = trials.reduce((a, t) => a + t.ledger.lost, 0)
 const duplicated = trials.reduce((a, t) => a + t.ledger.duplicated, 0)
 const unrecovered = trials.filter((t) => t.recoveryMs === null).length
 const targets = [
-  { name: 'recovery to 90 % throughput p50 (ms)', op: '≤', target: TARGET_MS, value: recovery.p50 },
-  { name: 'recovery to 90 % throughput p99 (ms)', op: '≤', target: TARGET_MS, value: recovery.p99 },
-  { name: 'trials that never recovered', op: '≤', target: 0, value: unrecovered },
-  { name: 'lost writes', op: '≤', target: 0, value: lost },
-  { name: 'duplicated writes', op: '≤', target: 0, value: duplicated },
-  { name: 'unhandled rejections', op: '≤', target: 0, value: unhandled.length },
-].map((t) => ({ ...t, met: t.value !== null && t.value <= t.target }))
+  target('recovery to 90 % throughput p50 (ms)', '≤', TARGET_MS, recovery.p50),
+  target('recovery to 90 % throughput p99 (ms)', '≤', TARGET_MS, recovery.p99),
+  target('trials that never recovered', '≤', 0, unrecovered),
+  target('lost writes', '≤', 0, lost),
+  target('duplicated writes', '≤', 0, duplicated),
+  target('unhandled rejections', '≤', 0, unhandled.length),
+]
 emit(
   'recovery',
   {
@@ -118,10 +119,7 @@ emit(
     unhandledRejections: unhandled,
     results: trials,
     targets,
-    targetsMet: targets.every((t) => t.met),
-    targetMissed: targets
-      .filter((t) => !t.met)
-      .map((t) => `${t.name}: ${t.value} (target ${t.op} ${t.target})`),
+    ...verdict(targets),
   },
   !flags['no-save'],
 )

@@ -7,15 +7,8 @@
 import { addCounts } from './errors.ts'
 import { isSilent, type Scenario } from './faults.ts'
 import { type Summary, summarize } from './stats.ts'
+import { type Target, target } from './targets.ts'
 import type { TrialResult } from './trial.ts'
-
-/** One target of the issue and how the scenario did. */
-export interface Target {
-  name: string
-  limit: number
-  value: number | null
-  met: boolean
-}
 
 /** The figures of one scenario. */
 export interface ScenarioSummary {
@@ -63,22 +56,16 @@ export function summarizeScenario(trials: readonly TrialResult[]): ScenarioSumma
  * writer) ≤ 2 s after the fault; no trial capped; 0 lost and 0 duplicated writes.
  */
 export function targetsFor(scenario: Scenario, s: ScenarioSummary): Target[] {
-  const target = (name: string, limit: number, value: number | null): Target => ({
-    name,
-    limit,
-    value,
-    met: value !== null && value <= limit,
-  })
   const timing = isSilent(scenario)
-    ? [target('fault → first write on the new writer, p99 (ms)', 2000, s.firstWriteMs.p99)]
+    ? [target('fault → first write on the new writer, p99 (ms)', '≤', 2000, s.firstWriteMs.p99)]
     : [
-        target('driver-added downtime p50 (ms)', 50, s.driverAddedMs.p50),
-        target('driver-added downtime p99 (ms)', 250, s.driverAddedMs.p99),
+        target('driver-added downtime p50 (ms)', '≤', 50, s.driverAddedMs.p50),
+        target('driver-added downtime p99 (ms)', '≤', 250, s.driverAddedMs.p99),
       ]
   return [
     ...timing,
-    target('trials without a write on the new writer before the cap', 0, s.capped),
-    target('lost writes', 0, s.lost),
-    target('duplicated writes', 0, s.duplicated),
+    target('trials without a write on the new writer before the cap', '≤', 0, s.capped),
+    target('lost writes', '≤', 0, s.lost),
+    target('duplicated writes', '≤', 0, s.duplicated),
   ]
 }

@@ -1,7 +1,7 @@
 // sql.ha.reader on a real 3-instance cluster: reads run on standbys, every strategy spreads them
 // over both readers, a transaction stays on one reader, reader loss never fails over the writer,
-// readerFallback decides what happens with no reader, restarted readers get reads again, and
-// Drizzle's withReplicas and Kysely work over it.
+// readerFallback decides what happens with no reader (reads issued after a reader loss get no
+// error), restarted readers get reads again, and Drizzle's withReplicas and Kysely work over it.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { sql as dsql } from 'drizzle-orm'
@@ -9,7 +9,6 @@ import { integer, pgTable, text, withReplicas } from 'drizzle-orm/pg-core'
 import { drizzle } from 'drizzle-orm/postgres-js'
 import { Kysely, sql as ksql } from 'kysely'
 import { PostgresJSDialect } from 'kysely-postgres-js'
-import postgres from 'postgres'
 import { type Lab, type LabStatus, startLab } from '../lab/mod.ts'
 import {
   FailoverSuccessError,
@@ -131,70 +130,82 @@ test('read-scaling: Drizzle withReplicas and Kysely over sql.ha.reader', async (
   }
 })
 
-test('read-scaling: both readers killed → reads on the writer (or NoReaderAvailableError), no failover; restarted → readers again', async () => {
+/**
+ * Runs `workers` loops of sequential reads until each made `reads`, and sorts each outcome by
+ * whether the read was issued before or after the first error any of them saw.
+ */
+async function readLoops(
+  c: PostgresHaSql,
+  workers: number,
+  reads: number,
+): Promise<{ before: unknown[]; after: unknown[] }> {
+  let firstError = Number.POSITIVE_INFINITY
+  const before: unknown[] = []
+  const after: unknown[] = []
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      for (let i = 0; i < reads; i++) {
+        const issued = performance.now()
+        const r = await who(c.ha.reader).catch((e: unknown) => {
+          firstError = Math.min(firstError, performance.now())
+          return e
+        })
+        ;(issued > firstError ? after : before).push(r)
+      }
+    }),
+  )
+  return { before, after }
+}
+
+test('read-scaling: both readers lost (one killed, one cut off) → reads issued after the first error run on the writer (or NoReaderAvailableError) without one, no failover; back → readers again', async () => {
   const toWriter = client()
   const strict = client({ readerFallback: 'error' })
   let failovers = 0
   for (const c of [toWriter, strict]) c.ha.on('failoverStart', () => failovers++)
-  // Both clients have read from the readers and hold connections there.
-  for (let i = 0; i < 6; i++) {
-    assert.equal((await who(toWriter.ha.reader)).standby, true)
-    assert.equal((await who(strict.ha.reader)).standby, true)
-  }
-  await Promise.all(readers.map((id) => lab.kill(id)))
-  // A statement already sent on a reader's connection when it died may have run: that one is a
-  // FailoverSuccessError by contract. Wait until the deaths are visible (the endpoints refuse),
-  // so that every read below is issued after them.
-  await eventually(
-    async () => {
-      const up = await Promise.all(
-        readers.map(async (id) => {
-          const probe = postgres(lab.url(id), { max: 1, connect_timeout: 1, onnotice: () => {} })
-          try {
-            await probe`select 1`
-            return true
-          } catch {
-            return false
-          } finally {
-            await probe.end({ timeout: 0 })
-          }
-        }),
-      )
-      return !up.includes(true)
-    },
-    10_000,
-    'both readers refuse connections',
-  )
-  // A read sent on a pooled reader connection whose death the runtime had not yet reported may have
-  // run: by contract each such read is a FailoverSuccessError naming the dead reader (at most one per
-  // pooled connection: max 4 per reader). Once the client knows, every read runs on the writer
-  // without an error.
-  const settleAfterKill = async (c: PostgresHaSql) => {
-    for (let tries = 0; ; tries++) {
-      const r = await who(c.ha.reader).catch((e: unknown) => e)
-      if (!(r instanceof Error)) return r as { id: string }
-      if (r instanceof NoReaderAvailableError) return r
-      assert.ok(r instanceof FailoverSuccessError, `unexpected ${r}`)
-      assert.ok(
-        readers.some((id) => r.fromHost?.startsWith(`${id}:`)),
-        `FailoverSuccessError from ${r.fromHost}`,
-      )
-      assert.ok(tries < 2 * 4, 'more in-flight losses than pooled reader connections')
+  // Both clients hold several pooled connections to each reader (max 4 per host).
+  for (const c of [toWriter, strict])
+    for (let k = 0; k < 3; k++) {
+      const rows = await Promise.all(Array.from({ length: 16 }, () => who(c.ha.reader)))
+      assert.ok(rows.every((r) => r.standby))
     }
+  const [killed, cut] = readers as [string, string]
+  // The cut-off reader's connections stay open and silent: the client cannot tell it is gone
+  // until it asks. Each read sent on a pooled connection before the first error may have run, and
+  // is a FailoverSuccessError by contract; every read issued after it must run without an error.
+  await lab.blackhole(cut)
+  await lab.kill(killed)
+  const fromALostReader = (r: unknown) =>
+    r instanceof FailoverSuccessError && readers.some((id) => r.fromHost?.startsWith(`${id}:`))
+  const [loose, tight] = await Promise.all([readLoops(toWriter, 4, 8), readLoops(strict, 4, 8)])
+  for (const r of [...loose.before, ...tight.before])
+    assert.ok(
+      (r as { id?: string }).id === status.writer ||
+        r instanceof NoReaderAvailableError ||
+        fromALostReader(r),
+      `a read issued before the first error: ${r}`,
+    )
+  for (const r of loose.after)
+    assert.equal((r as { id?: string }).id, status.writer, `a read issued after the first error: ${r}`)
+  for (const r of tight.after) {
+    assert.ok(r instanceof NoReaderAvailableError, `a read issued after the first error: ${r}`)
+    assert.equal((r as HaError).code, 'NO_READER_AVAILABLE')
   }
-  assert.equal(((await settleAfterKill(toWriter)) as { id: string }).id, status.writer)
-  for (let i = 0; i < 10; i++) {
-    const r = await who(toWriter.ha.reader)
-    assert.equal(r.id, status.writer, 'with readerFallback writer, reads continue on the writer')
-  }
-  assert.ok((await settleAfterKill(strict)) instanceof NoReaderAvailableError)
+  assert.ok(loose.after.length > 0 && tight.after.length > 0, 'no read was issued after the first error')
+  // The cut-off reader dies too: both killed, the client knows; reads go on as before.
+  await lab.kill(cut)
+  await lab.heal(cut)
+  for (let i = 0; i < 10; i++)
+    assert.equal(
+      (await who(toWriter.ha.reader)).id,
+      status.writer,
+      'with readerFallback writer, on the writer',
+    )
   for (let i = 0; i < 3; i++) {
     const error = await who(strict.ha.reader).then(
       () => undefined,
       (e: unknown) => e,
     )
     assert.ok(error instanceof NoReaderAvailableError, `expected NoReaderAvailableError, got ${error}`)
-    assert.equal((error as HaError).code, 'NO_READER_AVAILABLE')
   }
   // The writer is untouched: writes still work, and no failover started.
   assert.equal((await who(strict)).id, status.writer)
@@ -203,14 +214,12 @@ test('read-scaling: both readers killed → reads on the writer (or NoReaderAvai
   await Promise.all(readers.map((id) => lab.start(id)))
   await lab.waitForWriter({ timeoutMs: 30_000 })
   for (const c of [toWriter, strict])
-    await eventually(
-      async () => {
-        const r = await who(c.ha.reader).catch(() => undefined)
-        return r?.standby === true
-      },
-      15_000,
-      'a restarted reader takes reads again',
-    )
+    for (const id of readers)
+      await eventually(
+        async () => (await who(c.ha.reader).catch(() => undefined))?.id === id,
+        15_000,
+        `restarted reader ${id} takes reads again`,
+      )
   assert.equal(failovers, 0)
 })
 

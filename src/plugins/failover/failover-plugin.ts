@@ -18,7 +18,7 @@ import { type HostAddress, hostKey, sameHost } from '../../core/host.ts'
 import { readOptions } from '../../core/option-spec.ts'
 import type { ExecuteContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
 import { failoverOptionSpecs, type ResolvedFailoverOptions } from './options.ts'
-import { pickOtherReader } from './reader-switch.ts'
+import { pickOtherReader, type ReaderLosses, readerLosses } from './reader-switch.ts'
 import { searchWriter } from './writer-search.ts'
 
 /** Why a failover started. */
@@ -48,6 +48,7 @@ export function failoverPlugin(): HaPlugin {
   let generation = 0
   /** One question per host at a time, however many statements lost their connection to it. */
   const asking = new Map<string, Promise<boolean>>()
+  let losses: ReaderLosses
   const alive = (host: HostAddress | undefined): Promise<boolean> => {
     if (!host) return Promise.resolve(false)
     const key = hostKey(host)
@@ -137,10 +138,9 @@ export function failoverPlugin(): HaPlugin {
       const failed = ctx.host
       // A read that fell back to the writer says nothing the writer's own statements won't: marking
       // the writer down here would let reader trouble disturb writes.
-      if (failed && !sameHost(failed, services.currentWriter()))
-        services.markHostDown(failed, 'connection lost')
-      // Each try marks its reader down, so this ends after every reader (and then the writer) was tried.
-      if (ctx.sent || ctx.delivered || ctx.attempt >= 16) {
+      const onWriter = !failed || sameHost(failed, services.currentWriter())
+      if (!onWriter) losses.lost(failed, 'connection lost')
+      if (ctx.sent || ctx.delivered) {
         const replacement = pickOtherReader(services, failed)
         throw ctx.inTransaction
           ? new TransactionResolutionUnknownError(describe(failed), describe(replacement), { cause: error })
@@ -148,7 +148,11 @@ export function failoverPlugin(): HaPlugin {
               cause: error,
             })
       }
+      // Never sent: it runs elsewhere. Each try marks its reader down, so this ends after every
+      // reader was tried; on the writer it is the writer's own error, as without postgres-ha.
+      if (onWriter ? ctx.attempt >= 2 : ctx.attempt >= 16) throw error
       ctx.attempt++
+      if (losses.verifying) await losses.verifying
       try {
         return await next()
       } catch (next_error) {
@@ -162,11 +166,14 @@ export function failoverPlugin(): HaPlugin {
     name: 'failover',
     init(s) {
       services = s
+      losses = readerLosses(s)
       options = readOptions<ResolvedFailoverOptions>(failoverOptionSpecs, [s.options])
     },
     async execute<T>(ctx: ExecuteContext, next: () => Promise<T>): Promise<T> {
       // Work that arrives during a failover waits for it and then goes to the new writer.
       if (running && ctx.targetRole === 'writer' && ctx.kind !== 'reserved') await running
+      // Reads issued after a reader was lost wait until the other readers in use are verified.
+      else if (ctx.targetRole !== 'writer' && losses.verifying) await losses.verifying
       for (;;) {
         const seen = generation
         try {

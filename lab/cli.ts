@@ -26,6 +26,8 @@ commands:
   blackhole <id|writer>   the instance endpoint swallows every byte, closes nothing
   latency <id|writer> <ms>  delay every byte through the instance endpoint
   heal [<id>]             remove faults of one instance, or of all
+  add-reader              add a streaming reader (next free id, base backup of the writer)
+  remove <id>             remove a reader: out of the topology, endpoint closed, data deleted
   down                    stop everything and remove the lab's data
 
 flags:
@@ -55,6 +57,8 @@ const arity: Record<string, [number, number]> = {
   blackhole: [1, 1],
   latency: [2, 2],
   heal: [0, 1],
+  'add-reader': [0, 0],
+  remove: [1, 1],
   down: [0, 0],
 }
 
@@ -150,8 +154,9 @@ async function main(argv: string[]): Promise<number> {
     )
     return 1
   }
-  const result = await call(file, command, command === 'latency' ? [args[0], Number(args[1])] : args)
-  if (command === 'status' || command === 'events')
+  const op = command === 'add-reader' ? 'addReader' : command
+  const result = await call(file, op, command === 'latency' ? [args[0], Number(args[1])] : args)
+  if (command === 'status' || command === 'events' || command === 'add-reader')
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
   else process.stderr.write(`${command}${args.length ? ` ${args.join(' ')}` : ''}: done\n`)
   return 0

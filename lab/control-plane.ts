@@ -24,5 +24,9 @@ export interface ControlPlane {
   blackhole(target: string): Promise<void>
   latency(target: string, ms: number): Promise<void>
   heal(target?: string): Promise<void>
+  /** Adds a streaming reader with the next free id (a base backup of the writer); its node. */
+  addReader(): Promise<LabNode>
+  /** Removes a reader or down instance: out of the topology, its endpoint closed, its data gone. */
+  remove(id: string): Promise<void>
   down(removeDir: boolean): Promise<void>
 }

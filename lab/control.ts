@@ -9,29 +9,26 @@
  *
  * @module
  */
-import { randomUUID } from 'node:crypto'
 import { mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { Cluster, type ControlOptions, type Member } from './cluster.ts'
+import { Cluster, type ControlOptions } from './cluster.ts'
 import type { ControlPlane } from './control-plane.ts'
 import { emulationSql, hostPattern } from './emulation.ts'
 import { CLUSTER_HOST, Endpoints, READER_HOST } from './endpoints.ts'
 import { EventLog } from './events.ts'
 import { Faults } from './faults.ts'
 import { Health } from './health.ts'
-import { APP_PASSWORD, APP_USER, DATABASE, Instance } from './instance.ts'
+import { APP_PASSWORD, APP_USER, DATABASE } from './instance.ts'
 import { Lifecycle } from './lifecycle.ts'
+import { FIRST_OCTET, Membership, newMember } from './membership.ts'
 import { chownR, findPgBin, repoRoot } from './pg-bin.ts'
 import { Promotion } from './promotion.ts'
-import { defaultStartup, Gate } from './proxy.ts'
 import { ensureTemplate, freePort } from './template.ts'
 import { TopologyTable } from './topology-table.ts'
 import type { LabNode, LabStatus } from './types.ts'
 
 export type { ControlOptions } from './cluster.ts'
 export { CLUSTER_HOST, READER_HOST } from './endpoints.ts'
-
-const firstOctet = 11
 
 export class Control implements ControlPlane {
   readonly events: EventLog
@@ -42,6 +39,7 @@ export class Control implements ControlPlane {
   private readonly promotion: Promotion
   private readonly faults: Faults
   private readonly lifecycle: Lifecycle
+  private readonly membership: Membership
   private chain: Promise<unknown> = Promise.resolve()
   upMs = 0
 
@@ -61,6 +59,7 @@ export class Control implements ControlPlane {
     this.promotion = new Promotion(c, this.health, this.endpoints, this.table)
     this.faults = new Faults(c, this.health, this.promotion)
     this.lifecycle = new Lifecycle(c, this.health, this.promotion, this.endpoints, this.table)
+    this.membership = new Membership(c, this.health, this.endpoints, this.table, this.lifecycle)
   }
 
   /** Runs `fn` after every operation queued before it (operations never interleave). */
@@ -78,24 +77,10 @@ export class Control implements ControlPlane {
     const template = await ensureTemplate(c.bin, join(repoRoot, '.lab'), this.log)
     mkdirSync(join(o.dir, 'data'), { recursive: true })
     chownR(join(o.dir, 'data'))
-    const ids = Array.from({ length: o.nodes }, (_, i) => `127.0.0.${firstOctet + i}`)
+    const ids = Array.from({ length: o.nodes }, (_, i) => `127.0.0.${FIRST_OCTET + i}`)
     const pgPorts = await Promise.all(ids.map(() => freePort()))
-    for (const [i, id] of ids.entries()) {
-      const inst = new Instance(c.bin, id, pgPorts[i]!, o.dir)
-      const gate = new Gate(id, () => (inst.running ? inst.pgPort : undefined), o.startup ?? defaultStartup)
-      const m: Member = {
-        inst,
-        gate,
-        role: i === 0 ? 'writer' : 'reader',
-        state: 'stopped',
-        stale: false,
-        lastRole: i === 0 ? 'writer' : 'reader',
-        sessionId: randomUUID(),
-        ord: i,
-      }
-      inst.onExit = (code, signal) => this.health.onExit(m, code, signal)
-      c.members.set(id, m)
-    }
+    for (const [i, id] of ids.entries())
+      c.members.set(id, newMember(c, this.health, id, pgPorts[i]!, i === 0 ? 'writer' : 'reader', i))
     await this.endpoints.listenAll()
     const members = [...c.members.values()]
     await Promise.all(members.map((m) => m.inst.createFromTemplate(template)))
@@ -141,6 +126,12 @@ export class Control implements ControlPlane {
   }
   waitForWriter(timeoutMs = 30_000): Promise<LabNode> {
     return this.lifecycle.waitForWriter(timeoutMs)
+  }
+  addReader(): Promise<LabNode> {
+    return this.membership.addReader()
+  }
+  remove(id: string): Promise<void> {
+    return this.membership.remove(id)
   }
 
   status(): LabStatus {

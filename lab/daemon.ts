@@ -103,6 +103,10 @@ async function dispatch(op: string, args: any[]): Promise<unknown> {
       return x(() => control.latency(String(args[0]), Number(args[1])))
     case 'heal':
       return x(() => control.heal(args[0] ? String(args[0]) : undefined))
+    case 'addReader':
+      return x(() => control.addReader())
+    case 'remove':
+      return x(() => control.remove(String(args[0])))
     case 'down':
       return shutdown('requested')
     default:

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Server } from 'node:net'
-import type { Cluster } from './cluster.ts'
+import type { Cluster, Member } from './cluster.ts'
 import { type Gate, listen } from './proxy.ts'
 import { freePort } from './template.ts'
 import type { TopologyTable } from './topology-table.ts'
@@ -56,6 +56,19 @@ export class Endpoints {
       } catch {}
     }
     throw new Error('found no port free on every lab address after 20 attempts; pass --port')
+  }
+
+  /** Binds the endpoint of an instance added to the running lab. */
+  async listenInstance(m: Member): Promise<void> {
+    m.server = await listen(m.inst.id, this.c.port, () => m.gate)
+    this.servers.push(m.server)
+  }
+
+  /** Closes the endpoint of an instance removed from the lab. */
+  closeInstance(m: Member): void {
+    this.servers = this.servers.filter((s) => s !== m.server)
+    m.server?.close()
+    m.server = undefined
   }
 
   /** Points the DNS at the current topology right away (at bring-up). */

@@ -109,7 +109,7 @@ export class Lifecycle {
    * past the point pg_rewind saw on the writer, and an idle writer may write none for 15 s (its
    * next running-transactions record): a small WAL message every 100 ms provides one.
    */
-  private async startStandby(m: Member, w: Member): Promise<void> {
+  async startStandby(m: Member, w: Member): Promise<void> {
     let starting = true
     const nudge = (async () => {
       for (let i = 0; starting && i < 600; i++) {
@@ -163,7 +163,7 @@ export class Lifecycle {
   }
 
   /** Whether the writer reports `m` as streaming within `timeoutMs`. */
-  private async streaming(m: Member, w: Member, timeoutMs: number): Promise<boolean> {
+  async streaming(m: Member, w: Member, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs
     while (Date.now() < deadline) {
       if (!m.inst.running) return false

@@ -64,6 +64,14 @@ export interface Lab extends AsyncDisposable {
   latency(target: string, ms: number): Promise<void>
   /** Removes faults (and resumes frozen instances) of one instance or of all. */
   heal(target?: string): Promise<void>
+  /**
+   * Adds a reader to the running cluster: the next free id (`127.0.0.14` after three nodes), a base
+   * backup of the writer, streaming, with its instance endpoint, in the topology (Aurora and RDS
+   * emulation) and behind the reader endpoint. Resolves with its node once the topology lists it.
+   */
+  addReader(): Promise<LabNode>
+  /** Removes a reader (or a down instance): clean shutdown, out of the topology, endpoint closed, data deleted. */
+  remove(id: string): Promise<void>
   events(): Promise<LabEvent[]>
   /** The first event of `type` at or after `afterMs` (default: any time), waiting up to `timeoutMs`. */
   waitForEvent(
@@ -78,12 +86,16 @@ export interface Lab extends AsyncDisposable {
 
 class RemoteLab implements Lab {
   private downed?: Promise<void>
+  /** Instance ids `url()` accepts: the initial ones and those added since. */
+  private readonly ids: Set<string>
 
   constructor(
     readonly dir: string,
     private readonly file: LabFile,
     private readonly initial: LabStatus,
-  ) {}
+  ) {
+    this.ids = new Set(initial.nodes.map((n) => n.id))
+  }
 
   private op(op: string, ...args: unknown[]): Promise<any> {
     if (this.downed) return Promise.reject(new Error('the lab is down'))
@@ -98,10 +110,8 @@ class RemoteLab implements Lab {
     const s = this.initial
     const host =
       target === 'cluster' ? s.clusterEndpoint.host : target === 'reader' ? s.readerEndpoint.host : target
-    if (target !== 'cluster' && target !== 'reader' && !s.nodes.some((n) => n.id === target)) {
-      throw new Error(
-        `unknown target "${target}"; use cluster, reader or one of ${s.nodes.map((n) => n.id).join(', ')}`,
-      )
+    if (target !== 'cluster' && target !== 'reader' && !this.ids.has(target)) {
+      throw new Error(`unknown target "${target}"; use cluster, reader or one of ${[...this.ids].join(', ')}`)
     }
     return `postgres://${s.user}:${encodeURIComponent(s.password)}@${host}:${s.port}/${s.database}`
   }
@@ -129,6 +139,14 @@ class RemoteLab implements Lab {
   }
   heal(target?: string): Promise<void> {
     return this.op('heal', target)
+  }
+  async addReader(): Promise<LabNode> {
+    const node = (await this.op('addReader')) as LabNode
+    this.ids.add(node.id)
+    return node
+  }
+  remove(id: string): Promise<void> {
+    return this.op('remove', id)
   }
   events(): Promise<LabEvent[]> {
     return this.op('events')

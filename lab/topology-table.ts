@@ -45,6 +45,8 @@ export class TopologyTable {
               ON CONFLICT (server_id) DO UPDATE SET session_id = excluded.session_id, role = excluded.role,
                 down_since = excluded.down_since, lag_ms = excluded.lag_ms, cpu = excluded.cpu,
                 port = excluded.port, ord = excluded.ord`
+            // An instance removed from the lab leaves the topology, as a deleted Aurora reader does.
+            await tx`DELETE FROM lab_internal.instances WHERE server_id <> ALL(${rows.map((r) => r.server_id)}::text[])`
           }),
           'topology write',
         )

@@ -71,6 +71,8 @@ export interface LabEvent {
     | 'writer-ready'
     | 'endpoint-moved'
     | 'reader-rejoined'
+    | 'reader-added'
+    | 'reader-removed'
     | 'fault'
     | 'heal'
     | 'switchover'

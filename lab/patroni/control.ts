@@ -295,6 +295,12 @@ export class PatroniControl implements ControlPlane {
   heal(): Promise<void> {
     return this.unsupported('heal')
   }
+  addReader(): Promise<LabNode> {
+    return this.unsupported('addReader')
+  }
+  remove(): Promise<void> {
+    return this.unsupported('remove')
+  }
 
   /** A writable writer (a synchronous commit succeeds) with every running member streaming. */
   async waitForWriter(timeoutMs = 30_000): Promise<LabNode> {

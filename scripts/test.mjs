@@ -12,8 +12,8 @@
 // A file with the line `// test-runner: heavy` (it starts many servers at once) never runs beside
 // another heavy job: the three runtimes' copies of it take turns.
 import { spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
+import { availableParallelism, loadavg } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -79,15 +79,86 @@ function last(text, re) {
   return value
 }
 
+// ---------------------------------------------------------------- CPU time per job
+
+/**
+ * Where a job's CPU time can be counted: a cgroup (v1 cpuacct, or v2) per job holds the job's
+ * process and everything it starts — lab daemons and PostgreSQL servers, which leave the job's
+ * process tree (detached) and whose time `wait` would never report. Without a writable cgroup
+ * hierarchy (not root), jobs report no CPU time. The CPU time beside the wall time says whether a
+ * slow job computes or waits.
+ */
+const cgroupBase = (() => {
+  for (const [dir, file, unit] of [
+    ['/sys/fs/cgroup/cpuacct', 'cpuacct.usage', 'ns'],
+    ['/sys/fs/cgroup/unified', 'cpu.stat', 'usec'],
+    ['/sys/fs/cgroup', 'cpu.stat', 'usec'],
+  ]) {
+    const base = join(dir, `postgres-ha-test-${process.pid}`)
+    try {
+      mkdirSync(base, { recursive: true })
+      readFileSync(join(base, file))
+      return { base, file, unit }
+    } catch {}
+  }
+  return undefined
+})()
+let cgroupCount = 0
+function cgroupCreate() {
+  if (!cgroupBase) return undefined
+  const dir = join(cgroupBase.base, String(++cgroupCount))
+  try {
+    mkdirSync(dir)
+    return dir
+  } catch {
+    return undefined
+  }
+}
+/** CPU seconds used by every process that was in the cgroup, and how many are still in it. */
+function cgroupRead(dir) {
+  try {
+    const text = readFileSync(join(dir, cgroupBase.file), 'utf8')
+    const cpu =
+      cgroupBase.unit === 'ns'
+        ? Number(text) / 1e9
+        : Number(/usage_usec (\d+)/.exec(text)?.[1] ?? Number.NaN) / 1e6
+    const left = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).length
+    return { cpu, left }
+  } catch {
+    return { cpu: undefined, left: 0 }
+  }
+}
+function cgroupRemove(dir) {
+  try {
+    rmdirSync(dir)
+  } catch {}
+}
+/** Busy and total jiffies of the whole machine (every engineer's processes too), from /proc/stat. */
+function machineCpu() {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+    const idle = f[3] + (f[4] ?? 0)
+    const total = f.reduce((a, b) => a + b, 0)
+    return { busy: total - idle, total }
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * Runs one command to its end, output collected; stopped after `timeoutMs`. It leads its own
  * process group, so that a stop reaches whatever it started too (a bench part, a script) and
- * none of them keeps the output pipes open.
+ * none of them keeps the output pipes open. With a cgroup, a shell puts itself in it first, then
+ * becomes the command: nothing the command starts escapes the count.
  */
 function run(command, args, timeoutMs) {
   return new Promise((resolve) => {
     const started = performance.now()
-    const child = spawn(command, args, {
+    const cgroup = cgroupCreate()
+    const [file, argv] = cgroup
+      ? ['/bin/sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, command, ...args]]
+      : [command, args]
+    const child = spawn(file, argv, {
       cwd: root,
       env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -110,7 +181,10 @@ function run(command, args, timeoutMs) {
     const done = (code) => {
       clearTimeout(timer)
       if (timedOut) out += `\nstopped after ${timeoutMs / 1000} s\n`
-      resolve({ code: timedOut ? 1 : code, out, seconds: (performance.now() - started) / 1000 })
+      const { cpu, left } = cgroup ? cgroupRead(cgroup) : { cpu: undefined, left: 0 }
+      if (left > 0) out += `\n${left} process(es) it started still run after it ended\n`
+      if (cgroup && left === 0) cgroupRemove(cgroup)
+      resolve({ code: timedOut ? 1 : code, out, seconds: (performance.now() - started) / 1000, cpu })
     }
     child.on('error', (error) => {
       out += `\ncould not start ${command}: ${error.message}\n`
@@ -123,6 +197,7 @@ function run(command, args, timeoutMs) {
 // ---------------------------------------------------------------- the jobs
 
 const timesFile = join(root, '.tmp', 'test-times.json')
+const cpuFile = join(root, '.tmp', 'test-cpu.json')
 let previous = {}
 try {
   previous = JSON.parse(readFileSync(timesFile, 'utf8'))
@@ -170,13 +245,15 @@ async function runJob(job) {
   if (job.kind === 'check') {
     let out = ''
     let seconds = 0
+    let cpu = 0
     for (const [command, args] of job.steps) {
       const r = await run(command, args, FILE_TIMEOUT_MS)
       out += `$ ${command.split('/').pop()} ${args.join(' ')}\n${r.out}`
       seconds += r.seconds
-      if (r.code !== 0) return { ...job, ok: false, out, seconds }
+      cpu += r.cpu ?? Number.NaN
+      if (r.code !== 0) return { ...job, ok: false, out, seconds, cpu }
     }
-    return { ...job, ok: true, out, seconds }
+    return { ...job, ok: true, out, seconds, cpu }
   }
   const [command, args] = runners[job.runtime].command(job.file)
   const r = await run(command, args, FILE_TIMEOUT_MS)
@@ -184,12 +261,25 @@ async function runJob(job) {
   // A runner that crashed or exited non-zero with no failure counted still fails the file.
   if (r.code !== 0 && counts.failed === 0) counts.failed = 1
   if (counts.passed === 0 && counts.failed === 0) counts.failed = 1
-  return { ...job, ...counts, ok: counts.failed === 0, out: r.out, seconds: r.seconds }
+  return {
+    ...job,
+    ...counts,
+    ok: counts.failed === 0,
+    out: r.out,
+    seconds: r.seconds,
+    cpu: r.cpu ?? Number.NaN,
+  }
+}
+
+/** `12.3 s, 4.5 s CPU`: wall time, and CPU time where it was counted. */
+function timing(r) {
+  return `${r.seconds.toFixed(1)} s${Number.isFinite(r.cpu) ? `, ${r.cpu.toFixed(1)} s CPU` : ''}`
 }
 
 // ---------------------------------------------------------------- the pool
 
 const started = performance.now()
+const machineAtStart = machineCpu()
 const results = []
 const pending = [...jobList]
 let heavyRunning = false
@@ -224,11 +314,11 @@ async function worker() {
     results.push(result)
     const counts = result.kind === 'test' ? `: ${result.passed} passed, ${result.failed} failed` : ''
     process.stdout.write(
-      `\n=== ${result.label} (${result.seconds.toFixed(1)} s)${counts}${result.ok ? '' : ' — FAILED'}\n${result.out}`,
+      `\n=== ${result.label} (${timing(result)})${counts}${result.ok ? '' : ' — FAILED'}\n${result.out}`,
     )
     process.stderr.write(
       `[${results.length}/${jobList.length} at ${((performance.now() - started) / 1000).toFixed(0)} s] ` +
-        `${result.ok ? 'ok  ' : 'FAIL'} ${result.label} (${result.seconds.toFixed(1)} s); running: ${[...running].join(', ') || '—'}\n`,
+        `${result.ok ? 'ok  ' : 'FAIL'} ${result.label} (${timing(result)}); running: ${[...running].join(', ') || '—'}\n`,
     )
   }
 }
@@ -243,7 +333,7 @@ for (let attempt = 1; attempt <= retries; attempt++) {
     process.stderr.write(`[retry ${attempt}] ${first.label}\n`)
     const again = await runJob(first)
     process.stdout.write(
-      `\n=== retry ${attempt} of ${again.label} (${again.seconds.toFixed(1)} s): ${again.passed} passed, ${again.failed} failed${again.ok ? '' : ' — FAILED'}\n${again.out}`,
+      `\n=== retry ${attempt} of ${again.label} (${timing(again)}): ${again.passed} passed, ${again.failed} failed${again.ok ? '' : ' — FAILED'}\n${again.out}`,
     )
     if (!again.ok) continue
     results[results.indexOf(first)] = again
@@ -251,12 +341,25 @@ for (let attempt = 1; attempt <= retries; attempt++) {
   }
 }
 const wallSeconds = (performance.now() - started) / 1000
+const machineAtEnd = machineCpu()
+if (cgroupBase) {
+  for (let i = 1; i <= cgroupCount; i++) cgroupRemove(join(cgroupBase.base, String(i)))
+  cgroupRemove(cgroupBase.base)
+}
 
 try {
   mkdirSync(dirname(timesFile), { recursive: true })
   const times = { ...previous }
   for (const r of results) times[r.label] = Math.round(r.seconds * 10) / 10
   writeFileSync(timesFile, `${JSON.stringify(times, null, 1)}\n`)
+  if (cgroupBase) {
+    let cpuTimes = {}
+    try {
+      cpuTimes = JSON.parse(readFileSync(cpuFile, 'utf8'))
+    } catch {}
+    for (const r of results) if (Number.isFinite(r.cpu)) cpuTimes[r.label] = Math.round(r.cpu * 10) / 10
+    writeFileSync(cpuFile, `${JSON.stringify(cpuTimes, null, 1)}\n`)
+  }
 } catch {}
 
 // ---------------------------------------------------------------- the summary
@@ -265,7 +368,7 @@ console.log('\n=== summary')
 let passed = 0
 let failed = 0
 for (const r of results.filter((r) => r.kind === 'check')) {
-  console.log(`${r.label}: ${r.ok ? 'ok' : 'FAILED'} (${r.seconds.toFixed(1)} s)`)
+  console.log(`${r.label}: ${r.ok ? 'ok' : 'FAILED'} (${timing(r)})`)
   if (!r.ok) failed++
 }
 for (const runtime of runtimes) {
@@ -273,10 +376,11 @@ for (const runtime of runtimes) {
   const p = mine.reduce((a, r) => a + r.passed, 0)
   const f = mine.reduce((a, r) => a + r.failed, 0)
   const seconds = mine.reduce((a, r) => a + r.seconds, 0)
+  const cpu = mine.reduce((a, r) => a + r.cpu, 0)
   passed += p
   failed += f
   console.log(
-    `${runtime}: ${p} passed, ${f} failed (${mine.length} files, ${seconds.toFixed(1)} s of file time)`,
+    `${runtime}: ${p} passed, ${f} failed (${mine.length} files, ${seconds.toFixed(1)} s of file time${Number.isFinite(cpu) ? `, ${cpu.toFixed(1)} s CPU` : ''})`,
   )
   for (const r of mine.filter((r) => !r.ok)) console.log(`  FAILED ${r.file}`)
 }
@@ -287,6 +391,19 @@ const slowest = results
   .map((r) => `${r.label} ${r.seconds.toFixed(0)} s`)
 console.log(`slowest: ${slowest.join(', ')}`)
 console.log(`wall time: ${wallSeconds.toFixed(1)} s with ${jobs} jobs at a time`)
+// Whether the run was bound by the CPU: the jobs' own CPU time against what the cores could give,
+// and how busy the machine was as a whole (other users' processes included).
+const jobsCpu = results.reduce((a, r) => a + r.cpu, 0)
+const cores = availableParallelism()
+const machine =
+  machineAtStart && machineAtEnd
+    ? `; the machine was ${((100 * (machineAtEnd.busy - machineAtStart.busy)) / (machineAtEnd.total - machineAtStart.total)).toFixed(0)} % busy`
+    : ''
+console.log(
+  `cpu: ${Number.isFinite(jobsCpu) ? `${jobsCpu.toFixed(1)} s for the jobs (${((100 * jobsCpu) / (wallSeconds * cores)).toFixed(0)} % of ${cores} cores over the wall time)` : 'not measured (no writable cgroup)'}${machine}; load average at the end ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')}`,
+)
 if (flaky.length) console.log(`FLAKY (failed, then passed when run again alone): ${flaky.join('; ')}`)
 // The Patroni tests need Debian packages; without them they skip, and the summary says so once.
 const onPath = (name) => (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, name)))

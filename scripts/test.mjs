@@ -7,8 +7,9 @@
 // `--jobs` of them at once (default: twice the CPU count, at least 3; env TEST_JOBS). Most of a
 // test's time is waiting on real PostgreSQL servers (labs pick free ports and their own folders),
 // so files and runtimes overlap well. The longest jobs start first (their times from the last run
-// are kept in .tmp/test-times.json; a new file starts early, as if it were slow). Each job's output
-// is printed whole when it ends, then a per-runtime count and a closing "N passed, N failed".
+// are kept in .tmp/test-times.json, else those of scripts/test-times.json; a new file starts early,
+// as if it were slow). Each job's wall and CPU time (.tmp/test-cpu.json) are printed with its output
+// whole when it ends, then a per-runtime count and a closing "N passed, N failed".
 // A file with the line `// test-runner: heavy` (it starts many servers at once) never runs beside
 // another heavy job: the three runtimes' copies of it take turns.
 import { spawn } from 'node:child_process'
@@ -198,10 +199,18 @@ function run(command, args, timeoutMs) {
 
 const timesFile = join(root, '.tmp', 'test-times.json')
 const cpuFile = join(root, '.tmp', 'test-cpu.json')
+/**
+ * Job times of a full run kept in the repository (a copy of a run's .tmp/test-times.json): a fresh
+ * clone, as in CI, has no times of its own, and without these it ran the jobs in file order, the
+ * slowest files among the last. Only their order matters; the checkout's own times come first.
+ */
+const committedTimesFile = join(root, 'scripts', 'test-times.json')
 let previous = {}
-try {
-  previous = JSON.parse(readFileSync(timesFile, 'utf8'))
-} catch {}
+for (const file of [committedTimesFile, timesFile]) {
+  try {
+    previous = { ...previous, ...JSON.parse(readFileSync(file, 'utf8')) }
+  } catch {}
+}
 
 const jobList = []
 if (checks) {

@@ -10,11 +10,12 @@
  *
  * @module
  */
-import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto'
+import { createHash, createHmac, randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
 import postgres from 'postgres'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
 import { connectionError } from './errors.ts'
+import type { SaltedPasswords } from './salted-passwords.ts'
 
 /** What one login sends. */
 export interface LoginParams {
@@ -84,7 +85,7 @@ function serverError(body: Buffer): Error {
 }
 
 /** The SCRAM-SHA-256 client (RFC 5802/7677, no channel binding, as postgres.js). */
-function scram(password: string) {
+function scram(password: string, salted: SaltedPasswords) {
   const nonce = randomBytes(18).toString('base64')
   const clientFirstBare = `n=*,r=${nonce}`
   let expectedServerSignature = ''
@@ -100,14 +101,14 @@ function scram(password: string) {
       const attrs = Object.fromEntries(serverFirst.split(',').map((kv) => [kv[0], kv.slice(2)]))
       if (!attrs.r?.startsWith(nonce) || !attrs.s || !attrs.i)
         throw connectionError('SASL_SIGNATURE_MISMATCH', 'the server sent an invalid SCRAM challenge')
-      const salted = pbkdf2Sync(password, Buffer.from(attrs.s, 'base64'), Number(attrs.i), 32, 'sha256')
-      const clientKey = hmac(salted, 'Client Key')
+      const saltedPassword = salted.get(password, Buffer.from(attrs.s, 'base64'), Number(attrs.i))
+      const clientKey = hmac(saltedPassword, 'Client Key')
       const storedKey = createHash('sha256').update(clientKey).digest()
       const withoutProof = `c=biws,r=${attrs.r}`
       const authMessage = `${clientFirstBare},${serverFirst},${withoutProof}`
       const signature = hmac(storedKey, authMessage)
       const proof = Buffer.from(clientKey.map((b, k) => b ^ signature[k]!))
-      expectedServerSignature = hmac(hmac(salted, 'Server Key'), authMessage).toString('base64')
+      expectedServerSignature = hmac(hmac(saltedPassword, 'Server Key'), authMessage).toString('base64')
       return message('p', Buffer.from(`${withoutProof},p=${proof.toString('base64')}`))
     },
     verify(serverFinal: string): void {
@@ -123,9 +124,15 @@ const md5 = (text: string | Buffer) => createHash('md5').update(text).digest('he
  * Sends the StartupMessage on `socket` (connected, TLS done) and authenticates. Resolves once the
  * server sent ReadyForQuery; rejects with the server's error (a `PostgresError`: 28P01, 28000,
  * 3D000, 53300...) or `CONNECT_TIMEOUT` after `timeoutMs`, destroying the socket then. The socket
- * is left paused with no listener of ours.
+ * is left paused with no listener of ours. SCRAM's salted password comes from `salted`, the
+ * client's cache: a reconnect storm derives it once.
  */
-export function login(socket: Socket, params: LoginParams, timeoutMs: number): Promise<LoggedIn> {
+export function login(
+  socket: Socket,
+  params: LoginParams,
+  timeoutMs: number,
+  salted: SaltedPasswords,
+): Promise<LoggedIn> {
   return new Promise<LoggedIn>((resolve, reject) => {
     let buffer: Buffer = Buffer.alloc(0)
     let afterOk: Buffer[] | undefined
@@ -178,7 +185,7 @@ export function login(socket: Socket, params: LoginParams, timeoutMs: number): P
           ),
         )
       else if (kind === 10) {
-        sasl = scram(password())
+        sasl = scram(password(), salted)
         socket.write(sasl.first())
       } else if (kind === 11 && sasl) socket.write(sasl.final(body.toString('utf8', 4)))
       else if (kind === 12 && sasl) sasl.verify(body.toString('utf8', 4))

@@ -19,6 +19,7 @@ import { classify } from './classify.ts'
 import { handOver, type LoggedIn, login } from './login.ts'
 import type { ParsedConnection } from './parse.ts'
 import { unrunQuery } from './query.ts'
+import { createSaltedPasswords } from './salted-passwords.ts'
 import {
   connectionError,
   destroySockets,
@@ -171,6 +172,9 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
   let lastHost: HostAddress | undefined
   let lastEntry: PoolEntry | undefined
   let ending: Promise<void> | undefined
+  // SCRAM's salted password per (password, salt, iterations): after a failover, the new writer's
+  // whole pool logs in at once, and each derivation would block the event loop (see the module).
+  const salted = createSaltedPasswords()
 
   function hostOptions(pool: PoolEntry, sets: SocketSet[], overrides?: Partial<postgres.ParsedOptions>) {
     const { host, port } = pool.address
@@ -244,6 +248,7 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
           parameters: connecting?.connection ?? (shared as StartupOf).connection ?? {},
         },
         left,
+        salted,
       )
       const mine = done
       if (abandoned) mine.socket.destroy()
@@ -461,6 +466,7 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       // The sql surface ends pools only once its own statements are done, so with no timeout
       // what is left is idle or dead (a closed connection postgres.js still counts as busy would
       // make a graceful end wait forever): close them now.
+      salted.clear()
       ending = Promise.all(all.map((e) => endEntry(e, timeout ?? 0))).then(() => {
         entries.clear()
         lastHost = lastEntry = undefined

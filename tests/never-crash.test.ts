@@ -61,16 +61,18 @@ test('a frozen writer with a busy pool, a transaction and a reserved connection:
   try {
     await sql`select 1`
     const reserved = await sql.reserve()
+    // 3 s statements: those on the frozen writer never end before it is dropped (about 1.2 s), and
+    // the one queued behind them runs on the new writer — 10 s ones kept the test waiting 10 s for it.
     const work = [
-      settle(sql`select pg_sleep(10)`),
-      settle(sql`select pg_sleep(10)`),
+      settle(sql`select pg_sleep(3)`),
+      settle(sql`select pg_sleep(3)`),
       settle(
         sql.begin(async (tx) => {
           await tx`select 1`
-          await tx`select pg_sleep(10)`
+          await tx`select pg_sleep(3)`
         }),
       ),
-      settle(reserved`select pg_sleep(10)`),
+      settle(reserved`select pg_sleep(3)`),
     ]
     await new Promise((r) => setTimeout(r, 150))
     await lab.freeze(old)

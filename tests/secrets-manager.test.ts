@@ -266,7 +266,12 @@ test('secrets: options are validated, and a missing SDK names the package to ins
 })
 
 test('secrets: no password or AWS secret key in logs, errors or inspect output', async () => {
-  const { h, plugin, connect, host } = await setUp()
+  // A refused login re-reads the secret with back-off for the whole retry budget: 1 s of it (the
+  // default, bounded by the 10 s connect deadline, spent 10 s re-logging the same lines).
+  const { h, plugin, connect, host } = await setUp({
+    ...baseOptions(),
+    secretsManagerConnectRetryTimeoutMs: 1_000,
+  })
   await connect()
   await rotate()
   await connect()

@@ -42,8 +42,8 @@ export interface ReaderLosses {
  * died with others (a host, a zone) keeps its pooled connections open until the runtime reports
  * each one closed; a read sent on one of them may have run, so it would be a
  * `FailoverSuccessError`. So, as the AWS drivers' reader failover connects to a reader before
- * using it, each other reader this client holds connections to is asked for a fresh connection
- * (within `probeTimeoutMs`) before reads go on: one that does not answer is marked down and its
+ * using it, each other reader of the topology is asked for a fresh connection (within
+ * `probeTimeoutMs`) before reads go on: one that does not answer is marked down and its
  * connections dropped, and reads issued meanwhile wait for the verdict.
  *
  * @example
@@ -73,9 +73,6 @@ export function readerLosses(services: PluginServices): ReaderLosses {
     }
   }
 
-  const isReader = (h: HostAddress) =>
-    services.topology()?.readers.some((r) => r.role === 'reader' && sameHost(r, h)) === true
-
   return {
     lost(failed, reason) {
       if (services.endSignal.aborted || services.isHostDown(failed)) return
@@ -83,11 +80,15 @@ export function readerLosses(services: PluginServices): ReaderLosses {
       // The connection tracker does this too on hostDown; a plugin list without it must not
       // leave the host's other pooled connections in use.
       services.abortHost(failed, reason)
+      // Every reader, not only those with sockets open: a socket the peer closed counts as gone
+      // here before postgres.js has heard of it, and would still take a statement.
       const writer = services.currentWriter()
-      for (const host of services.connectedHosts()) {
+      for (const h of services.topology()?.readers ?? []) {
+        const host = { host: h.host, port: h.port }
         const key = hostKey(host)
-        if (sameHost(host, failed) || sameHost(host, writer) || checking.has(key)) continue
-        if (services.isHostDown(host) || !isReader(host)) continue
+        if (h.role !== 'reader' || sameHost(host, failed) || sameHost(host, writer) || checking.has(key))
+          continue
+        if (services.isHostDown(host)) continue
         checking.set(
           key,
           verify(host).finally(() => checking.delete(key)),

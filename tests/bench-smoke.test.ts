@@ -63,7 +63,16 @@ const runs = {
     '3000',
   ]),
   overhead: part('overhead', ['--ops', '40', '--rounds', '2']),
-  recovery: part('recovery', ['--trials', '1', '--writers', '5', '--warmup-ms', '1000']),
+  recovery: part('recovery', [
+    '--trials',
+    '1',
+    '--writers',
+    '5',
+    '--warmup-ms',
+    '1000',
+    '--settle-ms',
+    '300',
+  ]),
   idle: part('idle', ['--seconds', '2', '--clients', '3', '--settle-ms', '300']),
   denoBench:
     runtimeName() === 'deno'
@@ -148,6 +157,7 @@ test('bench: recovery times throughput back to 90 % on the new writer, with a cl
   assert.ok(trial.baselinePerSecond >= 0)
   assert.ok(isTime(trial.promotionMs) && trial.promotionMs > 0)
   assert.ok(trial.recoveryMs === null || isTime(trial.recoveryMs), `recoveryMs ${trial.recoveryMs}`)
+  assert.ok(trial.settledRatio === null || trial.settledRatio >= 0, `settledRatio ${trial.settledRatio}`)
   if (trial.recoveryMs !== null && trial.firstWriteMs !== null)
     assert.ok(trial.recoveryMs >= trial.firstWriteMs)
   assert.notEqual(trial.newWriter, trial.oldWriter)

@@ -29,13 +29,23 @@ const argv = process.argv.slice(2)
 let runtimes = RUNTIMES
 let checks = true
 let jobs = Number(process.env.TEST_JOBS) || Math.max(3, 2 * availableParallelism())
+/**
+ * Jobs started beyond `jobs` while the CPUs have idle time (default: as many again; none when
+ * --jobs or TEST_JOBS fixes the count). Most jobs wait on servers for most of their time (the
+ * CPU time beside each job says so), but some compute: a fixed count either leaves the CPUs idle
+ * or overloads them. An extra job starts only when the machine (every user's processes) was less
+ * than 80 % busy over the last second, and at most one a second.
+ */
+let extraJobs = process.env.TEST_JOBS ? 0 : jobs
 const files = []
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]
   if (a === '--runtimes') runtimes = (argv[++i] ?? '').split(',').filter(Boolean)
   else if (a === '--no-checks') checks = false
-  else if (a === '--jobs') jobs = Number(argv[++i])
-  else if (a.startsWith('-')) usage(`unknown flag ${a}`)
+  else if (a === '--jobs') {
+    jobs = Number(argv[++i])
+    extraJobs = 0
+  } else if (a.startsWith('-')) usage(`unknown flag ${a}`)
   else files.push(a)
 }
 for (const r of runtimes) if (!RUNTIMES.includes(r)) usage(`unknown runtime ${r}; valid: node, deno, bun`)
@@ -364,11 +374,41 @@ async function take() {
   }
 }
 const running = new Set()
+/** How busy the machine's CPUs were over the last second (0-1), sampled every 250 ms. */
+const cpuSamples = []
+let cpuBusy = 1
+const sampler = setInterval(() => {
+  const now = machineCpu()
+  if (!now) return
+  cpuSamples.push(now)
+  if (cpuSamples.length > 5) cpuSamples.shift()
+  const first = cpuSamples[0]
+  if (cpuSamples.length === 5) cpuBusy = (now.busy - first.busy) / Math.max(1, now.total - first.total)
+}, 250)
+sampler.unref()
+let lastExtraStart = 0
+/** For an extra worker: resolves true once the CPUs have had idle time, false once nothing is left. */
+async function cpuHasRoom() {
+  for (;;) {
+    // Nothing it may start (only heavy jobs left, one running): the regular workers take them.
+    if (!pending.some((job) => !(job.heavy && heavyRunning))) return false
+    if (cpuBusy < 0.8 && performance.now() - lastExtraStart > 1_000) {
+      lastExtraStart = performance.now()
+      return true
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+}
+let peak = 0
 process.stderr.write(
-  `${jobList.length} jobs (${testFiles.length} files × ${runtimes.join(', ')}${checks ? ' + checks' : ''}), ${jobs} at a time\n`,
+  `${jobList.length} jobs (${testFiles.length} files × ${runtimes.join(', ')}${checks ? ' + checks' : ''}), ${jobs} at a time${extraJobs ? `, up to ${jobs + extraJobs} while the CPUs have idle time` : ''}\n`,
 )
-async function worker() {
-  for (let job = await take(); job; job = await take()) {
+async function worker(extra = false) {
+  for (;;) {
+    if (extra && !(await cpuHasRoom())) return
+    const job = await take()
+    if (!job) return
+    peak = Math.max(peak, running.size + 1)
     running.add(job.label)
     const result = await runJob(job)
     running.delete(job.label)
@@ -387,7 +427,11 @@ async function worker() {
     )
   }
 }
-await Promise.all(Array.from({ length: Math.min(jobs, jobList.length) }, worker))
+await Promise.all([
+  ...Array.from({ length: Math.min(jobs, jobList.length) }, () => worker()),
+  ...Array.from({ length: extraJobs }, () => worker(true)),
+])
+clearInterval(sampler)
 
 // TEST_RETRIES=N (CI sets 1): a failed test file runs again, alone, after the pool. A file that
 // passes only then is reported as flaky in the summary, by name, never silently.
@@ -456,7 +500,9 @@ const slowest = results
   .slice(0, 5)
   .map((r) => `${r.label} ${r.seconds.toFixed(0)} s`)
 console.log(`slowest: ${slowest.join(', ')}`)
-console.log(`wall time: ${wallSeconds.toFixed(1)} s with ${jobs} jobs at a time`)
+console.log(
+  `wall time: ${wallSeconds.toFixed(1)} s with ${jobs} jobs at a time${extraJobs ? ` (up to ${jobs + extraJobs} while the CPUs had idle time; at most ${peak} ran at once)` : ''}`,
+)
 // Whether the run was bound by the CPU: the jobs' own CPU time against what the cores could give,
 // and how busy the machine was as a whole (other users' processes included).
 const jobsCpu = results.reduce((a, r) => a + r.cpu, 0)

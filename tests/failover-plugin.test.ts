@@ -270,3 +270,87 @@ test('failover plugin: before the first success there is nothing to fail over: t
   assert.equal(r.error, refused)
   assert.equal(starts.length, 0)
 })
+
+/** A read as the client routes it: the first reader not marked down, else the writer. */
+function readOn(f: ReturnType<typeof setUp>['f'], ctx: ExecuteContext): HostAddress {
+  const reader = f.state.topology?.readers.find((h) => !f.state.down.has(hostKey(h)))
+  ctx.host = reader ? { host: reader.host, port: reader.port } : f.state.writer
+  return ctx.host!
+}
+
+test('failover plugin: the first loss on a reader marks it down and verifies the other readers; reads issued after it wait, then run on the writer without an error', async () => {
+  const { runtime, cluster, f, plugin, starts } = setUp([
+    [A, 'writer'],
+    [B, 'down'],
+    [C, 'silent'],
+  ])
+  // B died with a read in flight on it; C is cut off, its pooled connections still look open.
+  const inFlight = context({ targetRole: 'reader', host: B })
+  const first = run(plugin, inFlight, async () => {
+    inFlight.sent = true
+    throw connectionError('CONNECTION_CLOSED', 'the connection was lost', 'b', 5432)
+  })
+  await runtime.advance(1)
+  assert.ok(first.error instanceof FailoverSuccessError, String(first.error))
+  assert.ok(f.state.down.has('b:5432'), 'the first loss marks the reader down at once')
+  assert.deepEqual(
+    f.state.dropped.map((d) => d.host),
+    ['b:5432'],
+    "and drops the host's other connections",
+  )
+  // Issued after the first error: without the check it would go to C and hang there.
+  const ran: string[] = []
+  const later = [1, 2, 3].map(() => {
+    const ctx = context({ targetRole: 'reader' })
+    return run(plugin, ctx, async () => {
+      const host = readOn(f, ctx)
+      ran.push(hostKey(host))
+      if (cluster.state(host) === 'silent') return new Promise(() => {})
+      return 'rows'
+    })
+  })
+  await runtime.advance(100)
+  assert.equal(
+    later.some((r) => r.settled),
+    false,
+    'the reads wait while C is asked',
+  )
+  assert.ok(await runtime.advanceUntil(() => later.every((r) => r.settled), 500, 5))
+  for (const r of later) assert.equal(r.value, 'rows', String(r.error))
+  assert.deepEqual(ran, ['a:5432', 'a:5432', 'a:5432'], 'C gave no answer within probeTimeoutMs: down')
+  assert.ok(f.state.down.has('c:5432'))
+  // More losses on B (its other connections, in flight then) change nothing.
+  const second = context({ targetRole: 'reader', host: B, sent: true })
+  const again = run(plugin, second, async () => {
+    throw connectionError('CONNECTION_CLOSED', 'the connection was lost', 'b', 5432)
+  })
+  await runtime.advance(1)
+  assert.ok(again.error instanceof FailoverSuccessError)
+  assert.equal(f.state.dropped.filter((d) => d.host === 'b:5432').length, 1)
+  assert.equal(starts.length, 0, 'reader trouble starts no writer failover')
+})
+
+test('failover plugin: a read that never reached a server is never a FailoverSuccessError, even with every host refusing', async () => {
+  const { runtime, cluster, f, plugin, starts } = setUp([
+    [A, 'down'],
+    [B, 'down'],
+    [C, 'down'],
+  ])
+  const tried: string[] = []
+  const ctx = context({ targetRole: 'reader', host: undefined })
+  const r = run(plugin, ctx, async () => {
+    const host = readOn(f, ctx)
+    tried.push(hostKey(host))
+    if (cluster.state(host) === 'down') throw connectionError('ECONNREFUSED', 'refused', host.host, host.port)
+    return 'rows'
+  })
+  assert.ok(await runtime.advanceUntil(() => r.settled, 1_000, 5))
+  assert.ok(!(r.error instanceof FailoverSuccessError), `a statement never sent: ${r.error}`)
+  assert.equal((r.error as { code?: string }).code, 'ECONNREFUSED', String(r.error))
+  // C was found refusing by the check that B's loss started, before the retry was routed.
+  assert.deepEqual(tried.slice(0, 2), ['b:5432', 'a:5432'], 'the first reader, then the writer')
+  assert.ok(f.state.down.has('c:5432') && f.state.down.has('b:5432'))
+  assert.ok(!f.state.down.has('a:5432'), 'a read on the writer never marks the writer down')
+  assert.ok(tried.length <= 5, `tries: ${tried}`)
+  assert.equal(starts.length, 0)
+})

@@ -1,6 +1,6 @@
 // A real Patroni cluster (etcd + 3 Patroni members, Debian packages `patroni etcd-server
 // etcd-client`): the lab's Patroni manager, and postgres-ha recovering from what Patroni does.
-// One cluster for the file: Patroni needs ~10 s (ttl) to replace a killed leader. Without the
+// One cluster for the file: Patroni needs ~7 s (ttl) to replace a killed leader. Without the
 // packages every test is skipped, and `npm test` says so in one line.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'

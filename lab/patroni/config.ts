@@ -13,8 +13,13 @@ import type { PgBin } from '../pg-bin.ts'
 /** The Debian packages a Patroni lab needs. */
 export const PATRONI_PACKAGES = 'patroni etcd-server etcd-client'
 
-/** Patroni's timings: `loop_wait + 2 × retry_timeout ≤ ttl`; a killed leader's key expires after `ttl`. */
-export const TIMINGS = { ttl: 10, loop_wait: 1, retry_timeout: 4 } as const
+/**
+ * Patroni's timings: `loop_wait + 2 × retry_timeout ≤ ttl`; a killed leader's key expires after
+ * `ttl`, so a kill is replaced ~`ttl` later. 7 s rather than 10: each Patroni test file waits for
+ * one kill per runtime; a DCS or PostgreSQL call may still take 3 s (`retry_timeout`) before the
+ * leader gives up its key on a loaded machine. Patroni 3.0.2 enforces no minimum.
+ */
+export const TIMINGS = { ttl: 7, loop_wait: 1, retry_timeout: 3 } as const
 
 /** The executables of a Patroni lab, from PATH. */
 export interface PatroniBins {

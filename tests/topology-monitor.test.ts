@@ -116,3 +116,44 @@ test('topology monitor: backs off while no host answers, doubling from the fast 
   monitor.stop()
   assert.deepEqual(runtime.pending(), [], 'stop() leaves no timer')
 })
+
+test('topology monitor: a listed host whose role was never known (joining) is read again after 1, 2, 4… s, then at the calm rate', async () => {
+  const { runtime, monitor, seen, reads } = setUp([
+    [A, 'writer'],
+    [B, 'reader'],
+    [C, 'down'],
+  ])
+  await refreshNow(monitor, runtime)
+  assert.equal(seen.at(-1)?.hosts.find((h) => h.host === 'c')?.role, 'unknown')
+  await runtime.advance(1_000 + 2_000 + 4_000 + 8_000 + 16_000 + 2 * REFRESH_MS)
+  assert.deepEqual(gaps(reads()), [1_000, 2_000, 4_000, 8_000, 16_000, REFRESH_MS, REFRESH_MS])
+  monitor.stop()
+})
+
+test('topology monitor: a joining host is seen soon after it is ready; a known host that goes down is not joining', async () => {
+  const { runtime, cluster, monitor, seen, reads } = setUp([
+    [A, 'writer'],
+    [B, 'reader'],
+    [C, 'down'],
+  ])
+  await refreshNow(monitor, runtime)
+  const start = runtime.now()
+  await runtime.advance(3_500)
+  cluster.set(C, 'reader')
+  // Reads at 1 s and 3 s found it still unknown; the one at 7 s finds it (the calm one: at 30 s).
+  assert.ok(
+    await runtime.advanceUntil(
+      () => seen.at(-1)?.hosts.find((h) => h.host === 'c')?.role === 'reader',
+      10_000,
+      100,
+    ),
+  )
+  assert.equal(runtime.now() - start, 7_000)
+  // Nothing joins any more, and B going down is a known host lost: the calm rate.
+  cluster.set(B, 'down')
+  const from = reads().length
+  await runtime.advance(3 * REFRESH_MS)
+  assert.deepEqual(gaps(reads().slice(from - 1)), [REFRESH_MS, REFRESH_MS, REFRESH_MS])
+  assert.equal(seen.at(-1)?.hosts.find((h) => h.host === 'b')?.role, 'unknown')
+  monitor.stop()
+})

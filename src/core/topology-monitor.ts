@@ -13,6 +13,7 @@ import { type Dialect, type DialectDetector, readRole, type TopologyContext } fr
 import { type HostAddress, hostKey } from './host.ts'
 import type { HostPattern } from './host-pattern.ts'
 import { InstanceReachability } from './instance-reachability.ts'
+import { JoiningHosts } from './joining-hosts.ts'
 import type { Logger } from './logger.ts'
 import { makeTopology, sameShape, type Topology } from './topology.ts'
 
@@ -102,6 +103,8 @@ export class TopologyMonitor {
   #ignored = new Set<string>()
   #stopped = false
   #connecting = 0
+  /** Listed hosts whose role was never known: read again sooner while they join. */
+  readonly #joining = new JoiningHosts()
   readonly #reachability: InstanceReachability
   /** Number of topology statements sent, for tests and the idle benchmark. */
   reads = 0
@@ -199,7 +202,8 @@ export class TopologyMonitor {
       const cap = Math.min(refreshMs, Math.max(fastRefreshMs, MAX_ERROR_BACKOFF_MS))
       return Math.min(cap, fastRefreshMs * 2 ** Math.min(this.#failedReads - 1, 20))
     }
-    return this.#fast ? fastRefreshMs : refreshMs
+    if (this.#fast) return fastRefreshMs
+    return this.#joining.delay(refreshMs) ?? refreshMs
   }
 
   #factory(): ConnectionFactory | undefined {
@@ -398,6 +402,11 @@ export class TopologyMonitor {
   #accept(next: Topology): void {
     const previous = this.#current
     this.#current = next
+    // A read outside the timer (the first statement) must not leave the next one at the calm interval.
+    if (this.#joining.note(next) && this.#timer && !this.#stopped && !this.#fast) {
+      this.config.runtime.stopTimer(this.#timer)
+      this.#schedule(this.#nextDelay())
+    }
     const changed = !sameShape(previous, next)
     if (changed || !next.writer) this.#stableReads = 0
     else this.#stableReads++

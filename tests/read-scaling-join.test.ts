@@ -1,6 +1,6 @@
 // Readers joining and leaving a running cluster: a reader added to the lab (a base backup of the
-// writer) gets reads through sql.ha.reader after the next topology read, on the Aurora emulation
-// (the topology lists it) and on plain streaming replication (dialect pg: a listed host that was
+// writer) gets reads through sql.ha.reader after the next topology read, on the Aurora and RDS
+// Multi-AZ emulations (the topology lists it) and on plain streaming replication (dialect pg: a listed host that was
 // not there yet); one removed or killed gets none. No failover, no error for reads issued after.
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
@@ -20,7 +20,9 @@ after(async () => {
   await Promise.all(labs.map((l) => l.down()))
 })
 
-async function lab3(dialect: 'aurora-pg' | 'pg'): Promise<{ lab: Lab; status: LabStatus }> {
+async function lab3(
+  dialect: 'aurora-pg' | 'rds-multi-az-pg' | 'pg',
+): Promise<{ lab: Lab; status: LabStatus }> {
   const lab = await startLab({ nodes: 3, dialect, promoteAfterMs: 200, endpointLagMs: 0 })
   labs.push(lab)
   return { lab, status: await lab.status() }
@@ -73,61 +75,66 @@ async function notePostmasters(lab: Lab, into: Set<number>): Promise<void> {
   }
 }
 
-test('read-scaling-join: aurora-pg — an added reader gets reads after the next topology read; removed, then added and killed, it gets none', async () => {
-  const { lab, status } = await lab3('aurora-pg')
-  const original = status.nodes.filter((n) => n.role === 'reader').map((n) => n.id)
-  const sql = postgresHa(
-    lab.url('cluster'),
-    labClientOptions({ topologyRefreshMs: 200, readerHostSelectorStrategy: 'roundRobin' }),
-  )
-  clients.push(sql)
-  let failovers = 0
-  sql.ha.on('failoverStart', () => failovers++)
-  assert.deepEqual([...new Set(await readers(sql, 20))].sort(), [...original].sort())
+for (const dialect of ['aurora-pg', 'rds-multi-az-pg'] as const)
+  test(`read-scaling-join: ${dialect} — an added reader gets reads after the next topology read; removed, then added and killed, it gets none`, async () => {
+    const { lab, status } = await lab3(dialect)
+    const original = status.nodes.filter((n) => n.role === 'reader').map((n) => n.id)
+    const sql = postgresHa(
+      lab.url('cluster'),
+      labClientOptions({
+        topologyRefreshMs: 200,
+        readerHostSelectorStrategy: 'roundRobin',
+        clusterInstanceHostPattern: status.instanceHostPattern,
+      }),
+    )
+    clients.push(sql)
+    let failovers = 0
+    sql.ha.on('failoverStart', () => failovers++)
+    assert.deepEqual([...new Set(await readers(sql, 20))].sort(), [...original].sort())
 
-  const postmasters = new Set<number>()
-  const added = await lab.addReader()
-  await notePostmasters(lab, postmasters)
-  assert.equal(added.id, '127.0.0.14')
-  assert.equal(added.role, 'reader')
-  assert.equal((await lab.status()).nodes.find((n) => n.id === added.id)?.state, 'running')
-  // roundRobin over the three: once the client knows the new reader, every 3 reads reach it once.
-  await untilReads(sql, 12, (ids) => count(ids, added.id) === 4, `reads reach the added reader ${added.id}`)
-  const spread = await readers(sql, 30)
-  for (const id of [...original, added.id]) assert.equal(count(spread, id), 10, `${id}: ${spread}`)
+    const postmasters = new Set<number>()
+    const added = await lab.addReader()
+    await notePostmasters(lab, postmasters)
+    assert.equal(added.id, '127.0.0.14')
+    assert.equal(added.role, 'reader')
+    assert.equal((await lab.status()).nodes.find((n) => n.id === added.id)?.state, 'running')
+    // roundRobin over the three: once the client knows the new reader, every 3 reads reach it once.
+    await untilReads(sql, 12, (ids) => count(ids, added.id) === 4, `reads reach the added reader ${added.id}`)
+    const spread = await readers(sql, 30)
+    for (const id of [...original, added.id]) assert.equal(count(spread, id), 10, `${id}: ${spread}`)
 
-  await lab.remove(added.id)
-  assert.equal(
-    (await lab.status()).nodes.some((n) => n.id === added.id),
-    false,
-  )
-  await untilReads(sql, 12, (ids) => count(ids, added.id) === 0, 'no read reaches the removed reader')
-  // Once the topology has dropped it, reads go on over the two others, without an error.
-  const afterRemoval = await readers(sql, 30)
-  assert.deepEqual([...new Set(afterRemoval)].sort(), [...original].sort())
+    await lab.remove(added.id)
+    assert.equal(
+      (await lab.status()).nodes.some((n) => n.id === added.id),
+      false,
+    )
+    await untilReads(sql, 12, (ids) => count(ids, added.id) === 0, 'no read reaches the removed reader')
+    // Once the topology has dropped it, reads go on over the two others, without an error.
+    const afterRemoval = await readers(sql, 30)
+    assert.deepEqual([...new Set(afterRemoval)].sort(), [...original].sort())
 
-  const again = await lab.addReader()
-  await notePostmasters(lab, postmasters)
-  await untilReads(
-    sql,
-    12,
-    (ids) => count(ids, again.id) === 4,
-    `reads reach the re-added reader ${again.id}`,
-  )
-  await lab.kill(again.id)
-  await untilReads(sql, 12, (ids) => count(ids, again.id) === 0, 'no read reaches the killed reader')
-  assert.deepEqual([...new Set(await readers(sql, 30))].sort(), [...original].sort())
-  assert.equal(failovers, 0)
-  assert.equal((await sql`select pg_is_in_recovery() as r`)[0]!.r, false, 'the writer is untouched')
-  // Added instances go at down like the others: no process, no System V segment left (a killed
-  // server's segment outlives it unless the lab releases it).
-  assert.ok(postmasters.size >= 5, `postmasters seen: ${[...postmasters].join(', ')}`)
-  await sql.end({ timeout: 1 })
-  await lab.down()
-  assert.deepEqual(await processesIn(lab.dir), [])
-  const leaked = segments().filter((seg) => postmasters.has(seg.creatorPid))
-  assert.deepEqual(leaked, [], "System V segments of this lab's postmasters")
-})
+    const again = await lab.addReader()
+    await notePostmasters(lab, postmasters)
+    await untilReads(
+      sql,
+      12,
+      (ids) => count(ids, again.id) === 4,
+      `reads reach the re-added reader ${again.id}`,
+    )
+    await lab.kill(again.id)
+    await untilReads(sql, 12, (ids) => count(ids, again.id) === 0, 'no read reaches the killed reader')
+    assert.deepEqual([...new Set(await readers(sql, 30))].sort(), [...original].sort())
+    assert.equal(failovers, 0)
+    assert.equal((await sql`select pg_is_in_recovery() as r`)[0]!.r, false, 'the writer is untouched')
+    // Added instances go at down like the others: no process, no System V segment left (a killed
+    // server's segment outlives it unless the lab releases it).
+    assert.ok(postmasters.size >= 5, `postmasters seen: ${[...postmasters].join(', ')}`)
+    await sql.end({ timeout: 1 })
+    await lab.down()
+    assert.deepEqual(await processesIn(lab.dir), [])
+    const leaked = segments().filter((seg) => postmasters.has(seg.creatorPid))
+    assert.deepEqual(leaked, [], "System V segments of this lab's postmasters")
+  })
 
 test('read-scaling-join: pg — a listed host that joins as a standby gets reads after the next topology read; killed, it gets none', async () => {
   const { lab, status } = await lab3('pg')

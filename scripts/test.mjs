@@ -12,7 +12,7 @@
 // whole when it ends, then a per-runtime count and a closing "N passed, N failed".
 // A file with the line `// test-runner: heavy` (it starts many servers at once) never runs beside
 // another heavy job: the three runtimes' copies of it take turns.
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { availableParallelism, loadavg } from 'node:os'
@@ -154,17 +154,34 @@ function last(text, re) {
  * slow job computes or waits.
  */
 const cgroupBase = (() => {
-  for (const [dir, file, unit] of [
-    ['/sys/fs/cgroup/cpuacct', 'cpuacct.usage', 'ns'],
-    ['/sys/fs/cgroup/unified', 'cpu.stat', 'usec'],
-    ['/sys/fs/cgroup', 'cpu.stat', 'usec'],
-  ]) {
+  // Below the runner's own cgroup (/proc/self/cgroup), never beside it: on a co-mounted
+  // cpu,cpuacct hierarchy or on cgroup v2, moving a job elsewhere could take it out of the CPU
+  // quota of the container the suite runs in.
+  let own = []
+  try {
+    own = readFileSync('/proc/self/cgroup', 'utf8').trim().split('\n')
+  } catch {}
+  const v1 = own.map((l) => l.split(':')).find(([, c]) => c?.split(',').includes('cpuacct'))
+  const v2 = own.map((l) => l.split(':')).find(([id, c]) => id === '0' && c === '')
+  const candidates = []
+  if (v1) {
+    const mount = ['/sys/fs/cgroup/cpuacct', '/sys/fs/cgroup/cpu,cpuacct'].find((m) => existsSync(m))
+    if (mount) candidates.push([join(mount, v1[2]), 'cpuacct.usage', 'ns'])
+  }
+  if (v2) {
+    for (const mount of ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'])
+      if (existsSync(join(mount, 'cgroup.procs'))) candidates.push([join(mount, v2[2]), 'cpu.stat', 'usec'])
+  }
+  for (const [dir, file, unit] of candidates) {
     const base = join(dir, `postgres-ha-test-${process.pid}`)
     try {
-      mkdirSync(base, { recursive: true })
+      mkdirSync(base)
       readFileSync(join(base, file))
-      return { base, file, unit }
+      // A process may be moved in (not the case in every container, even for root).
+      const moved = spawnSync('/bin/sh', ['-c', 'echo $$ > "$0/cgroup.procs"', base], { stdio: 'ignore' })
+      if (moved.status === 0) return { base, file, unit }
     } catch {}
+    cgroupRemove(base)
   }
   return undefined
 })()
@@ -221,7 +238,7 @@ function run(command, args, timeoutMs) {
     const started = performance.now()
     const cgroup = cgroupCreate()
     const [file, argv] = cgroup
-      ? ['/bin/sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, command, ...args]]
+      ? ['/bin/sh', ['-c', 'echo $$ 2>/dev/null > "$0/cgroup.procs"; exec "$@"', cgroup, command, ...args]]
       : [command, args]
     const child = spawn(file, argv, {
       cwd: root,

@@ -9,6 +9,7 @@ import type { Driver } from '../../core/driver.ts'
 import { createConnectionFactory } from './factory.ts'
 import type { ParsedConnection } from './parse.ts'
 import { createHostPools, type HostPools } from './pools.ts'
+import { createSaltedPasswords } from './salted-passwords.ts'
 
 /** Options of {@link createPostgresJsDriver}. */
 export interface PostgresJsDriverOptions {
@@ -35,8 +36,10 @@ export interface PostgresJsDriver extends Driver {
  */
 export function createPostgresJsDriver(options: PostgresJsDriverOptions): PostgresJsDriver {
   const { parsed, connect, connectTimeoutMs } = options
-  const pools = createHostPools({ parsed, connectHook: connect, connectTimeoutMs })
-  const factory = createConnectionFactory({ parsed })
+  // One derivation of SCRAM's salted password for the pools and the internal connections alike.
+  const salted = createSaltedPasswords()
+  const pools = createHostPools({ parsed, connectHook: connect, connectTimeoutMs, salted })
+  const factory = createConnectionFactory({ parsed, salted })
   return {
     pools,
     connect: (request) => factory.connect(request),

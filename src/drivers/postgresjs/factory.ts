@@ -2,7 +2,8 @@
  * The core's {@link ConnectionFactory} on postgres.js: one `max: 1` instance per connection, on a
  * socket of our own so that `abort()` is immediate, with a connect timeout and a per-statement
  * timeout that aborts the connection. Internal connections use postgres.js's default parsers and no
- * transform, whatever the user (or Drizzle) configured for their own queries.
+ * transform, whatever the user (or Drizzle) configured for their own queries. They log in as the
+ * pools do (login.ts), so SCRAM's salted password is derived once per client, not once per probe.
  *
  * @module
  */
@@ -16,15 +17,27 @@ import type {
 } from '../../core/connection-factory.ts'
 import { QueryTimeoutError } from '../../core/errors.ts'
 import { startTimer, stopTimer, type TimerHandle } from '../../runtime/mod.ts'
+import { isCancelRequest } from './cancel-request.ts'
 import { classify } from './classify.ts'
 import { postgresJsError } from './errors.ts'
+import { handOver, login } from './login.ts'
 import type { ParsedConnection } from './parse.ts'
-import { connectionError, destroySockets, openSocket, type SocketSet } from './socket.ts'
+import { createSaltedPasswords, type SaltedPasswords } from './salted-passwords.ts'
+import {
+  connected,
+  connectionError,
+  destroySockets,
+  failedSocket,
+  openSocket,
+  type SocketSet,
+} from './socket.ts'
 import { tlsSettings } from './tls.ts'
 
 /** Options of {@link createConnectionFactory}. */
 export interface ConnectionFactoryOptions {
   readonly parsed: ParsedConnection
+  /** The client's SCRAM salted passwords, shared with its pools. */
+  readonly salted?: SaltedPasswords | undefined
 }
 
 const identityTransform = Object.freeze({
@@ -47,6 +60,7 @@ const identityTransform = Object.freeze({
  */
 export function createConnectionFactory(opts: ConnectionFactoryOptions): ConnectionFactory {
   const { parsed } = opts
+  const salted = opts.salted ?? createSaltedPasswords()
   const o = parsed.options as unknown as Record<string, unknown>
   // Taken now, before anyone (Drizzle) rewires the user's parsers.
   const parsers = { ...(o.parsers as object) }
@@ -113,9 +127,36 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
       serializers,
       parameters: {},
       shared: { retries: 0, typeArrayMap: {} },
-      socket: () => {
-        const socket = openSocket(host.host, host.port, [sockets], tls, remainingMs, parsed.connector)
-        return socket instanceof Promise ? socket.then(listen) : socket.on('data', heard)
+      socket: async (connecting?: { database?: string; connection?: Record<string, unknown> }) => {
+        const pending = openSocket(host.host, host.port, [sockets], tls, remainingMs, parsed.connector)
+        if (isCancelRequest()) return pending instanceof Promise ? pending.then(listen) : listen(pending)
+        try {
+          const socket = listen(await connected(pending))
+          const loggedIn = await login(
+            socket,
+            {
+              user,
+              // As postgres.js's `pass` was: a server that asks gets an empty password and refuses it.
+              password: password ?? '',
+              database: connecting?.database ?? (o.database as string),
+              parameters: connecting?.connection ?? (o.connection as Record<string, unknown>) ?? {},
+            },
+            Math.max(1, remainingMs - (performance.now() - started)),
+            salted,
+          )
+          return handOver(loggedIn, async (request) => {
+            const plain = await connected(
+              openSocket(host.host, host.port, [], tls, remainingMs, parsed.connector),
+            )
+            await new Promise<void>((resolve) => {
+              plain.once('close', () => resolve())
+              plain.write(request)
+            })
+          })
+        } catch (error) {
+          // As postgres.js would have reported it: the connect's or the server's own error.
+          return failedSocket(error, host.host, host.port)
+        }
       },
     } as unknown as postgres.Options<Record<string, postgres.PostgresType>>)
 

@@ -7,7 +7,6 @@
  *
  * @module
  */
-import type { Socket } from 'node:net'
 import postgres from 'postgres'
 import type { ConnectStart, OpenWith } from '../../core/connect-contract.ts'
 import { ConnectionDroppedError } from '../../core/errors.ts'
@@ -19,8 +18,9 @@ import { classify } from './classify.ts'
 import { handOver, type LoggedIn, login } from './login.ts'
 import type { ParsedConnection } from './parse.ts'
 import { unrunQuery } from './query.ts'
-import { createSaltedPasswords } from './salted-passwords.ts'
+import { createSaltedPasswords, type SaltedPasswords } from './salted-passwords.ts'
 import {
+  connected,
   connectionError,
   destroySockets,
   failedSocket,
@@ -44,6 +44,8 @@ export interface HostPoolsOptions {
   readonly connectHook?: ConnectHook | undefined
   /** Connect timeout of user connections, in milliseconds (default: postgres.js's `connect_timeout`). */
   readonly connectTimeoutMs?: number | undefined
+  /** The client's SCRAM salted passwords (shared with its internal connections); cleared by `endAll`. */
+  readonly salted?: SaltedPasswords | undefined
 }
 
 /** The pools of one client, by host. */
@@ -174,7 +176,7 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
   let ending: Promise<void> | undefined
   // SCRAM's salted password per (password, salt, iterations): after a failover, the new writer's
   // whole pool logs in at once, and each derivation would block the event loop (see the module).
-  const salted = createSaltedPasswords()
+  const salted = opts.salted ?? createSaltedPasswords()
 
   function hostOptions(pool: PoolEntry, sets: SocketSet[], overrides?: Partial<postgres.ParsedOptions>) {
     const { host, port } = pool.address
@@ -504,34 +506,6 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
 const DEFAULT_BUDGET_MS = 30_000
 /** How much longer than its own deadline a connect hook is given before it is cut short. */
 const HOOK_GRACE_MS = 100
-
-/** Resolves once `socket` (still connecting, or a TLS socket already secured) is connected; rejects with its error. */
-function connected(pending: Socket | Promise<Socket>): Promise<Socket> {
-  return Promise.resolve(pending).then(
-    (socket) =>
-      new Promise<Socket>((resolve, reject) => {
-        if (!socket.connecting && !socket.destroyed) return resolve(socket)
-        const onConnect = () => {
-          socket.removeListener('close', onClose)
-          socket.removeListener('error', onError)
-          resolve(socket)
-        }
-        const onError = (error: unknown) => {
-          socket.removeListener('connect', onConnect)
-          socket.removeListener('close', onClose)
-          reject(error)
-        }
-        const onClose = () => {
-          socket.removeListener('connect', onConnect)
-          socket.removeListener('error', onError)
-          reject(connectionError('CONNECTION_CLOSED', 'closed while connecting', undefined, undefined))
-        }
-        socket.once('connect', onConnect)
-        socket.once('error', onError)
-        socket.once('close', onClose)
-      }),
-  )
-}
 
 /** `promise`, or a `CONNECT_TIMEOUT` error after `ms` (never, for 0). */
 function withBudget<T>(promise: Promise<T>, ms: number, host: string, port: number): Promise<T> {

@@ -264,3 +264,31 @@ function holdErrorsUntilClose(socket: Socket): void {
     return emit.apply(this, [event, ...args])
   } as Socket['emit']
 }
+
+/** Resolves once `socket` (still connecting, or a TLS socket already secured) is connected; rejects with its error. */
+export function connected(pending: Socket | Promise<Socket>): Promise<Socket> {
+  return Promise.resolve(pending).then(
+    (socket) =>
+      new Promise<Socket>((resolve, reject) => {
+        if (!socket.connecting && !socket.destroyed) return resolve(socket)
+        const onConnect = () => {
+          socket.removeListener('close', onClose)
+          socket.removeListener('error', onError)
+          resolve(socket)
+        }
+        const onError = (error: unknown) => {
+          socket.removeListener('connect', onConnect)
+          socket.removeListener('close', onClose)
+          reject(error)
+        }
+        const onClose = () => {
+          socket.removeListener('connect', onConnect)
+          socket.removeListener('error', onError)
+          reject(connectionError('CONNECTION_CLOSED', 'closed while connecting', undefined, undefined))
+        }
+        socket.once('connect', onConnect)
+        socket.once('error', onError)
+        socket.once('close', onClose)
+      }),
+  )
+}

@@ -328,7 +328,12 @@ for (const runtime of runtimes)
   for (const file of testFiles)
     jobList.push({ label: `${runtime} ${file}`, kind: 'test', runtime, file, heavy: heavy.has(file) })
 // Longest first; a job never timed before counts as long, so a new slow file cannot start last.
-const expected = (job) => previous[job.label] ?? 120
+// A file timed on another runtime only (new since the times were kept) counts as that long.
+function expected(job) {
+  if (previous[job.label] !== undefined) return previous[job.label]
+  const elsewhere = RUNTIMES.map((r) => previous[`${r} ${job.file}`]).filter((t) => t !== undefined)
+  return elsewhere.length ? Math.max(...elsewhere) : 120
+}
 jobList.sort((a, b) => expected(b) - expected(a))
 
 async function runJob(job) {

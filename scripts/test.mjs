@@ -79,6 +79,13 @@ let nodeBundles
 function buildNodeBundles() {
   nodeBundles ??= (async () => {
     if (process.env.TEST_NODE_BUNDLE === '0') return false
+    // Bundles of runs that were killed before their clean-up.
+    try {
+      for (const name of readdirSync(dirname(bundleDir))) {
+        if (!/^\d+$/.test(name) || existsSync(`/proc/${name}`)) continue
+        rmSync(join(dirname(bundleDir), name), { recursive: true, force: true })
+      }
+    } catch {}
     try {
       const esbuild = await import('esbuild')
       const keepImportMetaUrl = {

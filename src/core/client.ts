@@ -15,7 +15,8 @@ import { DownMarks } from './down-marks.ts'
 import type { Driver } from './driver.ts'
 import { ClientEndedError, NoReaderAvailableError, NoWriterAvailableError } from './errors.ts'
 import { createEvents, type HaEvents } from './events.ts'
-import type { Attempt, ExecuteRequest, Executor } from './executor.ts'
+import { type ExecuteLane, executeLanes } from './execute-lane.ts'
+import type { Attempt, ExecuteRequest, Executor, Lane } from './executor.ts'
 import { type HostAddress, type HostInfo, hostKey, sameHost, type TargetRole } from './host.ts'
 import type { HostPattern } from './host-pattern.ts'
 import { type Logger, safeLogger } from './logger.ts'
@@ -77,6 +78,8 @@ export class HaClient implements Executor {
   /** Time and timers: every wait of the client goes through it. */
   readonly #runtime: Runtime
   readonly #execute: ExecuteChain
+  /** The plugins' lanes (core/execute-lane.ts); `undefined`: a plugin has none, no fast path. */
+  readonly #lanes: readonly ExecuteLane[] | undefined
   readonly #pickReader: ReaderPicker
   readonly #lease: MonitorLease
   readonly #mainFallback: ReaderFallback
@@ -110,6 +113,7 @@ export class HaClient implements Executor {
       this.logger.warn('an event listener threw', { error: String(error) }),
     )
     this.#execute = executeChain(deps.plugins)
+    this.#lanes = executeLanes(deps.plugins)
     this.#pickReader = readerPicker(deps.options.readerHostSelectorStrategy, (host) =>
       deps.driver.connectionCount(host),
     )
@@ -257,11 +261,70 @@ export class HaClient implements Executor {
       attempt: 0,
       description: request.description ?? '',
     }
+    const run = this.#runner(request, ctx, attempt)
+    const done = this.#isReady ? this.#execute(ctx, run) : this.ready().then(() => this.#execute(ctx, run))
+    // Whatever settled on the writer may have committed; it costs the write nothing but a count.
+    if (this.readYourWrites && request.forReader !== true && request.kind !== 'listen') {
+      const ryw = this.readYourWrites
+      return done.finally(() => ryw.noteWrite())
+    }
+    return done
+  }
+
+  /**
+   * The fast path (core/execute-lane.ts) for work bound for the writer once the client is ready
+   * and has connected: no reader routing, no read-your-writes, no pinned host, no `read-write`
+   * check left to make, and every plugin's lane open. The first attempt then runs on the writer
+   * the chain's `run` would have picked.
+   */
+  lane(request: ExecuteRequest): Lane | undefined {
+    const lanes = this.#lanes
+    if (
+      !lanes ||
+      !this.#isReady ||
+      !this.#connected ||
+      this.readYourWrites !== undefined ||
+      request.pinnedHost !== undefined ||
+      request.forReader === true ||
+      this.#ended.signal.aborted
+    )
+      return undefined
+    const targetRole = request.targetRole ?? this.options.targetRole
+    if (targetRole !== 'writer') return undefined
+    const host = this.route('writer')
+    if (this.#checkReadOnly === 'read-write' && this.#defaultReadOnly!.known(host) !== false) return undefined
+    const ctx: ExecuteContext = {
+      kind: request.kind,
+      targetRole,
+      host,
+      inTransaction: request.inTransaction ?? false,
+      sent: false,
+      delivered: false,
+      attempt: 0,
+      description: request.description ?? '',
+    }
+    for (const lane of lanes) if (!lane.open(ctx)) return undefined
+    const states = lanes.map((lane) => lane.start(ctx))
+    return new StatementLane(host, ctx, lanes, states, request, this.#resume)
+  }
+
+  /** A lane's first attempt failed: unwinds as the chain would, the innermost plugin first. */
+  readonly #resume = <T>(lane: StatementLane, error: unknown, attempt: Attempt<T>): Promise<T> => {
+    const { ctx, lanes, states } = lane
+    const run = this.#runner(lane.request, ctx, attempt)
+    let outcome = Promise.reject(error) as Promise<T>
+    for (let i = lanes.length - 1; i >= 0; i--)
+      outcome = lanes[i]!.resume(ctx, states[i], outcome, () => this.#execute(ctx, run, i + 1))
+    return outcome
+  }
+
+  /** The chain's last step: picks the host of each attempt (routing, read-your-writes) and runs it. */
+  #runner<T>(request: ExecuteRequest, ctx: ExecuteContext, attempt: Attempt<T>): () => Promise<T> {
     const pinned = request.pinnedHost
     const forReader = request.forReader === true
     const fallback = forReader ? this.options.readerFallback : this.#mainFallback
     const ryw = forReader ? this.readYourWrites : undefined
-    const run = (): Promise<T> => {
+    return (): Promise<T> => {
       if (this.#ended.signal.aborted) return Promise.reject(new ClientEndedError())
       let host: HostAddress
       try {
@@ -297,13 +360,6 @@ export class HaClient implements Executor {
         return this.#checkWritable(host).then(() => this.#run(host, ctx, attempt))
       return this.#run(host, ctx, attempt)
     }
-    const done = this.#isReady ? this.#execute(ctx, run) : this.ready().then(() => this.#execute(ctx, run))
-    // Whatever settled on the writer may have committed; it costs the write nothing but a count.
-    if (this.readYourWrites && !forReader && request.kind !== 'listen') {
-      const ryw = this.readYourWrites
-      return done.finally(() => ryw.noteWrite())
-    }
-    return done
   }
 
   #run<T>(host: HostAddress, ctx: ExecuteContext, attempt: Attempt<T>): Promise<T> {
@@ -469,5 +525,25 @@ export class HaClient implements Executor {
         this.logger.warn('a plugin failed to end', { plugin: plugin.name, error: String(error) })
       }
     }
+  }
+}
+
+/** A statement on the fast path (see {@link HaClient.lane}). */
+class StatementLane implements Lane {
+  constructor(
+    readonly host: HostAddress,
+    readonly ctx: ExecuteContext,
+    readonly lanes: readonly ExecuteLane[],
+    readonly states: readonly unknown[],
+    readonly request: ExecuteRequest,
+    readonly resume: <T>(lane: StatementLane, error: unknown, attempt: Attempt<T>) => Promise<T>,
+  ) {}
+
+  settled(): void {
+    for (let i = 0; i < this.lanes.length; i++) this.lanes[i]!.settled(this.states[i])
+  }
+
+  failed<T>(error: unknown, attempt: Attempt<T>): Promise<T> {
+    return this.resume(this, error, attempt)
   }
 }

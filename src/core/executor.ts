@@ -49,4 +49,24 @@ export type Attempt<T> = (host: HostAddress, ctx: ExecuteContext) => Promise<T>
  */
 export interface Executor {
   execute<T>(request: ExecuteRequest, attempt: Attempt<T>): Promise<T>
+  /**
+   * The fast path: when the common case holds for `request` (see core/execute-lane.ts), a lane on
+   * which the driver runs the first attempt itself, with no promise of the core's; otherwise
+   * `undefined`, and the work goes through {@link Executor.execute}.
+   */
+  lane?(request: ExecuteRequest): Lane | undefined
+}
+
+/**
+ * A unit of work on the fast path. The driver runs its first attempt on `host`, sets `ctx.sent`
+ * (and `ctx.delivered`) as an {@link Attempt} would, and then reports the outcome once: `settled()`
+ * after a success, or `failed(error, attempt)`, which carries on through the plugins exactly as
+ * {@link Executor.execute} would have after that attempt failed (a retry calls `attempt`).
+ */
+export interface Lane {
+  /** Where the first attempt runs. */
+  readonly host: HostAddress
+  readonly ctx: ExecuteContext
+  settled(): void
+  failed<T>(error: unknown, attempt: Attempt<T>): Promise<T>
 }

@@ -8,8 +8,11 @@ import type { ConnectContext, ExecuteContext, HaPlugin } from './plugin.ts'
 
 /** Runs a connect through every plugin's `connect` hook, then `open`. */
 export type ConnectChain = (ctx: ConnectContext, open: () => Promise<void>) => Promise<void>
-/** Runs an execution through every plugin's `execute` hook, then `run`. */
-export type ExecuteChain = <T>(ctx: ExecuteContext, run: () => Promise<T>) => Promise<T>
+/**
+ * Runs an execution through the `execute` hooks from the `from`-th on (default: all of them),
+ * then `run`.
+ */
+export type ExecuteChain = <T>(ctx: ExecuteContext, run: () => Promise<T>, from?: number) => Promise<T>
 
 /**
  * Builds the connect chain: the first plugin is the outermost.
@@ -33,9 +36,9 @@ export function connectChain(plugins: readonly HaPlugin[]): ConnectChain {
 export function executeChain(plugins: readonly HaPlugin[]): ExecuteChain {
   const hooks = plugins.filter((p) => p.execute)
   if (hooks.length === 0) return (_ctx, run) => run()
-  return <T>(ctx: ExecuteContext, run: () => Promise<T>) => {
+  return <T>(ctx: ExecuteContext, run: () => Promise<T>, from = 0) => {
     const step = (i: number): Promise<T> =>
       i < hooks.length ? hooks[i]!.execute!(ctx, () => step(i + 1)) : run()
-    return step(0)
+    return step(from)
   }
 }

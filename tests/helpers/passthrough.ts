@@ -1,4 +1,4 @@
-import type { Attempt, ExecuteRequest, Executor } from '../../src/core/executor.ts'
+import type { Attempt, ExecuteRequest, Executor, Lane } from '../../src/core/executor.ts'
 import type { HostAddress } from '../../src/core/host.ts'
 import type { ExecuteContext } from '../../src/core/plugin.ts'
 
@@ -11,16 +11,45 @@ export interface Recorded {
 
 /**
  * A stand-in for the core: runs every attempt once on `host()` (the pinned host when there is one),
- * with a fresh context, and records what it saw.
+ * with a fresh context, and records what it saw. Like the core once it is ready, it offers a lane
+ * (the fast path) for work that is not pinned, so that the driver's tests run what users run in
+ * the steady state; `lanes = false` sends everything through `execute`.
  */
 export function passthroughExecutor(
   host: () => HostAddress,
-): Executor & { log: Recorded[]; ignorePinned: boolean } {
+): Executor & { log: Recorded[]; ignorePinned: boolean; lanes: boolean } {
   const log: Recorded[] = []
   return {
     log,
     /** Set to act like a core that moved a reserved connection to another host (failover). */
     ignorePinned: false,
+    lanes: true,
+    lane(request: ExecuteRequest): Lane | undefined {
+      if (!this.lanes || request.pinnedHost) return undefined
+      const target = host()
+      const ctx: ExecuteContext = {
+        kind: request.kind,
+        targetRole: request.targetRole ?? 'writer',
+        host: target,
+        inTransaction: request.inTransaction ?? false,
+        sent: false,
+        delivered: false,
+        attempt: 0,
+        description: request.description ?? '',
+      }
+      const entry: Recorded = { request, ctx }
+      if (log.length > 1000) log.splice(0, 500)
+      log.push(entry)
+      return {
+        host: target,
+        ctx,
+        settled() {},
+        failed(error) {
+          entry.error = error
+          return Promise.reject(error)
+        },
+      }
+    },
     async execute<T>(request: ExecuteRequest, attempt: Attempt<T>): Promise<T> {
       const target = (!this.ignorePinned && request.pinnedHost) || host()
       const ctx: ExecuteContext = {

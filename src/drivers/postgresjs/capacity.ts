@@ -14,6 +14,8 @@
 export interface Capacity {
   /** Runs `start` now, or once a connection would be free for it; call {@link done} after. */
   statement(start: () => void): void
+  /** Counts a statement that may start now and returns true; false (nothing counted) if it would wait. */
+  tryStatement(): boolean
   /** A statement (or transaction) started by {@link statement} settled. */
   done(): void
   /** Resolves once a connection may be reserved; it counts until {@link unreserve}. */
@@ -44,12 +46,13 @@ export function createCapacity(max: number): Capacity {
 
   return {
     statement(start) {
-      if (queue.length === 0 && (reserved === 0 || running < max - reserved)) {
-        running++
-        start()
-        return
-      }
-      queue.push({ reserve: false, go: start })
+      if (this.tryStatement()) start()
+      else queue.push({ reserve: false, go: start })
+    },
+    tryStatement() {
+      if (queue.length > 0 || (reserved > 0 && running >= max - reserved)) return false
+      running++
+      return true
     },
     done() {
       running--

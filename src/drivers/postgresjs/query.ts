@@ -1,8 +1,11 @@
 /**
  * Lazy queries. A query made by our `sql` is a subclass of postgres.js's own `Query` (so it works
  * as a fragment inside any postgres.js query, and has every modifier postgres.js has), but instead
- * of a connection its handler is the executor: each attempt builds a fresh postgres.js query on the
- * pool of the host the core picked, copies the modifiers over, and reports `sent`/`delivered`.
+ * of a connection its handler is the executor. On the fast path (the core's lane) its first
+ * attempt is the query itself, handed to the pool of the writer: the connection settles it
+ * through {@link OwnAttempt}, which tells the driver, and no second query is made. Any other
+ * attempt builds a fresh postgres.js query on the pool of the host the core picked, copies the
+ * modifiers over, and reports `sent`/`delivered`.
  *
  * @module
  */
@@ -52,9 +55,30 @@ type PgQueryClass = new (
   options?: Record<string, unknown>,
 ) => PgQuery
 
+/**
+ * The first attempt of a query run as itself on a pool (the fast path): the pool's handler and
+ * canceller, and what to tell once a connection settles it. While it is set, the connection's
+ * `resolve`/`reject` of the query go to `settled`/`failed`, and a connection taking the query
+ * marks `ctx.sent`.
+ */
+export interface OwnAttempt {
+  /**
+   * Set once it failed: postgres.js may reject a query twice (a socket error, then its close), and
+   * the query's own promise is the caller's now, settled by the driver once the plugins are done.
+   */
+  done: boolean
+  readonly ctx: ExecuteContext
+  readonly handler: QueryHandler
+  readonly canceller: (q: PgQuery) => unknown
+  settled(q: HaQuery, value: unknown): void
+  failed(q: HaQuery, error: unknown): void
+}
+
 /** One of our lazy queries; `inner` is the postgres.js query of its latest attempt. */
 export interface HaQuery extends PgQuery {
   inner: PgQuery | undefined
+  /** Set while its first attempt runs as the query itself (see {@link OwnAttempt}). */
+  own: OwnAttempt | undefined
   /** Set by a reserved connection: which reservation runs it. */
   owner: unknown
   /** Where the caller made it (see {@link callerOrigin}). */
@@ -109,10 +133,47 @@ export function queryClasses(base: postgres.Sql): QueryClasses {
     declare inner: PgQuery | undefined
     declare owner: unknown
     declare callerOrigin: Error | undefined
+    declare own: OwnAttempt | undefined
+    declare _state: unknown
+    declare _resolve: (value: unknown) => void
+    declare _reject: (error: unknown) => void
+    declare _redispatched: boolean
     override get origin(): string {
       return this.callerOrigin?.stack ?? ''
     }
+    // As AttemptQuery's below, for a first attempt run as the query itself.
+    override get state(): unknown {
+      return this._state
+    }
+    override set state(value: unknown) {
+      this._state = value
+      if (value !== null && this.own !== undefined) this.own.ctx.sent = true
+    }
+    override get resolve(): (value: unknown) => void {
+      const own = this.own
+      return own === undefined ? this._resolve : own.done ? ignore : resolveOwn
+    }
+    override set resolve(fn: (value: unknown) => void) {
+      this._resolve = fn
+    }
+    override get reject(): (error: unknown) => void {
+      const own = this.own
+      return own === undefined ? this._reject : own.done ? ignore : rejectOwn
+    }
+    override set reject(fn: (error: unknown) => void) {
+      this._reject = fn
+    }
   }
+  // postgres.js's own `then`, without the detour through the type-fetch guard (type-fetch.ts) and
+  // without a promise from `handle()` once the query runs.
+  Object.defineProperty(HaQueryImpl.prototype, 'then', {
+    configurable: true,
+    writable: true,
+    value(this: PgQuery, onFulfilled?: unknown, onRejected?: unknown) {
+      if (!this.executed) void this.handle()
+      return promiseThen.call(this, onFulfilled as never, onRejected as never)
+    },
+  })
 
   class AttemptQueryImpl extends Query {
     declare ctx: ExecuteContext | undefined
@@ -149,6 +210,8 @@ export function queryClasses(base: postgres.Sql): QueryClasses {
   return classes
 }
 
+const promiseThen = Promise.prototype.then
+
 /** The FATAL errors a session can end with mid-statement: shutdowns, and standby recovery conflicts. */
 const STALE_CODES = new Set(['57P01', '57P02', '40001', '57P04'])
 
@@ -167,14 +230,43 @@ function rejectUnlessStale(
   this: AttemptQuery & { _state: unknown; _reject(e: unknown): void; _redispatched?: boolean },
   error: unknown,
 ) {
+  const e = staleOr(this, error, this.handler as QueryHandler)
+  if (e !== REDISPATCHED) this._reject(e)
+}
+
+/** A connection settled a query's own first attempt (see {@link OwnAttempt}). */
+function resolveOwn(this: HaQuery, value: unknown) {
+  const own = this.own!
+  this.own = undefined
+  own.settled(this, value)
+}
+
+function rejectOwn(this: HaQuery & { _state: unknown; _redispatched?: boolean }, error: unknown) {
+  const own = this.own!
+  const e = staleOr(this, error, own.handler)
+  if (e === REDISPATCHED) return
+  own.done = true
+  own.failed(this, e)
+}
+
+function ignore() {}
+
+const REDISPATCHED: unique symbol = Symbol('redispatched')
+
+/** What a connection's rejection of `q` means (see {@link rejectUnlessStale}); `handler` is its pool's. */
+function staleOr(
+  q: PgQuery & { _state: unknown; _redispatched?: boolean },
+  error: unknown,
+  handler: QueryHandler,
+): unknown {
   const code = (error as { code?: string })?.code ?? ''
-  if (this._state === null && !this._redispatched && STALE_CODES.has(code)) {
-    this._redispatched = true
-    ;(this.handler as (q: PgQuery) => void)(this)
-    return
+  if (q._state === null && !q._redispatched && STALE_CODES.has(code)) {
+    q._redispatched = true
+    handler(q)
+    return REDISPATCHED
   }
-  const words = code === 'CONNECTION_CLOSED' && this._state !== null ? closingWords() : undefined
-  this._reject(words && classify(words) === 'other' ? asStatementError(words, error) : error)
+  const words = code === 'CONNECTION_CLOSED' && q._state !== null ? closingWords() : undefined
+  return words && classify(words) === 'other' ? asStatementError(words, error) : error
 }
 
 /** The server's error with the statement details postgres.js attached to its own (`query`, `parameters`...). */
@@ -224,6 +316,12 @@ export function attemptQuery(
 
 /** Cancels `q`: on the server if it runs, or before it starts (postgres.js semantics). */
 export function cancelQuery(q: PgQuery): unknown {
+  // Its first attempt runs as the query itself: the pool cancels it, as postgres.js would its own.
+  const own = (q as HaQuery).own
+  if (own && !own.done) {
+    asCancelRequest(() => own.canceller(q))
+    return null
+  }
   const inner = (q as HaQuery).inner
   if (inner) return asCancelRequest(() => inner.cancel())
   q.cancelled = true

@@ -8,8 +8,8 @@
 
 import postgres from 'postgres'
 import type { HaEvents } from '../../core/events.ts'
-import type { ExecuteRequest, Executor } from '../../core/executor.ts'
-import { hostKey } from '../../core/host.ts'
+import type { ExecuteRequest, Executor, Lane } from '../../core/executor.ts'
+import { type HostAddress, hostKey } from '../../core/host.ts'
 import type { Logger } from '../../core/logger.ts'
 import type { ExecuteContext, Precheck } from '../../core/plugin.ts'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
@@ -19,7 +19,14 @@ import { makeSqlFunction } from './helpers.ts'
 import { openLargeObject } from './large-object.ts'
 import { createListener } from './listen.ts'
 import type { HostPools } from './pools.ts'
-import { attemptQuery, cancelQuery, type HaQuery, type PgQuery, type QueryHandler } from './query.ts'
+import {
+  attemptQuery,
+  cancelQuery,
+  type HaQuery,
+  type OwnAttempt,
+  type PgQuery,
+  type QueryHandler,
+} from './query.ts'
 import { createReserve } from './reserve.ts'
 import { createSubscriber } from './subscribe.ts'
 import { transactionGuard } from './transaction-guard.ts'
@@ -94,6 +101,9 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
   // its own errors; what is still ours (waiting for a connection, a failover, a first topology
   // read) is destroyed here, as postgres.js destroys its queue.
   const pending = new Map<(error: unknown) => void, boolean>()
+  // Statements whose first attempt runs on the core's lane: with postgres.js from the start, so a
+  // count is enough (no map entry per statement); a failed one joins `pending`.
+  let onLanes = 0
   let drained: (() => void) | undefined
   const isEnded = () => ended
   // What postgres.js raises itself after end(): code written against it branches on these codes.
@@ -115,45 +125,125 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     })
   }
   const leave = (reject: (error: unknown) => void) => {
-    if (pending.delete(reject) && pending.size === 0 && drained) drained()
+    if (pending.delete(reject) && pending.size === 0 && onLanes === 0 && drained) drained()
   }
 
   const capacity = createCapacity(Math.max(1, Number(pools.options.max) || 1))
+
+  /** One attempt of `q` on `host`: a fresh postgres.js query on that host's pool. */
+  const attemptOf =
+    (q: HaQuery, reject: (error: unknown) => void) =>
+    (host: HostAddress, ctx: ExecuteContext): Promise<unknown> => {
+      const entry = pools.entry(host)
+      const drops = entry.drops ?? 0
+      const precheck = ctx.precheck
+      return handOver(reject, () =>
+        (precheck
+          ? attemptAfter(precheck, entry, q, ctx)
+          : attemptQuery(q, entry.handler, entry.canceller, ctx)
+        ).then(undefined, (error) => {
+          // A drop by postgres-ha says so, whatever postgres.js made of it.
+          throw pools.explain(host, drops, error)
+        }),
+      )
+    }
+  const settle = (q: PgQuery, reject: (error: unknown) => void, value: unknown) => {
+    capacity.done()
+    leave(reject)
+    q.resolve(value)
+  }
+  const fail = (q: PgQuery, reject: (error: unknown) => void, error: unknown) => {
+    capacity.done()
+    leave(reject)
+    q.reject(error)
+  }
+  const viaChain = (q: PgQuery, reject: (error: unknown) => void) => {
+    executor.execute(requestOf(q), attemptOf(q as HaQuery, reject)).then(
+      (value) => settle(q, reject, value),
+      (error) => fail(q, reject, error),
+    )
+  }
+
+  /**
+   * The fast path: the core's lane is open, so the query itself is handed to the writer's pool,
+   * with no promise of ours in between (see {@link OwnAttempt}). A failure carries on through the
+   * plugins as a failed first attempt of the chain would.
+   */
+  class LaneAttempt implements OwnAttempt {
+    done = false
+    readonly ctx: ExecuteContext
+    constructor(
+      readonly lane: Lane,
+      readonly reject: (error: unknown) => void,
+      readonly handler: QueryHandler,
+      readonly canceller: (q: PgQuery) => unknown,
+      readonly drops: number,
+    ) {
+      this.ctx = lane.ctx
+    }
+    settled(q: HaQuery, value: unknown): void {
+      this.lane.settled()
+      onLanes--
+      capacity.done()
+      if (onLanes === 0 && pending.size === 0 && drained) drained()
+      q.resolve(value)
+    }
+    failed(q: HaQuery, error: unknown): void {
+      onLanes--
+      enter(this.reject)
+      afterLane(q, this.reject, this.lane, pools.explain(this.lane.host, this.drops, error))
+    }
+  }
+  const onLane = (q: HaQuery, reject: (error: unknown) => void, lane: Lane) => {
+    let entry: ReturnType<typeof pools.entry>
+    try {
+      entry = pools.entry(lane.host)
+    } catch (error) {
+      enter(reject)
+      afterLane(q, reject, lane, error)
+      return
+    }
+    onLanes++
+    const handler = entry.handler as QueryHandler
+    q.own = new LaneAttempt(
+      lane,
+      reject,
+      handler,
+      entry.canceller as (q: PgQuery) => unknown,
+      entry.drops ?? 0,
+    )
+    // As in postgres.js, the query is active once a connection runs it: the pool's cancel of a
+    // query not yet running must not cancel the statement before it on the same connection.
+    q.active = false
+    handler(q)
+  }
+  const afterLane = (q: HaQuery, reject: (error: unknown) => void, lane: Lane, error: unknown) => {
+    lane.failed(error, attemptOf(q, reject)).then(
+      (value) => {
+        q.own = undefined
+        settle(q, reject, value)
+      },
+      (error) => {
+        q.own = undefined
+        fail(q, reject, error)
+      },
+    )
+  }
 
   const handler: QueryHandler = (q) => {
     if (ended) return q.reject(endedError())
     q.active = true
     const reject = q.reject
+    if (capacity.tryStatement()) {
+      // A cursor, forEach or COPY hands rows over as they come: those take the chain.
+      const plain = !q.cursorFn && !q.forEachFn && !(q as { streaming?: boolean }).streaming
+      const lane = plain ? executor.lane?.(requestOf(q)) : undefined
+      if (lane) return onLane(q as HaQuery, reject, lane)
+      enter(reject)
+      return viaChain(q, reject)
+    }
     enter(reject)
-    capacity.statement(() =>
-      executor
-        .execute(requestOf(q), (host, ctx) => {
-          const entry = pools.entry(host)
-          const drops = entry.drops ?? 0
-          const precheck = ctx.precheck
-          return handOver(reject, () =>
-            (precheck
-              ? attemptAfter(precheck, entry, q as HaQuery, ctx)
-              : attemptQuery(q as HaQuery, entry.handler, entry.canceller, ctx)
-            ).then(undefined, (error) => {
-              // A drop by postgres-ha says so, whatever postgres.js made of it.
-              throw pools.explain(host, drops, error)
-            }),
-          )
-        })
-        .then(
-          (value) => {
-            capacity.done()
-            leave(reject)
-            q.resolve(value)
-          },
-          (error) => {
-            capacity.done()
-            leave(reject)
-            q.reject(error)
-          },
-        ),
-    )
+    capacity.statement(() => viaChain(q, reject))
   }
   handler.debug = pools.options.debug
 
@@ -195,34 +285,63 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
       rejectTx = reject
     })
     enter(rejectTx)
-    // A transaction holds a pool connection: it counts against `max` like a statement.
-    const started = new Promise<void>((resolve) => capacity.statement(resolve))
-    const run = started
-      .then(() =>
-        executor.execute(TRANSACTION, (host, ctx: ExecuteContext) => {
-          const guard = transactionGuard(hostKey(host))
-          const guarded = guard.body(body)
-          const pool = pools.get(host)
-          const drops = pools.drops(host)
-          return handOver(rejectTx, () =>
-            pool
-              .begin(String(mode), (tx) => {
-                // From here on the caller's function runs: never replay it.
-                ctx.sent = true
-                return guarded(tx)
-              })
-              .catch((error: unknown) => {
-                guard.abandon(error)
-                // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
-                throw pools.explain(host, drops, guard.lost ?? error)
-              }),
-          )
-        }),
+    const attempt = (host: HostAddress, ctx: ExecuteContext): Promise<unknown> => {
+      const guard = transactionGuard(hostKey(host))
+      const guarded = guard.body(body)
+      const pool = pools.get(host)
+      const drops = pools.drops(host)
+      return handOver(rejectTx, () =>
+        pool
+          .begin(String(mode), (tx) => {
+            // From here on the caller's function runs: never replay it.
+            ctx.sent = true
+            return guarded(tx)
+          })
+          .catch((error: unknown) => {
+            guard.abandon(error)
+            // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
+            throw pools.explain(host, drops, guard.lost ?? error)
+          }),
       )
-      .finally(() => {
-        capacity.done()
-        leave(rejectTx)
-      })
+    }
+    // On the core's lane, the first attempt starts now, without the chain's promises; BEGIN is
+    // then a microtask away, as in postgres.js (a query made after `begin()` queues behind it).
+    const start = (): Promise<unknown> => {
+      const lane = executor.lane?.(TRANSACTION)
+      if (!lane) return executor.execute(TRANSACTION, attempt)
+      let first: Promise<unknown>
+      try {
+        first = attempt(lane.host, lane.ctx)
+      } catch (error) {
+        first = Promise.reject(error)
+      }
+      return first.then(
+        (value) => {
+          lane.settled()
+          return value
+        },
+        (error) => lane.failed(error, attempt),
+      )
+    }
+    const finish = () => {
+      capacity.done()
+      leave(rejectTx)
+    }
+    // A transaction holds a pool connection: it counts against `max` like a statement.
+    const run = (
+      capacity.tryStatement()
+        ? start()
+        : new Promise<void>((resolve) => capacity.statement(resolve)).then(start)
+    ).then(
+      (value) => {
+        finish()
+        return value
+      },
+      (error: unknown) => {
+        finish()
+        throw error
+      },
+    )
     // end({ timeout }) may give up on the transaction before postgres.js does.
     destroyed.catch(() => {})
     return Promise.race([run, destroyed])
@@ -237,7 +356,7 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
       ended = true
       onEnding?.()
       const started = performance.now()
-      if (pending.size > 0) {
+      if (pending.size > 0 || onLanes > 0) {
         let timer: ReturnType<typeof startTimer> | undefined
         await new Promise<void>((resolve) => {
           drained = resolve

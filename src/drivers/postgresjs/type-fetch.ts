@@ -49,10 +49,11 @@ export function guardTypeFetch(Query: { prototype: object }): void {
  * `sql` (tagged, `unsafe`, `file`) all get a canceller, and their handler carries `debug`.
  */
 function isTypeFetch(q: QueryLike, Query: object): boolean {
+  // Cheapest first: every query of an `sql` has a canceller, so most calls stop at the first test.
   return (
-    Object.getPrototypeOf(q) === (Query as { prototype: object }).prototype &&
-    !q.tagged &&
     q.canceller === undefined &&
+    !q.tagged &&
+    Object.getPrototypeOf(q) === (Query as { prototype: object }).prototype &&
     typeof q.handler === 'function' &&
     !('debug' in q.handler) &&
     typeof q.strings[0] === 'string' &&

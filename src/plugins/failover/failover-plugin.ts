@@ -14,6 +14,7 @@ import {
   FailoverSuccessError,
   TransactionResolutionUnknownError,
 } from '../../core/errors.ts'
+import { withLane } from '../../core/execute-lane.ts'
 import { type HostAddress, hostKey, sameHost } from '../../core/host.ts'
 import { readOptions } from '../../core/option-spec.ts'
 import type { ExecuteContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
@@ -32,6 +33,18 @@ function triggerOf(kind: ErrorKind, ctx: ExecuteContext): Trigger | undefined {
 }
 
 const describe = (h: HostAddress | undefined) => (h ? hostKey(h) : undefined)
+
+/** What {@link failoverPlugin}'s recovery returns when the attempt is to run again. */
+const RETRY: unique symbol = Symbol('retry')
+
+/** `next()`, with a synchronous throw as a rejection (as an `await` would have it). */
+function callNext<T>(next: () => Promise<T>): Promise<T> {
+  try {
+    return next()
+  } catch (error) {
+    return Promise.reject(error)
+  }
+}
 
 /**
  * Creates the failover plugin (it is enabled by default; this is for custom plugin lists).
@@ -162,79 +175,111 @@ export function failoverPlugin(): HaPlugin {
     }
   }
 
-  return {
+  /**
+   * Runs `next` until it succeeds or {@link recover} gives up. No async frame: a statement that
+   * succeeds costs one `then` here.
+   */
+  const attempts = <T>(ctx: ExecuteContext, next: () => Promise<T>): Promise<T> => {
+    const seen = generation
+    return callNext(next).then(undefined, (error) =>
+      recover(ctx, next, error, seen).then((r) => (r === RETRY ? attempts(ctx, next) : (r as T))),
+    )
+  }
+
+  /**
+   * What a failed attempt (`seen`: the failover generation when it started) leads to: `RETRY` (run
+   * it again, on the new writer or the same healthy one), a result (a reader's retry), or the
+   * error the caller gets.
+   */
+  const recover = async <T>(
+    ctx: ExecuteContext,
+    next: () => Promise<T>,
+    error: unknown,
+    seen: number,
+  ): Promise<T | typeof RETRY> => {
+    const kind = services.classify(error)
+    const trigger = triggerOf(kind, ctx)
+    // Before the first success there is no cluster to fail over in: report the real error.
+    // Once sql.end() started, lost connections are its doing (end({ timeout }) destroys them).
+    if (!trigger || !services.hasConnected() || services.endSignal.aborted) throw error
+    if (ctx.targetRole !== 'writer') return readerFailover(ctx, next, error)
+    const failed = ctx.host
+    // A read-only transaction (`begin('read only')`, SET TRANSACTION READ ONLY) refuses writes
+    // on a healthy writer too: only a host that is no longer writable was demoted.
+    if (trigger === 'read-only' && (await stillWritable(services, failed))) throw error
+    // The one host there is refused a write as a standby: no search can find another.
+    if (trigger === 'read-only' && failed && undiscoverable(services, failed))
+      throw onlyReaderError(failed, 0, error)
+    // One connection closed on a writer that still answers as the writer (pg_terminate_backend,
+    // idle_session_timeout, a proxy's idle cut): nothing to fail over. What provably never
+    // reached it runs again there; a transaction's loss is TransactionResolutionUnknownError
+    // as after a failover (the statement-fate contract: every later statement of it rejects
+    // the same way); anything else rejects as it would without postgres-ha.
+    if (
+      trigger === 'connection-lost' &&
+      !running &&
+      seen === generation &&
+      worthAsking(services, error, failed) &&
+      (await alive(failed))
+    ) {
+      const retryable = ctx.kind !== 'reserved' || !ctx.inTransaction
+      if (!ctx.sent && !ctx.delivered && retryable && ctx.attempt < 10) {
+        ctx.attempt++
+        return RETRY
+      }
+      if (ctx.inTransaction)
+        throw new TransactionResolutionUnknownError(describe(failed), undefined, { cause: error })
+      throw error
+    }
+    const neverSent = !ctx.sent && !ctx.delivered
+    let to: HostAddress
+    try {
+      to = await failoverFor(failed, seen, trigger)
+    } catch (failure) {
+      throw fateOf(failure, ctx, failed, trigger, error)
+    }
+    if (trigger === 'read-only' && sameHost(to, failed)) throw error
+    // A reserved connection outside a transaction has no session left to lose once its
+    // connection failed; inside one, the transaction died with it.
+    const retryable = ctx.kind !== 'reserved' || !ctx.inTransaction
+    if (neverSent && retryable && ctx.attempt < 10) {
+      ctx.attempt++
+      return RETRY
+    }
+    if (ctx.inTransaction && trigger !== 'read-only')
+      throw new TransactionResolutionUnknownError(describe(failed), describe(to), { cause: error })
+    throw new FailoverSuccessError(describe(failed), describe(to)!, { cause: error })
+  }
+
+  const plugin: HaPlugin = {
     name: 'failover',
     init(s) {
       services = s
       losses = readerLosses(s)
       options = readOptions<ResolvedFailoverOptions>(failoverOptionSpecs, [s.options])
     },
-    async execute<T>(ctx: ExecuteContext, next: () => Promise<T>): Promise<T> {
+    execute<T>(ctx: ExecuteContext, next: () => Promise<T>): Promise<T> {
       // Work that arrives during a failover waits for it and then goes to the new writer.
-      if (running && ctx.targetRole === 'writer' && ctx.kind !== 'reserved') await running
+      if (running && ctx.targetRole === 'writer' && ctx.kind !== 'reserved')
+        return running.then(() => attempts(ctx, next))
       // Reads issued after a reader was lost wait until the other readers in use are verified.
-      else if (ctx.targetRole !== 'writer' && losses.verifying) await losses.verifying
-      for (;;) {
-        const seen = generation
-        try {
-          return await next()
-        } catch (error) {
-          const kind = services.classify(error)
-          const trigger = triggerOf(kind, ctx)
-          // Before the first success there is no cluster to fail over in: report the real error.
-          // Once sql.end() started, lost connections are its doing (end({ timeout }) destroys them).
-          if (!trigger || !services.hasConnected() || services.endSignal.aborted) throw error
-          if (ctx.targetRole !== 'writer') return readerFailover(ctx, next, error)
-          const failed = ctx.host
-          // A read-only transaction (`begin('read only')`, SET TRANSACTION READ ONLY) refuses writes
-          // on a healthy writer too: only a host that is no longer writable was demoted.
-          if (trigger === 'read-only' && (await stillWritable(services, failed))) throw error
-          // The one host there is refused a write as a standby: no search can find another.
-          if (trigger === 'read-only' && failed && undiscoverable(services, failed))
-            throw onlyReaderError(failed, 0, error)
-          // One connection closed on a writer that still answers as the writer (pg_terminate_backend,
-          // idle_session_timeout, a proxy's idle cut): nothing to fail over. What provably never
-          // reached it runs again there; a transaction's loss is TransactionResolutionUnknownError
-          // as after a failover (the statement-fate contract: every later statement of it rejects
-          // the same way); anything else rejects as it would without postgres-ha.
-          if (
-            trigger === 'connection-lost' &&
-            !running &&
-            seen === generation &&
-            worthAsking(services, error, failed) &&
-            (await alive(failed))
-          ) {
-            const retryable = ctx.kind !== 'reserved' || !ctx.inTransaction
-            if (!ctx.sent && !ctx.delivered && retryable && ctx.attempt < 10) {
-              ctx.attempt++
-              continue
-            }
-            if (ctx.inTransaction)
-              throw new TransactionResolutionUnknownError(describe(failed), undefined, { cause: error })
-            throw error
-          }
-          const neverSent = !ctx.sent && !ctx.delivered
-          let to: HostAddress
-          try {
-            to = await failoverFor(failed, seen, trigger)
-          } catch (failure) {
-            throw fateOf(failure, ctx, failed, trigger, error)
-          }
-          if (trigger === 'read-only' && sameHost(to, failed)) throw error
-          // A reserved connection outside a transaction has no session left to lose once its
-          // connection failed; inside one, the transaction died with it.
-          const retryable = ctx.kind !== 'reserved' || !ctx.inTransaction
-          if (neverSent && retryable && ctx.attempt < 10) {
-            ctx.attempt++
-            continue
-          }
-          if (ctx.inTransaction && trigger !== 'read-only')
-            throw new TransactionResolutionUnknownError(describe(failed), describe(to), { cause: error })
-          throw new FailoverSuccessError(describe(failed), describe(to)!, { cause: error })
-        }
-      }
+      if (ctx.targetRole !== 'writer' && losses.verifying)
+        return losses.verifying.then(() => attempts(ctx, next))
+      return attempts(ctx, next)
     },
   }
+  // The lane: what `execute` does, for a statement that skips the chain (core/execute-lane.ts).
+  return withLane<number>(plugin, {
+    open: (ctx) =>
+      !(running && ctx.targetRole === 'writer' && ctx.kind !== 'reserved') &&
+      !(ctx.targetRole !== 'writer' && losses.verifying),
+    start: () => generation,
+    settled: () => {},
+    resume: (ctx, seen, first, next) =>
+      first.then(undefined, (error) =>
+        recover(ctx, next, error, seen).then((r) => (r === RETRY ? attempts(ctx, next) : r)),
+      ),
+  })
 }
 
 /**

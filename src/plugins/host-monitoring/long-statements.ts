@@ -1,7 +1,7 @@
 /**
  * Which running statements have run longer than a grace period, without a timer per statement:
  * statements are kept in start order, and one timer at a time is armed for the oldest one that is
- * not yet long. A statement that ends before its grace period costs a set insertion and deletion;
+ * not yet long. A statement that ends before its grace period costs an array push and a flag;
  * the timer wakes at most once per grace period while statements keep coming.
  *
  * @module
@@ -16,6 +16,7 @@ interface Tracked<T> {
   /** Set once the statement became long: what to call when it ends. */
   end: (() => void) | undefined
   long: boolean
+  ended: boolean
 }
 
 /** The tracker of one client's statements (see {@link longStatements}). */
@@ -43,8 +44,9 @@ export function longStatements<T>(
   runtime: Runtime,
   onLong: (item: T) => (() => void) | undefined,
 ): LongStatements<T> {
-  // Insertion order is start order: the first entry not yet long is the next one to become long.
-  const running = new Set<Tracked<T>>()
+  // In start order: the first entry neither ended nor long is the next one to become long. An
+  // ending statement only flags its entry (no hashing, no removal); each sweep drops the ended.
+  let running: Tracked<T>[] = []
   let timer: TimerHandle | undefined
 
   const arm = (delayMs: number) => {
@@ -54,6 +56,7 @@ export function longStatements<T>(
   function sweep(): void {
     timer = undefined
     const t = runtime.now()
+    running = running.filter((entry) => !entry.ended)
     for (const entry of running) {
       if (entry.long) continue
       const age = t - entry.startedMs
@@ -68,12 +71,13 @@ export function longStatements<T>(
 
   return {
     start(item) {
-      const entry: Tracked<T> = { item, startedMs: runtime.now(), end: undefined, long: false }
-      running.add(entry)
+      const entry: Tracked<T> = { item, startedMs: runtime.now(), end: undefined, long: false, ended: false }
+      running.push(entry)
       // An armed timer is for an older statement; when it fires it re-arms for the next one.
       if (timer === undefined) arm(graceMs)
       return () => {
-        running.delete(entry)
+        if (entry.ended) return
+        entry.ended = true
         const end = entry.end
         entry.end = undefined
         end?.()
@@ -82,9 +86,11 @@ export function longStatements<T>(
     close() {
       runtime.stopTimer(timer)
       timer = undefined
-      const entries = [...running]
-      running.clear()
+      const entries = running
+      running = []
       for (const entry of entries) {
+        if (entry.ended) continue
+        entry.ended = true
         const end = entry.end
         entry.end = undefined
         end?.()

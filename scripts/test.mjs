@@ -180,6 +180,16 @@ const cgroupBase = (() => {
       if (existsSync(join(mount, 'cgroup.procs'))) candidates.push([join(mount, v2[2]), 'cpu.stat', 'usec'])
   }
   for (const [dir, file, unit] of candidates) {
+    // Cgroups of runs that ended with a job's processes still in them (empty now, or soon).
+    try {
+      for (const name of readdirSync(dir)) {
+        const pid = /^postgres-ha-test-(\d+)$/.exec(name)?.[1]
+        if (!pid || existsSync(`/proc/${pid}`)) continue
+        for (const job of readdirSync(join(dir, name)))
+          if (/^\d+$/.test(job)) cgroupRemove(join(dir, name, job))
+        cgroupRemove(join(dir, name))
+      }
+    } catch {}
     const base = join(dir, `postgres-ha-test-${process.pid}`)
     try {
       mkdirSync(base)

@@ -46,3 +46,46 @@ export function recoveredAt(
   }
   return undefined
 }
+
+/**
+ * {@link recoveredAt}, asked again and again while a run goes on, at a cost that does not grow
+ * with the run. Asking it over every acknowledgement each time (tens of thousands after a few
+ * seconds at thousands of writes per second) took the client's CPU from the writes it measures:
+ * a slow recovery then stayed slow until the benchmark stopped asking. Each call reads only the
+ * records added since the last call (`sources` are the loops' records: appended in order, at most
+ * the last one still pending) and keeps only the acknowledgements that can still end a window not
+ * examined yet. Returns the same time {@link recoveredAt} would over all of them.
+ *
+ * @example
+ * ```ts
+ * const check = recoveryWatch(loops.map((l) => l.records), (r) => isRecoveryWrite(r, mark), options)
+ * while (check() === undefined && performance.now() < deadline) await sleep(20)
+ * ```
+ */
+export function recoveryWatch<R extends { endMs?: number }>(
+  sources: readonly (readonly R[])[],
+  counts: (record: R) => boolean,
+  options: { baselinePerSecond: number; fromMs: number; windowMs: number; fraction?: number },
+  now: () => number = () => performance.timeOrigin + performance.now(),
+): () => number | undefined {
+  const cursors = sources.map(() => 0)
+  let recent: number[] = []
+  let examinedUpTo = Number.NEGATIVE_INFINITY
+  let found: number | undefined
+  return () => {
+    if (found !== undefined) return found
+    // Every acknowledgement up to now is recorded: windows ending by now are examined below, once.
+    const checkedAt = now()
+    sources.forEach((records, i) => {
+      let c = cursors[i]!
+      for (; c < records.length && records[c]!.endMs !== undefined; c++)
+        if (counts(records[c]!)) recent.push(records[c]!.endMs!)
+      cursors[i] = c
+    })
+    const from = examinedUpTo - options.windowMs
+    recent = recent.filter((t) => t > from)
+    found = recoveredAt(recent, options)
+    examinedUpTo = checkedAt
+    return found
+  }
+}

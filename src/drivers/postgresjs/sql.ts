@@ -9,7 +9,7 @@
 import postgres from 'postgres'
 import type { HaEvents } from '../../core/events.ts'
 import type { ExecuteRequest, Executor, Lane } from '../../core/executor.ts'
-import { type HostAddress, hostKey } from '../../core/host.ts'
+import type { HostAddress } from '../../core/host.ts'
 import type { Logger } from '../../core/logger.ts'
 import type { ExecuteContext, Precheck } from '../../core/plugin.ts'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
@@ -280,71 +280,70 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     }
     if (ended) return Promise.reject(endedError())
     const body = fn as (tx: postgres.TransactionSql) => unknown
-    let rejectTx: (error: unknown) => void = () => {}
-    const destroyed = new Promise<never>((_, reject) => {
-      rejectTx = reject
-    })
-    enter(rejectTx)
-    const attempt = (host: HostAddress, ctx: ExecuteContext): Promise<unknown> => {
-      const guard = transactionGuard(hostKey(host))
-      const guarded = guard.body(body)
-      const pool = pools.get(host)
-      const drops = pools.drops(host)
-      return handOver(rejectTx, () =>
-        pool
-          .begin(String(mode), (tx) => {
-            // From here on the caller's function runs: never replay it.
-            ctx.sent = true
-            return guarded(tx)
-          })
-          .catch((error: unknown) => {
-            guard.abandon(error)
-            // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
-            throw pools.explain(host, drops, guard.lost ?? error)
-          }),
-      )
-    }
-    // On the core's lane, the first attempt starts now, without the chain's promises; BEGIN is
-    // then a microtask away, as in postgres.js (a query made after `begin()` queues behind it).
-    const start = (): Promise<unknown> => {
-      const lane = executor.lane?.(TRANSACTION)
-      if (!lane) return executor.execute(TRANSACTION, attempt)
-      let first: Promise<unknown>
-      try {
-        first = attempt(lane.host, lane.ctx)
-      } catch (error) {
-        first = Promise.reject(error)
+    // Settled by the transaction, or rejected by end({ timeout }) when it gives up on the
+    // transaction before postgres.js does (`rejectTx`, what `pending` holds).
+    return new Promise<unknown>((resolve, rejectTx) => {
+      enter(rejectTx)
+      const attempt = (host: HostAddress, ctx: ExecuteContext): Promise<unknown> => {
+        const entry = pools.entry(host)
+        const drops = entry.drops ?? 0
+        const guard = transactionGuard(host)
+        const guarded = guard.body(body)
+        return handOver(rejectTx, () =>
+          entry.sql
+            .begin(String(mode), (tx) => {
+              // From here on the caller's function runs: never replay it.
+              ctx.sent = true
+              return guarded(tx)
+            })
+            .catch((error: unknown) => {
+              guard.abandon(error)
+              // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
+              throw pools.explain(host, drops, guard.lost ?? error)
+            }),
+        )
       }
-      return first.then(
+      // On the core's lane, the first attempt starts now, without the chain's promises; BEGIN is
+      // then a microtask away, as in postgres.js (a query made after `begin()` queues behind it).
+      const start = (): Promise<unknown> => {
+        const lane = executor.lane?.(TRANSACTION)
+        if (!lane) return executor.execute(TRANSACTION, attempt)
+        let first: Promise<unknown>
+        try {
+          first = attempt(lane.host, lane.ctx)
+        } catch (error) {
+          first = Promise.reject(error)
+        }
+        return first.then(
+          (value) => {
+            lane.settled()
+            return value
+          },
+          (error) => lane.failed(error, attempt),
+        )
+      }
+      // A transaction holds a pool connection: it counts against `max` like a statement.
+      let run: Promise<unknown>
+      try {
+        run = capacity.tryStatement()
+          ? start()
+          : new Promise<void>((resolve) => capacity.statement(resolve)).then(start)
+      } catch (error) {
+        run = Promise.reject(error)
+      }
+      run.then(
         (value) => {
-          lane.settled()
-          return value
+          capacity.done()
+          leave(rejectTx)
+          resolve(value)
         },
-        (error) => lane.failed(error, attempt),
+        (error: unknown) => {
+          capacity.done()
+          leave(rejectTx)
+          rejectTx(error)
+        },
       )
-    }
-    const finish = () => {
-      capacity.done()
-      leave(rejectTx)
-    }
-    // A transaction holds a pool connection: it counts against `max` like a statement.
-    const run = (
-      capacity.tryStatement()
-        ? start()
-        : new Promise<void>((resolve) => capacity.statement(resolve)).then(start)
-    ).then(
-      (value) => {
-        finish()
-        return value
-      },
-      (error: unknown) => {
-        finish()
-        throw error
-      },
-    )
-    // end({ timeout }) may give up on the transaction before postgres.js does.
-    destroyed.catch(() => {})
-    return Promise.race([run, destroyed])
+    })
   }
 
   function end(options?: { timeout?: number | null }): Promise<void> {

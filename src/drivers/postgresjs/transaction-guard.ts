@@ -14,6 +14,7 @@
  */
 import type postgres from 'postgres'
 import { TransactionResolutionUnknownError } from '../../core/errors.ts'
+import { type HostAddress, hostKey } from '../../core/host.ts'
 import { classify } from './classify.ts'
 
 /** How long a body whose statement lost its connection waits for postgres.js to see the close. */
@@ -37,8 +38,8 @@ export interface TransactionGuard {
   abandon(error?: unknown): void
 }
 
-/** Creates the guard of one transaction on `host` (`host:port`, for errors). */
-export function transactionGuard(host?: string): TransactionGuard {
+/** Creates the guard of one transaction on `host` (named in its errors). */
+export function transactionGuard(host?: HostAddress): TransactionGuard {
   let lost: unknown
   let abandoned = false
   let refusal: TransactionResolutionUnknownError | undefined
@@ -46,7 +47,7 @@ export function transactionGuard(host?: string): TransactionGuard {
 
   /** What a statement made after the loss rejects with. */
   const refuse = () => {
-    refusal ??= new TransactionResolutionUnknownError(host, undefined, { cause: lost })
+    refusal ??= new TransactionResolutionUnknownError(host && hostKey(host), undefined, { cause: lost })
     return refusal
   }
 

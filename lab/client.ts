@@ -102,6 +102,24 @@ export async function call(
 }
 
 /**
+ * Stops the lab in `dir` from a process that is exiting and can no longer await (deno bench's
+ * `unload`): SIGTERM to its daemon, which takes the lab down as `down` does (servers, System V
+ * segments, folder), and a blocking wait, bounded, until the daemon is gone.
+ */
+export function downBeforeExit(dir: string, timeoutMs = 10_000): void {
+  const file = readLabFile(dir)
+  if (!file || !alive(file.pid)) return
+  try {
+    process.kill(file.pid, 'SIGTERM')
+  } catch {
+    return
+  }
+  const pause = new Int32Array(new SharedArrayBuffer(4))
+  const deadline = Date.now() + timeoutMs
+  while (alive(file.pid) && Date.now() < deadline) Atomics.wait(pause, 0, 0, 20)
+}
+
+/**
  * Stops the lab in `dir` whatever state it is in: asks the daemon, and if it is dead or does not
  * answer, kills it and every postgres whose pid file is in the lab's data folder.
  */

@@ -23,6 +23,7 @@ import { Lifecycle } from './lifecycle.ts'
 import { FIRST_OCTET, Membership, newMember } from './membership.ts'
 import { chownR, findPgBin, repoRoot } from './pg-bin.ts'
 import { Promotion } from './promotion.ts'
+import { releaseSegmentsOf } from './shared-memory.ts'
 import { ensureTemplate, freePort } from './template.ts'
 import { TopologyTable } from './topology-table.ts'
 import type { LabNode, LabStatus } from './types.ts'
@@ -181,11 +182,16 @@ export class Control implements ControlPlane {
     c.closed = true
     c.clearTimers()
     this.health.stop()
+    const postmasters: number[] = []
     for (const m of c.members.values()) {
       m.gate.closeAll()
       await m.inst.closeAdmin()
+      if (m.inst.pid) postmasters.push(m.inst.pid)
       await m.inst.kill()
     }
+    // Also when no startLab() caller runs forceDown after this (its process died, or a deno bench
+    // ended): killed servers leave their System V segments behind (shared-memory.ts).
+    await releaseSegmentsOf(postmasters)
     this.endpoints.close()
     rmSync(removeDir ? this.options.dir : join(this.options.dir, 'data'), { recursive: true, force: true })
   }

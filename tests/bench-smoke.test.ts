@@ -7,9 +7,10 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { test } from 'node:test'
+import { after, test } from 'node:test'
 import { repoRoot } from '../lab/pg-bin.ts'
 import { runtimeName } from '../src/runtime/mod.ts'
+import { bundleScripts } from './helpers/node-bundle.ts'
 import { sameRuntimeCommand } from './helpers/spawn-runtime.ts'
 
 interface Run {
@@ -38,8 +39,15 @@ function run(command: string, args: string[], env: Record<string, string> = {}, 
   })
 }
 
+const PARTS = ['failover', 'baseline', 'overhead', 'recovery', 'idle']
+const script = (name: string) => join(repoRoot, 'bench', `${name}.ts`)
+// Node runs the parts as bundles built here at once (tests/helpers/node-bundle.ts), not via tsx.
+const bundles = runtimeName() === 'node' ? await bundleScripts(PARTS.map(script)) : undefined
+
 function part(name: string, args: string[]): Promise<Run> {
-  const { command, args: base } = sameRuntimeCommand(join(repoRoot, 'bench', `${name}.ts`))
+  const { command, args: base } = bundles
+    ? { command: process.execPath, args: bundles.args(script(name)) }
+    : sameRuntimeCommand(script(name))
   return run(command, [...base, ...args, '--no-save'], { BENCH_ENTRY: 'source' })
 }
 
@@ -78,15 +86,18 @@ const runs = {
     runtimeName() === 'deno'
       ? run(
           (globalThis as any).Deno.execPath(),
-          ['bench', '-A', '--json', 'bench/failover.bench.ts'],
+          // --no-check as the suite's deno test runs: the typecheck job checks this file (tsc),
+          // and deno's own check of it cost ~2 s of CPU here.
+          ['bench', '-A', '--no-check', '--json', 'bench/failover.bench.ts'],
           { BENCH_ITERATIONS: '1' },
-          // deno bench calls fn three times even with n = 1, each on a fresh lab: ~80 s alone on a
-          // busy 2-core machine; the bound only catches a hang.
+          // deno bench calls fn three times even with n = 1 (three failovers on one lab): the
+          // bound only catches a hang.
           240_000,
         )
       : Promise.resolve(undefined),
 }
 for (const p of Object.values(runs)) p.catch(() => {})
+after(() => bundles?.remove())
 
 const isTime = (x: unknown) => typeof x === 'number' && Number.isFinite(x) && x > -1_000 && x < 60_000
 

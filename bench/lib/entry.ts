@@ -34,7 +34,13 @@ function choose(): Entry {
 /** The entry this process imported. */
 export const entry: Entry = choose()
 
-const mod = (await import(pathToFileURL(join(root, entry.file)).href)) as typeof Published
+// The sources by a literal specifier, so that a bundler includes them (the suite runs the parts
+// as esbuild bundles on Node, where a computed path to a .ts file would need tsx's loader).
+const mod = (
+  entry.kind === 'source'
+    ? await import('../../mod.ts')
+    : await import(pathToFileURL(join(root, entry.file)).href)
+) as typeof Published
 
 /** `postgresHa` from {@link entry}. */
 export const postgresHa: typeof Published.postgresHa = mod.postgresHa

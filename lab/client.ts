@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { DaemonConfig, LabFile } from './daemon.ts'
 import { daemonArgs } from './daemon-bundle.ts'
-import { repoRoot } from './pg-bin.ts'
+import { removeTree, repoRoot } from './pg-bin.ts'
 import { alive, killTree, postmasterOf, processesMentioning } from './procs.ts'
 import { releaseSegmentsOf, removeOrphanDsmFiles } from './shared-memory.ts'
 
@@ -145,6 +145,8 @@ export async function forceDown(dir: string): Promise<void> {
   }
   // A Patroni lab: its Patroni and etcd processes first, or Patroni would restart PostgreSQL.
   for (const folder of ['patroni', 'etcd']) {
+    // Reading every process's command line costs: only where there is such a folder.
+    if (!existsSync(join(dir, folder))) continue
     for (const pid of processesMentioning(`${join(dir, folder)}/`)) {
       try {
         process.kill(pid, 'SIGKILL')
@@ -162,7 +164,7 @@ export async function forceDown(dir: string): Promise<void> {
     for (let i = 0; i < 100 && postmasterOf(join(data, name)); i++) await sleep(20)
   }
   const removeDir = file?.removeDir ?? false
-  rmSync(removeDir ? dir : data, { recursive: true, force: true })
+  removeTree(removeDir ? dir : data)
   rmSync(join(dir, 'lab.json'), { force: true })
   await releaseSegmentsOf(postmasters)
   removeOrphanDsmFiles()

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { mkdirSync, rmSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { Cluster, type ControlOptions } from './cluster.ts'
 import type { ControlPlane } from './control-plane.ts'
@@ -21,8 +21,9 @@ import { Health } from './health.ts'
 import { APP_PASSWORD, APP_USER, DATABASE } from './instance.ts'
 import { Lifecycle } from './lifecycle.ts'
 import { FIRST_OCTET, Membership, newMember } from './membership.ts'
-import { chownR, findPgBin, repoRoot } from './pg-bin.ts'
+import { chownR, findPgBin, removeTree } from './pg-bin.ts'
 import { Promotion } from './promotion.ts'
+import { labRoot } from './scratch.ts'
 import { releaseSegmentsOf } from './shared-memory.ts'
 import { ensureTemplate, freePort } from './template.ts'
 import { TopologyTable } from './topology-table.ts'
@@ -75,7 +76,7 @@ export class Control implements ControlPlane {
     const o = this.options
     const c = this.c
     c.bin = findPgBin()
-    const template = await ensureTemplate(c.bin, join(repoRoot, '.lab'), this.log)
+    const template = await ensureTemplate(c.bin, labRoot(), this.log)
     mkdirSync(join(o.dir, 'data'), { recursive: true })
     chownR(join(o.dir, 'data'))
     const ids = Array.from({ length: o.nodes }, (_, i) => `127.0.0.${FIRST_OCTET + i}`)
@@ -193,6 +194,6 @@ export class Control implements ControlPlane {
     // ended): killed servers leave their System V segments behind (shared-memory.ts).
     await releaseSegmentsOf(postmasters)
     this.endpoints.close()
-    rmSync(removeDir ? this.options.dir : join(this.options.dir, 'data'), { recursive: true, force: true })
+    removeTree(removeDir ? this.options.dir : join(this.options.dir, 'data'))
   }
 }

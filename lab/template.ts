@@ -4,14 +4,20 @@
  * writer and for every reader (a cold copy of a cleanly stopped cluster is a valid base backup,
  * so readers stream from the writer without `pg_basebackup`).
  *
+ * The template lives beside the labs (`labRoot()`: in RAM when there is a tmpfs), not in the
+ * repository: every lab instance starts with a copy of its ~1,300 files, and that copy cost 0.09 s
+ * of CPU from the disk's page cache against 0.06 s from RAM — a third of a 3-node lab's start.
+ * After a reboot it is built again (initdb, a second or two).
+ *
  * @module
  */
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import postgres from 'postgres'
 import { ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, DATABASE, Instance } from './instance.ts'
 import { chownR, type PgBin, runAs } from './pg-bin.ts'
+import { alive } from './procs.ts'
 import { removeOrphanSegments } from './shared-memory.ts'
 
 /** Bump when the template's contents change. */
@@ -56,6 +62,13 @@ export async function ensureTemplate(bin: PgBin, root: string, log: (m: string) 
   const path = join(root, 'templates', name)
   if (existsSync(join(path, 'PG_VERSION'))) return path
   log(`creating the template ${path} (once per PostgreSQL version)`)
+  // Half-built templates of processes killed while building one (in RAM, they would stay).
+  try {
+    for (const entry of readdirSync(join(root, 'templates'))) {
+      const pid = /^\.tmp-(\d+)-/.exec(entry)?.[1]
+      if (pid && !alive(Number(pid))) rmSync(join(root, 'templates', entry), { recursive: true, force: true })
+    }
+  } catch {}
   // initdb needs a free System V segment: reclaim any that killed servers left (shared-memory.ts).
   removeOrphanSegments()
   const tmp = join(root, 'templates', `.tmp-${process.pid}-${Date.now()}`)

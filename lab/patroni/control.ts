@@ -14,8 +14,9 @@ import type { ControlOptions } from '../cluster.ts'
 import type { ControlPlane } from '../control-plane.ts'
 import { EventLog } from '../events.ts'
 import { APP_PASSWORD, APP_USER, DATABASE, sleep, within } from '../instance.ts'
-import { chownR, copyAsServerUser, findPgBin, type PgBin, repoRoot, serverUser } from '../pg-bin.ts'
+import { chownR, copyAsServerUser, findPgBin, type PgBin, removeTree, serverUser } from '../pg-bin.ts'
 import { alive, killTree, postmasterOf } from '../procs.ts'
+import { labRoot } from '../scratch.ts'
 import { removeOrphanSegments } from '../shared-memory.ts'
 import { ensureTemplate, freePort } from '../template.ts'
 import type { LabNode, LabStatus } from '../types.ts'
@@ -90,7 +91,7 @@ export class PatroniControl implements ControlPlane {
     const o = this.options
     this.bins = requirePatroniBins()
     this.bin = findPgBin()
-    const template = await ensureTemplate(this.bin, join(repoRoot, '.lab'), this.log)
+    const template = await ensureTemplate(this.bin, labRoot(), this.log)
     const ids = Array.from({ length: o.nodes }, (_, i) => `127.0.0.${firstOctet + i}`)
     this.pgPort = o.port ?? (await portFreeOn(ids))
     this.restPort = await portFreeOn(ids, [this.pgPort])
@@ -415,8 +416,7 @@ export class PatroniControl implements ControlPlane {
     if (etcd && alive(etcd)) process.kill(etcd, 'SIGKILL')
     for (let i = 0; i < 100 && this.members.some((m) => postmasterOf(m.dataDir)); i++) await sleep(20)
     const dir = this.options.dir
-    if (removeDir) rmSync(dir, { recursive: true, force: true })
-    else
-      for (const sub of ['data', 'patroni', 'etcd']) rmSync(join(dir, sub), { recursive: true, force: true })
+    if (removeDir) removeTree(dir)
+    else for (const sub of ['data', 'patroni', 'etcd']) removeTree(join(dir, sub))
   }
 }

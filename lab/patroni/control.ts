@@ -208,7 +208,7 @@ export class PatroniControl implements ControlPlane {
   async kill(target: string): Promise<void> {
     const m = this.member(target)
     this.events.emit('fault', m.id, { fault: 'kill' })
-    this.watcher.expectChange()
+    this.expectAfterLoss(m)
     const pid = m.patroni?.pid
     if (pid && alive(pid)) process.kill(pid, 'SIGKILL')
     const postmaster = postmasterOf(m.dataDir)
@@ -222,7 +222,7 @@ export class PatroniControl implements ControlPlane {
   async stop(target: string): Promise<void> {
     const m = this.member(target)
     this.events.emit('fault', m.id, { fault: 'stop' })
-    this.watcher.expectChange()
+    this.expectAfterLoss(m)
     const pid = m.patroni?.pid
     if (pid && alive(pid)) process.kill(pid, 'SIGTERM')
     m.state = 'stopped'
@@ -235,12 +235,22 @@ export class PatroniControl implements ControlPlane {
     const m = this.member(id)
     if (m.patroni && alive(m.patroni.pid)) throw new Error(`${m.id} is already running`)
     const before = performance.timeOrigin + performance.now()
-    this.watcher.expectChange()
-    // A killed predecessor's segment would leak once its postmaster.pid is gone (shared-memory.ts).
-    removeOrphanSegments()
-    rmSync(join(m.dataDir, 'postmaster.pid'), { force: true })
-    this.startPatroni(m)
-    await this.events.wait({ type: 'reader-rejoined', node: m.id, afterMs: before, timeoutMs: 120_000 })
+    const release = this.watcher.expectChange()
+    try {
+      // A killed predecessor's segment would leak once its postmaster.pid is gone (shared-memory.ts).
+      removeOrphanSegments()
+      rmSync(join(m.dataDir, 'postmaster.pid'), { force: true })
+      this.startPatroni(m)
+      await this.events.wait({ type: 'reader-rejoined', node: m.id, afterMs: before, timeoutMs: 120_000 })
+    } finally {
+      release()
+    }
+  }
+
+  /** The watcher polls fast until a lost writer is replaced (another member is writer-ready). */
+  private expectAfterLoss(m: Member): void {
+    if (this.watcher.writer === m.id) this.watcher.expectWriter()
+    else this.watcher.expectChange()
   }
 
   /** `patronictl switchover` to `id` (default: Patroni's choice, the synchronous standby). */
@@ -250,13 +260,22 @@ export class PatroniControl implements ControlPlane {
     if (candidate === leader) throw new Error(`${id} is already the writer`)
     const before = performance.timeOrigin + performance.now()
     this.events.emit('switchover', leader.id, { to: candidate?.id ?? null })
-    this.watcher.expectChange()
-    const args = ['-c', join(leader.home, 'patroni.yml'), 'switchover', '--leader', leader.name, '--force']
-    if (candidate) args.push('--candidate', candidate.name)
-    await this.run(this.bins.patronictl, [...args, SCOPE])
-    const ready = await this.events.wait({ type: 'writer-ready', afterMs: before, timeoutMs: 60_000 })
-    if (ready.node === leader.id) throw new Error(`switchover: ${leader.id} is still the writer`)
-    await this.events.wait({ type: 'reader-rejoined', node: leader.id, afterMs: before, timeoutMs: 120_000 })
+    const release = this.watcher.expectChange()
+    try {
+      const args = ['-c', join(leader.home, 'patroni.yml'), 'switchover', '--leader', leader.name, '--force']
+      if (candidate) args.push('--candidate', candidate.name)
+      await this.run(this.bins.patronictl, [...args, SCOPE])
+      const ready = await this.events.wait({ type: 'writer-ready', afterMs: before, timeoutMs: 60_000 })
+      if (ready.node === leader.id) throw new Error(`switchover: ${leader.id} is still the writer`)
+      await this.events.wait({
+        type: 'reader-rejoined',
+        node: leader.id,
+        afterMs: before,
+        timeoutMs: 120_000,
+      })
+    } finally {
+      release()
+    }
   }
 
   private run(cmd: string, args: string[]): Promise<string> {

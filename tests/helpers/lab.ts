@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import postgres from 'postgres'
+import { labBundle } from '../../lab/daemon-bundle.ts'
 import { repoRoot } from '../../lab/pg-bin.ts'
 
 /** The AWS Node wrapper's Aurora PostgreSQL dialect queries, verbatim. */
@@ -60,7 +61,10 @@ export function settlesWithin(p: Promise<unknown>, ms: number): Promise<'answere
   ]).finally(() => clearTimeout(timer))
 }
 
-/** Runs `npm run lab -- ...` (as `node --import tsx lab/cli.ts`) and collects its output. */
+/**
+ * Runs `npm run lab -- ...` (as Node running the CLI's bundle, lab/daemon-bundle.ts; through tsx
+ * where it cannot be built) and collects its output.
+ */
 export function runCli(
   args: string[],
   timeoutMs = 30_000,
@@ -68,7 +72,9 @@ export function runCli(
   return new Promise((resolve) => {
     const g = globalThis as any
     const node = g.Deno || g.Bun ? 'node' : process.execPath
-    const child = spawn(node, ['--import', 'tsx', join(repoRoot, 'lab', 'cli.ts'), ...args], {
+    const bundle = labBundle('cli')
+    const cli = bundle ? [bundle] : ['--import', 'tsx', join(repoRoot, 'lab', 'cli.ts')]
+    const child = spawn(node, [...cli, ...args], {
       cwd: repoRoot,
       stdio: ['ignore', 'pipe', 'pipe'],
     })

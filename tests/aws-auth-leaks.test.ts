@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { type ScratchPostgres, startScratchPostgres } from '../lab/aws/scratch-postgres.ts'
 import { createScratchRole } from './helpers/aws.ts'
-import { sameRuntimeCommand } from './helpers/spawn-runtime.ts'
+import { sameRuntimeProcess } from './helpers/spawn-runtime.ts'
 
 const ROUNDS = 20
 let pg: ScratchPostgres
@@ -24,7 +24,7 @@ after(async () => {
 
 test(`aws auth: ${ROUNDS} secret rotations and ${ROUNDS} IAM re-signs leave no session, timer or socket behind`, async () => {
   const script = fileURLToPath(new URL('./fixtures/aws-auth-churn.ts', import.meta.url))
-  const { command, args } = sameRuntimeCommand(script)
+  const { command, args, done } = await sameRuntimeProcess(script)
   const child = spawn(command, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
@@ -53,6 +53,7 @@ test(`aws auth: ${ROUNDS} secret rotations and ${ROUNDS} IAM re-signs leave no s
   }, 120_000)
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
   clearTimeout(killer)
+  done()
   const closedAt = performance.now()
   assert.equal(killed, false, `the churn did not end within 120 s; stdout: ${stdout}\nstderr: ${stderr}`)
   assert.equal(code, 0, `exit ${code}; stderr: ${stderr}`)

@@ -10,14 +10,16 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { repoRoot } from '../../lab/pg-bin.ts'
 
 // Spelled in pieces: this file is itself bundled by the suite's runner, whose plugin rewrites the
 // literal expression everywhere in it (the test then got the runner's URL instead of its own).
 const META_URL = ['import', 'meta', 'url'].join('.')
 
-/** Bundles of one test process: the folder (removed by `remove`) and each script's command. */
+let builds = 0
+
+/** Bundles of one build: the folder (removed by `remove`) and each script's command. */
 export interface NodeBundles {
   dir: string
   /** `node` arguments that run `script` (an absolute path given to {@link bundleScripts}). */
@@ -36,15 +38,19 @@ export interface NodeBundles {
  * ```
  */
 export async function bundleScripts(scripts: string[]): Promise<NodeBundles | undefined> {
+  // Outputs mirror the paths under the repository: a script elsewhere runs through tsx.
+  if (scripts.some((script) => relative(repoRoot, script).startsWith('..'))) return undefined
+  const n = ++builds
   const parent = join(repoRoot, '.tmp', 'node-scripts')
   // Bundles of test processes killed before their clean-up.
   try {
     for (const name of readdirSync(parent)) {
-      if (/^\d+$/.test(name) && !existsSync(`/proc/${name}`))
-        rmSync(join(parent, name), { recursive: true, force: true })
+      const pid = /^(\d+)(-\d+)?$/.exec(name)?.[1]
+      if (pid && !existsSync(`/proc/${pid}`)) rmSync(join(parent, name), { recursive: true, force: true })
     }
   } catch {}
-  const dir = join(parent, String(process.pid))
+  // One folder per build: a test process may build several times, side by side.
+  const dir = join(parent, n === 1 ? String(process.pid) : `${process.pid}-${n}`)
   const outOf = (script: string) => join(dir, relative(repoRoot, script).replace(/\.[cm]?tsx?$/, '.mjs'))
   try {
     const esbuild = await import('esbuild')
@@ -64,6 +70,8 @@ export async function bundleScripts(scripts: string[]): Promise<NodeBundles | un
         {
           name: 'import-meta-url',
           setup(build) {
+            // A script written by a test may import the sources by file URL.
+            build.onResolve({ filter: /^file:\/\// }, (args) => ({ path: fileURLToPath(args.path) }))
             build.onLoad({ filter: /\.[cm]?tsx?$/ }, async (args) => {
               const source = await readFile(args.path, 'utf8')
               const url = JSON.stringify(pathToFileURL(args.path).href)

@@ -163,7 +163,10 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
     function abort(): void {
       closed = true
       destroySockets(sockets, connectionError('CONNECTION_DESTROYED', 'aborted', host.host, host.port))
-      void sql.end({ timeout: 0 }).then(() => destroySockets(sockets))
+      // postgres.js's end() does not reject today; if a version ever does, an abort must still
+      // not become an unhandled rejection, and the sockets go either way.
+      const destroy = () => destroySockets(sockets)
+      void sql.end({ timeout: 0 }).then(destroy, destroy)
     }
 
     try {

@@ -5,11 +5,11 @@
 // CONNECTION_DESTROYED and nobody held it (bench/recovery.ts once counted one on Bun, at end()
 // after a failover). Here the fetch is held by a relay, so end() always lands while it runs.
 import assert from 'node:assert/strict'
-import { connect, createServer, type Server, type Socket } from 'node:net'
 import { after, before, test } from 'node:test'
 import { postgresHa } from '../mod.ts'
 import { type CrashWatch, describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { type PgServer, startPgServer } from './helpers/pg-server.ts'
+import { statementRelay } from './helpers/statement-relay.ts'
 
 let pg: PgServer
 let crashes: CrashWatch
@@ -23,38 +23,17 @@ after(async () => {
 })
 
 /**
- * A TCP relay to the server that holds back every array-type fetch a connection sends (it never
- * reaches the server, so the fetch stays in flight) and calls `onFetch` on the first.
+ * A relay that holds back every array-type fetch a connection sends (it never reaches the server,
+ * so the fetch stays in flight) and calls `onFetch` on the first.
  */
 async function fetchHolder(port: number, onFetch: () => void) {
-  const sockets = new Set<Socket>()
   let held = 0
-  const server: Server = createServer((down) => {
-    sockets.add(down)
-    const up = connect(port, '127.0.0.1')
-    sockets.add(up)
-    down.on('error', () => {})
-    up.on('error', () => down.destroy())
-    down.on('close', () => up.destroy())
-    up.on('close', () => down.destroy())
-    up.pipe(down)
-    down.on('data', (chunk: Buffer) => {
-      if (chunk.toString('latin1').includes('typcategory')) {
-        if (held++ === 0) onFetch()
-        return
-      }
-      if (!up.destroyed) up.write(chunk)
-    })
+  const relay = await statementRelay(port, (text) => {
+    if (!text.includes('typcategory')) return 'pass'
+    if (held++ === 0) onFetch()
+    return 'hold'
   })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  return {
-    port: (server.address() as { port: number }).port,
-    held: () => held,
-    close() {
-      for (const s of sockets) s.destroy()
-      server.close()
-    },
-  }
+  return { port: relay.port, held: () => held, close: () => relay.close() }
 }
 
 for (const timeout of [0, 1]) {

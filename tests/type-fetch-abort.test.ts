@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
-import { connect, createServer, type Server, type Socket } from 'node:net'
 import { after, before, test } from 'node:test'
 import { type CrashWatch, describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { driverClient } from './helpers/passthrough.ts'
 import { type PgServer, startPgServer } from './helpers/pg-server.ts'
+import { statementRelay } from './helpers/statement-relay.ts'
 
 let pg: PgServer
 let crashes: CrashWatch
@@ -17,41 +17,26 @@ after(async () => {
 })
 
 /**
- * A TCP relay to the server that calls `onFirstStatement` as soon as a connection sends its first
- * statement (postgres.js's array-type fetch, or the caller's statement marked `marker`), before
- * passing it on: a host abort that lands exactly then.
+ * A relay that calls the armed function as soon as a connection sends its first statement
+ * (postgres.js's array-type fetch, or the caller's statement marked `marker`), before passing it
+ * on: a host abort that lands exactly then.
  */
 async function tripwire(port: number, marker: string) {
-  const sockets = new Set<Socket>()
   let onFirstStatement: (() => void) | undefined
-  const server: Server = createServer((down) => {
-    sockets.add(down)
-    const up = connect(port, '127.0.0.1')
-    sockets.add(up)
-    down.on('error', () => {})
-    up.on('error', () => down.destroy())
-    down.on('close', () => up.destroy())
-    up.pipe(down)
-    down.on('data', (chunk: Buffer) => {
-      const text = chunk.toString('latin1')
-      if (onFirstStatement && (text.includes('typcategory') || text.includes(marker))) {
-        const trip = onFirstStatement
-        onFirstStatement = undefined
-        trip()
-      }
-      if (!down.destroyed) up.write(chunk)
-    })
+  const relay = await statementRelay(port, (text) => {
+    if (onFirstStatement && (text.includes('typcategory') || text.includes(marker))) {
+      const trip = onFirstStatement
+      onFirstStatement = undefined
+      trip()
+    }
+    return 'pass'
   })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   return {
-    port: (server.address() as { port: number }).port,
+    port: relay.port,
     arm(fn: () => void) {
       onFirstStatement = fn
     },
-    close() {
-      for (const s of sockets) s.destroy()
-      server.close()
-    },
+    close: () => relay.close(),
   }
 }
 

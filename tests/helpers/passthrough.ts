@@ -19,6 +19,23 @@ export function passthroughExecutor(
   host: () => HostAddress,
 ): Executor & { log: Recorded[]; ignorePinned: boolean; lanes: boolean } {
   const log: Recorded[] = []
+  /** A fresh context for one attempt on `target`, kept in the log (its last 500 to 1000 entries). */
+  const record = (request: ExecuteRequest, target: HostAddress) => {
+    const ctx: ExecuteContext = {
+      kind: request.kind,
+      targetRole: request.targetRole ?? 'writer',
+      host: target,
+      inTransaction: request.inTransaction ?? false,
+      sent: false,
+      delivered: false,
+      attempt: 0,
+      description: request.description ?? '',
+    }
+    const entry: Recorded = { request, ctx }
+    if (log.length > 1000) log.splice(0, 500)
+    log.push(entry)
+    return { ctx, entry }
+  }
   return {
     log,
     /** Set to act like a core that moved a reserved connection to another host (failover). */
@@ -27,19 +44,7 @@ export function passthroughExecutor(
     lane(request: ExecuteRequest): Lane | undefined {
       if (!this.lanes || request.pinnedHost) return undefined
       const target = host()
-      const ctx: ExecuteContext = {
-        kind: request.kind,
-        targetRole: request.targetRole ?? 'writer',
-        host: target,
-        inTransaction: request.inTransaction ?? false,
-        sent: false,
-        delivered: false,
-        attempt: 0,
-        description: request.description ?? '',
-      }
-      const entry: Recorded = { request, ctx }
-      if (log.length > 1000) log.splice(0, 500)
-      log.push(entry)
+      const { ctx, entry } = record(request, target)
       return {
         host: target,
         ctx,
@@ -52,19 +57,7 @@ export function passthroughExecutor(
     },
     async execute<T>(request: ExecuteRequest, attempt: Attempt<T>): Promise<T> {
       const target = (!this.ignorePinned && request.pinnedHost) || host()
-      const ctx: ExecuteContext = {
-        kind: request.kind,
-        targetRole: request.targetRole ?? 'writer',
-        host: target,
-        inTransaction: request.inTransaction ?? false,
-        sent: false,
-        delivered: false,
-        attempt: 0,
-        description: request.description ?? '',
-      }
-      const entry: Recorded = { request, ctx }
-      if (log.length > 1000) log.splice(0, 500)
-      log.push(entry)
+      const { ctx, entry } = record(request, target)
       try {
         return await attempt(target, ctx)
       } catch (error) {

@@ -7,8 +7,8 @@
  */
 import type { Server } from 'node:net'
 import type { Cluster, Member } from './cluster.ts'
+import { freePort } from './ports.ts'
 import { type Gate, listen } from './proxy.ts'
-import { freePort } from './template.ts'
 import type { TopologyTable } from './topology-table.ts'
 
 export const CLUSTER_HOST = '127.0.0.10'

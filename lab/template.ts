@@ -12,11 +12,11 @@
  * @module
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import postgres from 'postgres'
 import { ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, DATABASE, Instance } from './instance.ts'
 import { chownR, type PgBin, runAs } from './pg-bin.ts'
+import { freePort } from './ports.ts'
 import { alive } from './procs.ts'
 import { removeOrphanSegments } from './shared-memory.ts'
 
@@ -43,18 +43,6 @@ CREATE TABLE lab_internal.instances (
   ord integer NOT NULL
 );
 `
-
-/** A free TCP port on `host`. */
-export function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, host, () => {
-      const port = (server.address() as { port: number }).port
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 /** Returns the template path for `bin`, creating it when missing. */
 export async function ensureTemplate(bin: PgBin, root: string, log: (m: string) => void): Promise<string> {

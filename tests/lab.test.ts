@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { type Lab, type LabEvent, startLab } from '../lab/mod.ts'
+import { ephemeralStart } from '../lab/ports.ts'
 import { segments } from '../lab/shared-memory.ts'
 import { AURORA, client, processesIn, runCli, sleep } from './helpers/lab.ts'
 
@@ -64,6 +65,19 @@ test('lab: a 3-node cluster comes up and reports its up time, with a non-superus
     )
   } finally {
     await sql.end({ timeout: 0 })
+  }
+  // A server restarted by a fault must get its port back: below the ephemeral range, no outgoing
+  // connection can hold it meanwhile (a CI run once failed to restart a server on such a port).
+  const below = ephemeralStart()
+  assert.ok(status.port < below, `endpoint port ${status.port} is in the ephemeral range (from ${below})`)
+  for (const node of status.nodes) {
+    const direct = client(lab.url(node.id))
+    try {
+      const [{ port }] = await direct`SELECT inet_server_port() AS port`
+      assert.ok(port < below, `${node.id}'s server port ${port} is in the ephemeral range (from ${below})`)
+    } finally {
+      await direct.end({ timeout: 0 })
+    }
   }
 })
 

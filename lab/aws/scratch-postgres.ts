@@ -15,10 +15,10 @@
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
+import { freePort } from '../ports.ts'
 
 /** A running scratch server. */
 export interface ScratchPostgres {
@@ -61,19 +61,6 @@ export function postgresBinDir(): string {
   for (const dir of (process.env.PATH ?? '').split(':'))
     if (dir && existsSync(join(dir, 'initdb'))) return dir
   throw new Error('No PostgreSQL server binaries found (initdb); install PostgreSQL or set PG_BIN.')
-}
-
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 /** Starts a scratch server; see the module doc. */

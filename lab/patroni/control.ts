@@ -15,10 +15,11 @@ import type { ControlPlane } from '../control-plane.ts'
 import { EventLog } from '../events.ts'
 import { APP_PASSWORD, APP_USER, DATABASE, sleep, within } from '../instance.ts'
 import { chownR, copyAsServerUser, findPgBin, type PgBin, removeTree, serverUser } from '../pg-bin.ts'
+import { freePort } from '../ports.ts'
 import { alive, killTree, postmasterOf } from '../procs.ts'
 import { labRoot } from '../scratch.ts'
 import { removeOrphanSegments } from '../shared-memory.ts'
-import { ensureTemplate, freePort } from '../template.ts'
+import { ensureTemplate } from '../template.ts'
 import type { LabNode, LabStatus } from '../types.ts'
 import {
   etcdArgs,

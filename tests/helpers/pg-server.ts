@@ -6,9 +6,9 @@
 import { execFile, execFileSync } from 'node:child_process'
 import { existsSync, rmSync } from 'node:fs'
 import { chmod, chown, cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freePort } from '../../lab/ports.ts'
 import { labRoot } from '../../lab/scratch.ts'
 import { removeOrphanDsmFiles, removeOrphanSegments } from '../../lab/shared-memory.ts'
 
@@ -82,17 +82,6 @@ function postgresIds(): Promise<{ uid: number; gid: number }> {
     ),
   )
   return ids
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 const PASSWORD = 'pgha-test-secret'

@@ -140,18 +140,16 @@ export function postgresHa(
   const reader = createReaderSql<HaApi>(surface)
   const api = createHaApi(client, clusterId, reader.sql as unknown as HaApi['reader'])
   Object.assign(reader.sql, { ha: api })
-  const sql = createSql({ ...surface, ha: api, onEnding: () => client.ending(), onEnd: () => client.end() })
-  // One client, two surfaces over the same pools: either end() lets the reader's statements finish
-  // first, then closes the pools.
-  const endClient = sql.end.bind(sql)
-  let ending: Promise<void> | undefined
-  const end = (options?: { timeout?: number | null }) => {
-    const o = options as { timeout?: number }
-    ending ??= reader.drain(o).then(() => endClient(o))
-    return ending
-  }
-  Object.assign(sql, { end })
-  Object.assign(reader.sql, { end })
+  // One client, two surfaces over the same pools: either end() stops both at once (a statement made
+  // after it gets CONNECTION_ENDED on either) and closes the pools once both have drained.
+  const sql = createSql({
+    ...surface,
+    ha: api,
+    onEnding: () => client.ending(),
+    onEnd: () => client.end(),
+    alongside: (options) => reader.drain(options),
+  })
+  Object.assign(reader.sql, { end: sql.end })
   // A host that left the cluster keeps no pool (listed hosts and the writer stay).
   client.events.on('topology', ({ topology }) => {
     for (const host of closeLeftHosts(driver.pools, topology, initialHosts, client.writer()))

@@ -100,6 +100,28 @@ test('errors: end() lets a statement made before it finish; end({ timeout: 0 }) 
   await ending
 })
 
+test('errors: end({ timeout: 0 }) destroys a statement made before it with CONNECTION_DESTROYED, also when the client is ready at once', async () => {
+  // Another client on the same host shares the topology monitor: each new client below is ready
+  // at once, so its statement is on a pool connection that is still logging in when end() comes.
+  const keep = client(db.pg.url)
+  await keep`select 1`
+  const codes: unknown[] = []
+  for (let i = 0; i < 20; i++) {
+    const sql = client(db.pg.url, { max: 1, idle_timeout: 1, connect_timeout: 1 })
+    const error = sql`select pg_sleep(0.2)`.catch((e: { code?: string }) => e.code)
+    const ending = sql.end({ timeout: 0 })
+    // Made after end(): postgres.js rejects it with CONNECTION_ENDED.
+    const late = sql`select 1`.catch((e: { code?: string }) => e.code)
+    codes.push(await error)
+    assert.equal(await late, 'CONNECTION_ENDED')
+    await ending
+  }
+  assert.deepEqual(
+    codes,
+    codes.map(() => 'CONNECTION_DESTROYED'),
+  )
+})
+
 test("errors: end({ timeout: 0 }) during a transaction with nothing running gives postgres.js's CONNECTION_CLOSED", async () => {
   const sql = client(db.pg.url)
   const error = await sql

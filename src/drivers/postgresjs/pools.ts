@@ -15,6 +15,7 @@ import type { ConnectContext } from '../../core/plugin.ts'
 import { settleWithin, startTimer, stopTimer } from '../../runtime/mod.ts'
 import { isCancelRequest } from './cancel-request.ts'
 import { classify } from './classify.ts'
+import { postgresJsError } from './errors.ts'
 import { handOver, type LoggedIn, login } from './login.ts'
 import type { ParsedConnection } from './parse.ts'
 import { unrunQuery } from './query.ts'
@@ -230,8 +231,8 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     let done: LoggedIn | undefined
     let abandoned = false
     const open: OpenWith = async (credentials, timeoutMs) => {
-      if (state.retired || ending || abandoned)
-        throw connectionError('CONNECTION_ENDED', 'the pool was ended', host, port)
+      if (state.retired) throw destroyedError(host, port)
+      if (abandoned) throw connectionError('CONNECTION_ENDED', 'the pool was ended', host, port)
       const started = performance.now()
       const pending = openSocket(host, port, sets, tls, timeoutMs, parsed.connector)
       const socket = await withBudget(connected(pending), timeoutMs, host, port).catch((error) => {
@@ -270,9 +271,12 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       done?.socket.destroy()
       return failedSocket(error, host, port)
     }
-    if (!done || state.retired || ending) {
+    if (!done || state.retired) {
       done?.socket.destroy()
-      return failedSocket(connectionError('CONNECTION_ENDED', 'the pool was ended', host, port), host, port)
+      const error = state.retired
+        ? destroyedError(host, port)
+        : connectionError('CONNECTION_ENDED', 'the pool was ended', host, port)
+      return failedSocket(error, host, port)
     }
     return handOver(done, async (request) => {
       const socket = await withBudget(
@@ -303,8 +307,7 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     } catch (error) {
       return failedSocket(error, host, port)
     }
-    if (state.retired || ending)
-      return failedSocket(connectionError('CONNECTION_ENDED', 'the pool was ended', host, port), host, port)
+    if (state.retired) return failedSocket(destroyedError(host, port), host, port)
     pool.password = ctx.password ?? ''
     const remainingMs = budget && Math.max(1, budget - (performance.now() - started))
     return openSocket(host, port, sets, tls, remainingMs, parsed.connector)
@@ -500,6 +503,17 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     await Promise.all([endInstance(e.sql, e, timeout), ...[...e.dedicated].map((d) => d.end())])
     destroySockets(e)
   }
+}
+
+/**
+ * Why a connection still logging in when its instance is retired gets no socket: postgres.js is
+ * destroying that instance's connections (`end({ timeout })` is up, or the host was dropped), and
+ * it destroys one still connecting with CONNECTION_DESTROYED, so its statement gets that. The
+ * pool's `ending` alone is no reason: until the timeout, postgres.js lets such a connection
+ * connect and run what it holds.
+ */
+function destroyedError(host: string, port: number): Error {
+  return postgresJsError('CONNECTION_DESTROYED', host, port)
 }
 
 /** When the connect timeout is off (0), the connect plugins still get a deadline. */

@@ -54,6 +54,11 @@ export interface CreateSqlOptions<Ha> {
   /** Called once when `sql.end()` starts, before any connection is closed (the core stops failing over). */
   readonly onEnding?: (() => void) | undefined
   /**
+   * Ends another surface over the same pools (the reader `sql`): started by `sql.end()` at once,
+   * so that both stop taking statements in the same tick, and awaited before the pools close.
+   */
+  readonly alongside?: ((options: { timeout?: number | null } | undefined) => Promise<void>) | undefined
+  /**
    * The client's events: when the writer moves, every `sql.listen` channel and `sql.subscribe`
    * subscriber moves to the host the core now gives.
    */
@@ -93,7 +98,7 @@ function requestOf(q: PgQuery): ExecuteRequest {
  * ```
  */
 export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
-  const { executor, pools, base, ha, onEnd, onEnding } = input
+  const { executor, pools, base, ha, onEnd, onEnding, alongside } = input
   let ended = false
   let ending: Promise<void> | undefined
   // Executions under way, so that `end()` lets them finish first: how to reject each, and whether
@@ -350,7 +355,12 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     if (ending) return ending
     const timeout = options?.timeout ?? null
     ending = (async () => {
-      // As in postgres.js, a query made just before end() (its handler is a microtask away) still runs.
+      // Started before our own `await 1`: the other surface stops taking statements when we do.
+      const others = alongside?.(options)
+      // Awaited below, after our own drain: not an unhandled rejection meanwhile.
+      others?.catch(() => {})
+      // As in postgres.js, a query made just before end() (its handler is a microtask away) still
+      // runs, and one made after it gets CONNECTION_ENDED.
       await 1
       ended = true
       onEnding?.()
@@ -364,6 +374,7 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
         stopTimer(timer)
         for (const [reject, withPostgresJs] of pending) if (!withPostgresJs) reject(destroyedError())
       }
+      await others
       const left = timeout === null ? null : Math.max(0, timeout - (performance.now() - started) / 1000)
       await Promise.all([listener.end(), subscriber.end(), reserved.end()])
       await pools.endAll({ timeout: left })

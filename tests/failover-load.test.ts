@@ -5,18 +5,13 @@ import { test } from 'node:test'
 import { nowMs, startLab } from '../lab/mod.ts'
 import { FailoverSuccessError, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
 import { appBackends, noneLeft } from './helpers/backends.ts'
-import { eventually, labClientOptions, settle } from './helpers/ha.ts'
+import { eventually, labClientOptions, SILENT_WRITER_LAB, settle } from './helpers/ha.ts'
 
 const ACCOUNTS = 10
 const START_BALANCE = 1_000
 
 test('failover: bank transfers keep their invariant across five failovers of mixed kinds', async () => {
-  await using lab = await startLab({
-    nodes: 3,
-    promoteAfterMs: 200,
-    probeTimeoutMs: 500,
-    endpointLagMs: 60_000,
-  })
+  await using lab = await startLab(SILENT_WRITER_LAB)
   const baseline = await appBackends(lab)
   const sql = postgresHa(lab.url('cluster'), labClientOptions({ max: 4 }))
   await sql`create table accounts (id int primary key, balance int not null)`

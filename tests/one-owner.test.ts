@@ -6,16 +6,11 @@ import { test } from 'node:test'
 import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { eventually, labClientOptions, settle } from './helpers/ha.ts'
+import { eventually, labClientOptions, SILENT_WRITER_LAB, settle } from './helpers/ha.ts'
 
 test('a frozen writer: its connections are dropped once per failover', async () => {
   const crashes = watchCrashes()
-  await using lab = await startLab({
-    nodes: 3,
-    promoteAfterMs: 200,
-    probeTimeoutMs: 500,
-    endpointLagMs: 60_000,
-  })
+  await using lab = await startLab(SILENT_WRITER_LAB)
   const drops: string[] = []
   const logger = {
     debug: (m: string, f?: Record<string, unknown>) => {

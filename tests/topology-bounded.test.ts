@@ -7,16 +7,11 @@ import { startLab } from '../lab/mod.ts'
 import { type HaPlugin, postgresHa } from '../mod.ts'
 import { monitorOf } from '../src/core/monitor-registry.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { eventually, labClientOptions, settle } from './helpers/ha.ts'
+import { eventually, labClientOptions, SILENT_WRITER_LAB, settle } from './helpers/ha.ts'
 
 test('topology: a frozen monitor host does not stall topology reads; the new writer shows within seconds', async () => {
   const crashes = watchCrashes()
-  await using lab = await startLab({
-    nodes: 3,
-    promoteAfterMs: 200,
-    probeTimeoutMs: 500,
-    endpointLagMs: 60_000,
-  })
+  await using lab = await startLab(SILENT_WRITER_LAB)
   const sql = postgresHa(lab.url('cluster'), labClientOptions())
   try {
     await sql`select 1`

@@ -59,7 +59,10 @@ export function failoverPlugin(): HaPlugin {
   let options: ResolvedFailoverOptions
   let running: Promise<HostAddress> | undefined
   let generation = 0
-  /** One question per host at a time, however many statements lost their connection to it. */
+  /**
+   * One question per host at a time ("is it still the writer?"), however many statements lost
+   * their connection to it or were refused a write by it.
+   */
   const asking = new Map<string, Promise<boolean>>()
   let losses: ReaderLosses
   const alive = (host: HostAddress | undefined): Promise<boolean> => {
@@ -206,7 +209,7 @@ export function failoverPlugin(): HaPlugin {
     const failed = ctx.host
     // A read-only transaction (`begin('read only')`, SET TRANSACTION READ ONLY) refuses writes
     // on a healthy writer too: only a host that is no longer writable was demoted.
-    if (trigger === 'read-only' && (await stillWritable(services, failed))) throw error
+    if (trigger === 'read-only' && (await alive(failed))) throw error
     // The one host there is refused a write as a standby: no search can find another.
     if (trigger === 'read-only' && failed && undiscoverable(services, failed))
       throw onlyReaderError(failed, 0, error)

@@ -17,7 +17,6 @@ import type {
 } from '../../core/connection-factory.ts'
 import { QueryTimeoutError } from '../../core/errors.ts'
 import { startTimer, stopTimer, type TimerHandle } from '../../runtime/mod.ts'
-import { isCancelRequest } from './cancel-request.ts'
 import { classify } from './classify.ts'
 import { postgresJsError } from './errors.ts'
 import { handOver, login } from './login.ts'
@@ -129,7 +128,6 @@ export function createConnectionFactory(opts: ConnectionFactoryOptions): Connect
       shared: { retries: 0, typeArrayMap: {} },
       socket: async (connecting?: { database?: string; connection?: Record<string, unknown> }) => {
         const pending = openSocket(host.host, host.port, [sockets], tls, remainingMs, parsed.connector)
-        if (isCancelRequest()) return pending instanceof Promise ? pending.then(listen) : listen(pending)
         try {
           const socket = listen(await connected(pending))
           const loggedIn = await login(

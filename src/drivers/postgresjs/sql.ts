@@ -26,6 +26,7 @@ import {
   type OwnAttempt,
   type PgQuery,
   type QueryHandler,
+  unrunQuery,
 } from './query.ts'
 import { createReserve } from './reserve.ts'
 import { createSubscriber } from './subscribe.ts'
@@ -429,8 +430,6 @@ function withoutTlsSecrets(options: postgres.ParsedOptions): postgres.ParsedOpti
   return Object.assign(Object.create(Object.getPrototypeOf(options)), options, { ssl: masked })
 }
 
-const EMPTY = Object.assign([''], { raw: [''] }) as unknown as TemplateStringsArray
-
 /**
  * Runs `precheck` and then `q` on one connection of the pool, pipelined (one round trip): a
  * postgres.js reservation holds the connection, and the check is handed to it first (both go out
@@ -444,7 +443,7 @@ async function attemptAfter(
 ): Promise<unknown> {
   const reservation = await entry.sql.reserve()
   try {
-    const probe = (reservation as unknown as (s: TemplateStringsArray) => PgQuery)(EMPTY)
+    const probe = unrunQuery(reservation)
     const check = reservation.unsafe(precheck.text).values()
     const value = check.then((rows) => (rows as unknown as unknown[][])[0]?.[0])
     // Read once the statement settles; a failed check must not be an unhandled rejection meanwhile.

@@ -45,7 +45,8 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   return osPort(host)
 }
 
-function canListen(host: string, port: number): Promise<boolean> {
+/** Whether a server can listen on `host:port` right now. */
+export function canListen(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = createServer()
     server.once('error', () => resolve(false))

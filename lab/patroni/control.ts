@@ -15,7 +15,7 @@ import type { ControlPlane } from '../control-plane.ts'
 import { EventLog } from '../events.ts'
 import { APP_PASSWORD, APP_USER, DATABASE, sleep, within } from '../instance.ts'
 import { chownR, copyAsServerUser, findPgBin, type PgBin, removeTree, serverUser } from '../pg-bin.ts'
-import { freePort } from '../ports.ts'
+import { canListen, freePort } from '../ports.ts'
 import { alive, killTree, postmasterOf } from '../procs.ts'
 import { labRoot } from '../scratch.ts'
 import { removeOrphanSegments } from '../shared-memory.ts'
@@ -44,19 +44,10 @@ async function portFreeOn(hosts: string[], avoid: number[] = []): Promise<number
   for (let attempt = 0; attempt < 20; attempt++) {
     const port = await freePort(hosts[0])
     if (avoid.includes(port)) continue
-    const ok = await Promise.all(hosts.slice(1).map((h) => freePort(h).then(() => canBind(h, port))))
+    const ok = await Promise.all(hosts.slice(1).map((h) => canListen(h, port)))
     if (ok.every(Boolean)) return port
   }
   throw new Error(`found no port free on ${hosts.join(', ')} after 20 attempts`)
-}
-
-async function canBind(host: string, port: number): Promise<boolean> {
-  const { createServer } = await import('node:net')
-  return new Promise((resolve) => {
-    const s = createServer()
-    s.once('error', () => resolve(false))
-    s.listen(port, host, () => s.close(() => resolve(true)))
-  })
 }
 
 export class PatroniControl implements ControlPlane {

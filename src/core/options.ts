@@ -7,7 +7,6 @@
  * @module
  */
 import type { Clock } from '../runtime/clock.ts'
-import { systemClock } from '../runtime/clock.ts'
 import { type Runtime, runtimeWithClock, systemRuntime } from '../runtime/runtime.ts'
 import type { DialectName } from './dialect.ts'
 import { InvalidOptionError } from './errors.ts'
@@ -102,8 +101,7 @@ export interface ResolvedHaOptions {
   readonly connectTimeoutMs: number
   readonly probeTimeoutMs: number
   readonly logger: Partial<Logger> | undefined
-  readonly clock: Clock
-  /** Time and timers for everything that waits: the real timers, time from `clock` when one is given. */
+  /** Time and timers for everything that waits: the real timers, time from the `clock` option when one is given. */
   readonly runtime: Runtime
   /** The plugins' options, by name, validated by their tables. */
   readonly [pluginOption: string]: unknown
@@ -368,7 +366,6 @@ export function parseOptions(input: Record<string, unknown> | undefined, parts: 
     connectTimeoutMs,
     probeTimeoutMs: ha.probeTimeoutMs as number,
     logger: ha.logger as Partial<Logger> | undefined,
-    clock: (ha.clock as Clock | undefined) ?? systemClock,
     runtime: ha.clock ? runtimeWithClock(systemRuntime, ha.clock as Clock) : systemRuntime,
   })
   return Object.freeze({ driver: Object.freeze(driver), ha: resolved })

@@ -8,7 +8,7 @@ import postgres from 'postgres'
 import { type Lab, startLab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { labClientOptions, settle } from './helpers/ha.ts'
+import { asLabAdmin, labClientOptions, settle } from './helpers/ha.ts'
 
 let lab: Lab
 let sql: PostgresHaSql
@@ -67,7 +67,7 @@ test('inside a transaction, a raised 08006 rolls back like any error and alarms 
 
 test('too many connections (53300) while the pool grows: busy, not down — no hostDown, no failover', async () => {
   const status = await lab.status()
-  const admin = postgres(lab.url(status.writer!).replace(/\/\/[^@]+@/, '//lab_admin:lab-admin-secret@'), {
+  const admin = postgres(asLabAdmin(lab.url(status.writer!)), {
     max: 1,
     onnotice: () => {},
   })

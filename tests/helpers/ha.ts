@@ -1,3 +1,4 @@
+import { ADMIN_PASSWORD, ADMIN_USER } from '../../lab/instance.ts'
 import type { Lab, LabStatus } from '../../lab/mod.ts'
 import type { PostgresHaOptions } from '../../src/postgres-ha.ts'
 
@@ -41,7 +42,10 @@ export async function settle<T>(
 
 /** `url` with the lab's superuser in place of the app's role (for faults the app may not cause). */
 export function asLabAdmin(url: string): string {
-  return url.replace(/\/\/[^@]+@/, '//lab_admin:lab-admin-secret@')
+  const admin = new URL(url)
+  admin.username = ADMIN_USER
+  admin.password = ADMIN_PASSWORD
+  return admin.toString()
 }
 
 /** A logger that keeps each warn and error as `message {fields as JSON}`, and drops the rest. */

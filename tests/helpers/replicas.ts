@@ -1,19 +1,15 @@
 // Superuser access to a lab's instances, for the read-scaling tests that pause replay or watch
 // what a standby runs.
 import postgres from 'postgres'
-import { ADMIN_PASSWORD, ADMIN_USER } from '../../lab/instance.ts'
 import type { Lab } from '../../lab/mod.ts'
-import { eventually } from './ha.ts'
+import { asLabAdmin, eventually } from './ha.ts'
 
 /** Superuser connections to a lab's instances (`pg_wal_replay_pause()` needs one); `end()` closes them all. */
 export function labAdmins(lab: Lab): { admin(id: string): postgres.Sql; end(): Promise<void> } {
   const opened: postgres.Sql[] = []
   return {
     admin(id) {
-      const url = new URL(lab.url(id))
-      url.username = ADMIN_USER
-      url.password = ADMIN_PASSWORD
-      const sql = postgres(url.toString(), { max: 1, onnotice: () => {} })
+      const sql = postgres(asLabAdmin(lab.url(id)), { max: 1, onnotice: () => {} })
       opened.push(sql)
       return sql
     },

@@ -27,7 +27,7 @@ import { isRecoveryWrite } from './lib/recovery.ts'
 import { emit, machineInfo, nowMs, progress, runtimeInfo, sleep } from './lib/report.ts'
 import { summarize } from './lib/stats.ts'
 import { target, verdict } from './lib/targets.ts'
-import { rate, recoveredAt, recoveryWatch } from './lib/throughput.ts'
+import { rate, recoveryWatch } from './lib/throughput.ts'
 import { errorCounts, startWriteLoop, type WriteLoop } from './lib/write-loop.ts'
 
 const flags = parseFlags('bench/recovery.ts', {
@@ -173,7 +173,6 @@ async function runRecoveryTrial(lab: Lab, trial: number): Promise<RecoveryTrial>
     const fromMs = ready?.atMs ?? injected.faultMs
     const deadline = performance.now() + flags['cap-ms']
     const options = { baselinePerSecond, fromMs, windowMs: flags['window-ms'] }
-    const recovered = () => recoveredAt(onNewWriter(), options)
     // Asked every 20 ms: over only what is new since the last time (see recoveryWatch).
     const watch = recoveryWatch(
       loops.map((l) => l.records),
@@ -185,7 +184,8 @@ async function runRecoveryTrial(lab: Lab, trial: number): Promise<RecoveryTrial>
     await sleep(settleMs)
     const stoppedAt = nowMs()
     await Promise.all(loops.map((l) => l.stop(2_000)))
-    const at = ready ? recovered() : undefined
+    // Reads what came in since its last call too: the same time recoveredAt gives over every write.
+    const at = ready ? watch() : undefined
     const first = onNewWriter().sort((a, b) => a - b)[0]
     const records = all()
     const writer = (await lab.status()).writer

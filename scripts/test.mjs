@@ -14,10 +14,10 @@
 // another heavy job: the three runtimes' copies of it take turns.
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
 import { availableParallelism, loadavg } from 'node:os'
 import { dirname, join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
+import { bundleForNode, removeDeadProcessFolders } from './node-bundle.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bin = (name) => join(root, 'node_modules', '.bin', name)
@@ -80,37 +80,12 @@ function buildNodeBundles() {
   nodeBundles ??= (async () => {
     if (process.env.TEST_NODE_BUNDLE === '0') return false
     // Bundles of runs that were killed before their clean-up.
+    removeDeadProcessFolders(dirname(bundleDir))
     try {
-      for (const name of readdirSync(dirname(bundleDir))) {
-        if (!/^\d+$/.test(name) || existsSync(`/proc/${name}`)) continue
-        rmSync(join(dirname(bundleDir), name), { recursive: true, force: true })
-      }
-    } catch {}
-    try {
-      const esbuild = await import('esbuild')
-      const keepImportMetaUrl = {
-        name: 'import-meta-url',
-        setup(build) {
-          build.onLoad({ filter: /\.[cm]?tsx?$/ }, async (args) => {
-            const source = await readFile(args.path, 'utf8')
-            const url = JSON.stringify(pathToFileURL(args.path).href)
-            return { contents: source.replaceAll('import.meta.url', url), loader: 'ts' }
-          })
-        },
-      }
-      await esbuild.build({
+      await bundleForNode({
         entryPoints: testFiles.map((file) => join(root, file)),
         outdir: bundleDir,
         outbase: root,
-        outExtension: { '.js': '.mjs' },
-        bundle: true,
-        platform: 'node',
-        format: 'esm',
-        packages: 'external',
-        target: `node${process.versions.node}`,
-        sourcemap: 'linked',
-        plugins: [keepImportMetaUrl],
-        logLevel: 'silent',
       })
       return true
     } catch (error) {

@@ -402,11 +402,7 @@ export class TopologyMonitor {
   #accept(next: Topology): void {
     const previous = this.#current
     this.#current = next
-    // A read outside the timer (the first statement) must not leave the next one at the calm interval.
-    if (this.#joining.note(next) && this.#timer && !this.#stopped && !this.#fast) {
-      this.config.runtime.stopTimer(this.#timer)
-      this.#schedule(this.#nextDelay())
-    }
+    const joiningStarted = this.#joining.note(next) && !this.#fast
     const changed = !sameShape(previous, next)
     if (changed || !next.writer) this.#stableReads = 0
     else this.#stableReads++
@@ -414,14 +410,13 @@ export class TopologyMonitor {
       this.#fast = false
       this.config.logger.debug('topology: settled', { cluster: this.config.clusterId })
     }
-    if (!next.writer && !this.#fast) {
-      this.#fast = true
-      // A read outside the timer (the first statement, a failover) must not leave the next one
-      // scheduled for the calm interval.
-      if (this.#timer && !this.#stopped) {
-        this.config.runtime.stopTimer(this.#timer)
-        this.#schedule(this.#nextDelay())
-      }
+    const becameFast = !next.writer && !this.#fast
+    if (becameFast) this.#fast = true
+    // A read outside the timer (the first statement, a failover) must not leave the next one
+    // scheduled for the calm interval: once, whichever of the two asked for sooner reads.
+    if ((joiningStarted || becameFast) && this.#timer && !this.#stopped) {
+      this.config.runtime.stopTimer(this.#timer)
+      this.#schedule(this.#nextDelay())
     }
     if (changed)
       for (const s of [...this.#subscribers]) {

@@ -7,7 +7,7 @@
  */
 import type { DbConnection } from '../core/connection-factory.ts'
 import type { Dialect, TopologyContext } from '../core/dialect.ts'
-import { type HostAddress, type HostInfo, type HostRole, sameHost } from '../core/host.ts'
+import { type HostInfo, sameHost } from '../core/host.ts'
 import { electWriter } from './split-brain.ts'
 import {
   identityOf,
@@ -43,17 +43,15 @@ export const pgDialect: Dialect = Object.freeze({
     )
     const claimers = context.initialHosts.filter((_, i) => identities[i]!.role === 'writer')
     const writer = await electWriter(claimers, conn, context)
-    // A primary that lost the election is left out: it is no standby of the writer.
-    const roleOf = (h: HostAddress, i: number): HostRole =>
-      identities[i]!.role !== 'writer' ? identities[i]!.role : sameHost(h, writer) ? 'writer' : 'unknown'
     // Lag needs pg_monitor; without it the hosts and roles still stand.
     const lags =
       own.role === 'writer' && sameHost(conn.host, writer)
         ? await lagOf(conn, identities).catch(() => identities.map(() => undefined))
         : identities.map(() => undefined)
     return context.initialHosts.flatMap((h, i) => {
-      const role = roleOf(h, i)
-      if (identities[i]!.role === 'writer' && role !== 'writer') return []
+      const role = identities[i]!.role
+      // A primary that lost the election is left out: it is no standby of the writer.
+      if (role === 'writer' && !sameHost(h, writer)) return []
       return [{ host: h.host, port: h.port, id: h.host, role, lagMs: role === 'writer' ? 0 : lags[i] }]
     })
   },

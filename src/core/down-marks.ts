@@ -9,6 +9,7 @@ import type { TimerHandle } from '../runtime/timers.ts'
 import type { ConnectionFactory } from './connection-factory.ts'
 import type { HaEvents } from './events.ts'
 import { type HostAddress, hostKey } from './host.ts'
+import { noAnswerFrom } from './host-answers.ts'
 import type { Logger } from './logger.ts'
 
 /**
@@ -100,16 +101,10 @@ export class DownMarks {
     const { factory, ended, runtime } = this.#deps
     await Promise.all(
       [...this.#down.values()].map(async ({ host }) => {
-        try {
-          const conn = await factory.connect({ host, purpose: 'probe', timeoutMs: this.#deps.probeTimeoutMs })
-          conn.abort()
-          if (!ended.aborted) this.markUp(host)
-        } catch (error) {
-          // A host that answers with an error (too many connections, refused credentials) is up;
-          // silence or a refused connection means still down.
-          const kind = factory.classify(error)
-          if (kind !== 'connect-failed' && kind !== 'connection-lost' && !ended.aborted) this.markUp(host)
-        }
+        // A host that answers, with an error too (too many connections, refused credentials), is
+        // up; silence or a refused connection means still down.
+        const silent = await noAnswerFrom(factory, host, this.#deps.probeTimeoutMs)
+        if (silent === undefined && !ended.aborted) this.markUp(host)
       }),
     )
     for (const [key, mark] of this.#down) if (runtime.now() >= mark.until) this.#down.delete(key)

@@ -12,6 +12,7 @@
 import type { Clock } from '../runtime/clock.ts'
 import type { ConnectionFactory } from './connection-factory.ts'
 import { type HostAddress, type HostInfo, hostKey, sameHost } from './host.ts'
+import { noAnswerFrom } from './host-answers.ts'
 import type { Logger } from './logger.ts'
 
 /** How long a finding stands before the hosts are asked again (DNS may have caught up). */
@@ -80,16 +81,8 @@ export class InstanceReachability {
     const now = this.#config.clock.now()
     const known = this.#verdicts.get(hostKey(host))
     if (known && (known.reachable || now - known.at < RECHECK_MS)) return known.reachable
-    let reachable: boolean
-    try {
-      const conn = await factory.connect({ host, purpose: 'probe', timeoutMs: this.#config.probeTimeoutMs })
-      conn.abort()
-      reachable = true
-    } catch (error) {
-      // A host that answers with a refusal (credentials, too many connections) is there.
-      const kind = factory.classify(error)
-      reachable = kind !== 'connect-failed' && kind !== 'connection-lost'
-    }
+    // A host that answers with a refusal (credentials, too many connections) is there.
+    const reachable = (await noAnswerFrom(factory, host, this.#config.probeTimeoutMs)) === undefined
     this.#verdicts.set(hostKey(host), { reachable, at: now })
     return reachable
   }

@@ -6,6 +6,7 @@
  * @module
  */
 import { type HostAddress, hostKey, sameHost } from '../../core/host.ts'
+import { noAnswerFrom } from '../../core/host-answers.ts'
 import type { PluginServices } from '../../core/plugin.ts'
 
 /** Another reader than `failed` that is not marked down, else the writer. */
@@ -58,19 +59,12 @@ export function readerLosses(services: PluginServices): ReaderLosses {
   let verifying: Promise<void> | undefined
 
   const verify = async (host: HostAddress): Promise<void> => {
-    const timeoutMs = services.options.probeTimeoutMs
-    try {
-      const conn = await services.factory.connect({ host, purpose: 'probe', timeoutMs })
-      conn.abort()
-    } catch (error) {
-      // Only silence or a refused or broken connection says the host is gone; any answer (too
-      // many connections, refused credentials) is a live server, judged by its statements.
-      const kind = services.classify(error)
-      if (kind !== 'connect-failed' && kind !== 'connection-lost') return
-      if (services.endSignal.aborted || services.isHostDown(host)) return
-      services.markHostDown(host, `no answer after another reader was lost (${kind})`)
-      services.abortHost(host, 'no answer after another reader was lost')
-    }
+    // Only silence or a refused or broken connection says the host is gone; any answer (too
+    // many connections, refused credentials) is a live server, judged by its statements.
+    const kind = await noAnswerFrom(services.factory, host, services.options.probeTimeoutMs)
+    if (kind === undefined || services.endSignal.aborted || services.isHostDown(host)) return
+    services.markHostDown(host, `no answer after another reader was lost (${kind})`)
+    services.abortHost(host, 'no answer after another reader was lost')
   }
 
   return {

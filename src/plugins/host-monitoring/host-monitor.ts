@@ -6,8 +6,9 @@
  *
  * @module
  */
-import type { ConnectionFactory, DbConnection, ErrorKind } from '../../core/connection-factory.ts'
+import type { ConnectionFactory, DbConnection } from '../../core/connection-factory.ts'
 import { type HostAddress, hostKey } from '../../core/host.ts'
+import { isAnswer } from '../../core/host-answers.ts'
 import type { Runtime } from '../../runtime/runtime.ts'
 import type { TimerHandle } from '../../runtime/timers.ts'
 
@@ -132,7 +133,7 @@ export class HostMonitor {
       this.#conn = undefined
       // A host that answered with an error (refused credentials, too many connections) is alive,
       // whatever is wrong with the request: only silence and lost connections count as failures.
-      ok = answered(settings.factory.classify(error))
+      ok = isAnswer(settings.factory.classify(error))
     } finally {
       this.#probing = false
     }
@@ -152,10 +153,6 @@ export class HostMonitor {
 }
 
 /** Whether an error of this kind came from a host that is up. */
-function answered(kind: ErrorKind): boolean {
-  return kind !== 'connect-failed' && kind !== 'connection-lost'
-}
-
 const monitors = new Map<string, HostMonitor>()
 
 /** The shared monitor of a host, created on first use. */

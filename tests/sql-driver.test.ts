@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
-import { createServer, type Server, type Socket } from 'node:net'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 import { after, before, test } from 'node:test'
 import { inspect } from 'node:util'
 import { QueryTimeoutError, TransactionResolutionUnknownError } from '../src/core/errors.ts'
 import type { ConnectContext } from '../src/core/plugin.ts'
+import { login } from '../src/drivers/postgresjs/login.ts'
 import {
   classify,
   createConnectionFactory,
@@ -11,6 +12,8 @@ import {
   createSql,
   parseConnection,
 } from '../src/drivers/postgresjs/mod.ts'
+import { createSaltedPasswords } from '../src/drivers/postgresjs/salted-passwords.ts'
+import { negotiateTls } from '../src/drivers/postgresjs/tls.ts'
 import { eventually } from './helpers/ha.ts'
 import { driverClient, passthroughExecutor } from './helpers/passthrough.ts'
 import { type PgServer, startPgServer } from './helpers/pg-server.ts'
@@ -25,13 +28,22 @@ after(async () => {
   await pg?.stop()
 })
 
-function client(options: Parameters<typeof driverClient>[1] = {}) {
-  const c = driverClient(pg.url, options)
+/** A client of `url`, ended after the file's tests even if a test fails before its own `end()`. */
+function clientOf(url: string, options: Parameters<typeof driverClient>[1] = {}) {
+  const c = driverClient(url, options)
   ends.push(() => c.sql.end({ timeout: 0 }))
   return c
 }
 
-/** A TCP server that accepts connections and never answers (a black-holed database). */
+function client(options: Parameters<typeof driverClient>[1] = {}) {
+  return clientOf(pg.url, options)
+}
+
+/**
+ * A TCP server that accepts connections and never answers (a black-holed database). It is closed
+ * after the file's tests even when a test fails before its own `close()`: an open server keeps
+ * the process alive, and a failed assertion must fail the file, not hang it.
+ */
 async function silentServer(): Promise<{ port: number; close(): void }> {
   const sockets = new Set<Socket>()
   const server: Server = createServer((s) => {
@@ -39,13 +51,12 @@ async function silentServer(): Promise<{ port: number; close(): void }> {
     s.on('error', () => {})
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  return {
-    port: (server.address() as { port: number }).port,
-    close() {
-      for (const s of sockets) s.destroy()
-      server.close()
-    },
+  const close = () => {
+    for (const s of sockets) s.destroy()
+    server.close()
   }
+  ends.push(async () => close())
+  return { port: (server.address() as { port: number }).port, close }
 }
 
 async function refusedPort(): Promise<number> {
@@ -119,7 +130,7 @@ test('sql: a retry builds a fresh postgres.js query (the attempt can run twice)'
 
 test('sql: a refused connection leaves ctx.sent false and classifies as connect-failed', async () => {
   const port = await refusedPort()
-  const { sql, executor } = driverClient(`postgres://u:p@127.0.0.1:${port}/db`)
+  const { sql, executor } = clientOf(`postgres://u:p@127.0.0.1:${port}/db`)
   const error = await sql`select 1`.catch((e) => e)
   assert.equal(error.code, 'ECONNREFUSED')
   assert.equal(classify(error), 'connect-failed')
@@ -128,7 +139,7 @@ test('sql: a refused connection leaves ctx.sent false and classifies as connect-
 })
 
 test('sql: an authentication failure classifies as auth-failed', async () => {
-  const { sql } = driverClient(pg.url, { password: 'wrong' })
+  const { sql } = clientOf(pg.url, { password: 'wrong' })
   const error = await sql`select 1`.catch((e) => e)
   assert.equal(error.code, '28P01')
   assert.equal(classify(error), 'auth-failed')
@@ -183,7 +194,7 @@ test('sql: abortHost rejects an in-flight statement at once and closes every soc
 
 test('sql: abortHost does not hang on a black-holed peer, and end() returns', async () => {
   const silent = await silentServer()
-  const { sql, pools, target } = driverClient(`postgres://u:p@127.0.0.1:${silent.port}/db`, {
+  const { sql, pools, target } = clientOf(`postgres://u:p@127.0.0.1:${silent.port}/db`, {
     connect_timeout: 30,
   })
   const pending = sql`select 1`.catch((e) => e)
@@ -198,7 +209,7 @@ test('sql: abortHost does not hang on a black-holed peer, and end() returns', as
 
 test('sql: an unreachable host rejects within connect_timeout', async () => {
   const silent = await silentServer()
-  const { sql } = driverClient(`postgres://u:p@127.0.0.1:${silent.port}/db`, { connect_timeout: 0.3 })
+  const { sql } = clientOf(`postgres://u:p@127.0.0.1:${silent.port}/db`, { connect_timeout: 0.3 })
   const t0 = performance.now()
   const error = await sql`select 1`.catch((e) => e)
   assert.equal(error.code, 'CONNECT_TIMEOUT')
@@ -211,8 +222,9 @@ test('sql: an unreachable host rejects within connect_timeout', async () => {
 test('sql: a peer that accepts and closes at once fails the query instead of reconnecting forever', async () => {
   const server = createServer((s) => s.end())
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  ends.push(async () => server.close())
   const { port } = server.address() as { port: number }
-  const { sql } = driverClient(`postgres://u:p@127.0.0.1:${port}/db`, { connect_timeout: 5 })
+  const { sql } = clientOf(`postgres://u:p@127.0.0.1:${port}/db`, { connect_timeout: 5 })
   const error = await sql`select 1`.catch((e) => e)
   assert.equal(classify(error), 'connection-lost')
   await sql.end({ timeout: 0 })
@@ -274,7 +286,7 @@ test('sql: nothing secret in inspect, console output, JSON or keys of sql and sq
 })
 
 test("sql: end() twice is harmless and later work rejects with postgres.js's CONNECTION_ENDED", async () => {
-  const { sql, pools, target } = driverClient(pg.url)
+  const { sql, pools, target } = clientOf(pg.url)
   await sql`select 1`
   await Promise.all([sql.end(), sql.end()])
   await sql.end()
@@ -472,4 +484,23 @@ test('sql: factory connect failures are connect-failed or auth-failed, within th
   const e3 = await bad.connect({ host: parsed.hosts[0]!, purpose: 'probe', timeoutMs: 2000 }).catch((e) => e)
   assert.equal(bad.classify(e3), 'auth-failed')
   silent.close()
+})
+
+test("sql: a stalled login or TLS negotiation times out with postgres.js's CONNECT_TIMEOUT message", async () => {
+  // The factory's connect timeout and the login's (or TLS negotiation's) own run side by side;
+  // whichever fires first, the caller must see the one error postgres.js gives for a connect
+  // that did not finish in time.
+  const silent = await silentServer()
+  const expected = { code: 'CONNECT_TIMEOUT', message: `write CONNECT_TIMEOUT 127.0.0.1:${silent.port}` }
+  const open = async () => {
+    const socket = connect(silent.port, '127.0.0.1')
+    await new Promise((r) => socket.once('connect', r))
+    return Object.assign(socket, { host: '127.0.0.1', port: silent.port })
+  }
+  const params = { user: 'u', password: 'p', database: 'db', parameters: {} }
+  const loginError = await login(await open(), params, 50, createSaltedPasswords()).catch((e) => e)
+  assert.deepEqual({ code: loginError.code, message: loginError.message }, expected)
+  const tls = { ssl: 'require', direct: false }
+  const tlsError = await negotiateTls(await open(), tls, '127.0.0.1', silent.port, 50).catch((e) => e)
+  assert.deepEqual({ code: tlsError.code, message: tlsError.message }, expected)
 })

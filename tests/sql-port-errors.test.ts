@@ -62,6 +62,42 @@ test("errors: a silent host times out with postgres.js's CONNECT_TIMEOUT, host:p
   assert.ok(took < 1500, `took ${took} ms`)
 })
 
+/**
+ * A server that answers the SSLRequest with `answer` ('S': go ahead with TLS, 'N': no TLS) and is
+ * silent from then on: the connect stalls in the TLS handshake or in the login.
+ */
+async function silentAfterSslAnswer(answer: 'S' | 'N'): Promise<number> {
+  const sockets = new Set<Socket>()
+  const server = createServer((s) => {
+    sockets.add(s)
+    s.on('error', () => {})
+    s.once('data', () => s.write(answer))
+  })
+  server.on('close', () => {
+    for (const s of sockets) s.destroy()
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  db.closeAfter(server)
+  return (server.address() as { port: number }).port
+}
+
+test("errors: a host silent in the TLS handshake or the login times out with postgres.js's CONNECT_TIMEOUT", async () => {
+  // postgres.js's connect_timeout covers the whole connect, whatever step stalls, with one error.
+  for (const [answer, ssl] of [
+    ['S', 'require'],
+    ['N', 'prefer'],
+  ] as const) {
+    const port = await silentAfterSslAnswer(answer)
+    const sql = client(`postgres://app:pw@127.0.0.1:${port}/app`, { connect_timeout: 0.2, ssl })
+    const t0 = performance.now()
+    const error = (await sql`select 1`.catch((e: unknown) => e)) as { code?: string; message?: string }
+    const took = performance.now() - t0
+    assert.equal(error.code, 'CONNECT_TIMEOUT', `ssl ${ssl}: ${error}`)
+    assert.equal(error.message, `write CONNECT_TIMEOUT 127.0.0.1:${port}`, `ssl ${ssl}`)
+    assert.ok(took < 1500, `ssl ${ssl}: took ${took} ms`)
+  }
+})
+
 test("errors: an unknown host name rejects with the resolver's own error", async () => {
   const sql = client('postgres://app:pw@no-such-host.invalid:5432/app', { connect_timeout: 2 })
   const error = (await sql`select 1`.catch((e: unknown) => e)) as { code?: string }

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import { connect, createServer, type Socket } from 'node:net'
 import { test } from 'node:test'
+import postgres from 'postgres'
 import { postgresHa } from '../mod.ts'
 import { settle } from './helpers/ha.ts'
 import { driverClient } from './helpers/passthrough.ts'
@@ -35,6 +36,19 @@ test('sockets: a host that is a directory connects to its .s.PGSQL.<port> socket
   const [row] = await sql.unsafe(OVER_SOCKET, ['port'])
   assert.deepEqual({ ...row }, { local: true, port: String(db.pg.port) })
   assert.equal(sql.options.path, `${db.pg.socketDir}/.s.PGSQL.${db.pg.port}`)
+})
+
+test("sockets: after end(), a socket host's statements fail with postgres.js's own error, naming the socket file", async () => {
+  const options = { ...login(), host: db.pg.socketDir, port: db.pg.port, onnotice: () => {} }
+  const errorOf = async (sql: postgres.Sql) => {
+    await sql`select 1`
+    await sql.end()
+    const e = (await sql`select 1`.catch((x: unknown) => x)) as Record<string, unknown>
+    return { code: e.code, message: e.message, address: e.address, port: e.port }
+  }
+  const expected = await errorOf(postgres(options))
+  assert.equal(expected.message, `write CONNECTION_ENDED ${db.pg.socketDir}/.s.PGSQL.${db.pg.port}`)
+  assert.deepEqual(await errorOf(client(options)), expected)
 })
 
 test('sockets: the path option names the socket file itself', async () => {

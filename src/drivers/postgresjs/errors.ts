@@ -4,6 +4,8 @@
  * @module
  */
 
+import { socketPath } from './socket-path.ts'
+
 /** An error with a `code`, shaped like the connection errors postgres.js raises itself. */
 export function connectionError(code: string, message: string, host?: string, port?: number): Error {
   return Object.assign(new Error(`${code}: ${message}`), { code, errno: code, address: host, port })
@@ -16,10 +18,11 @@ export function connectionError(code: string, message: string, host?: string, po
  * `end()`), so that code written against postgres.js sees exactly what it expects.
  */
 export function postgresJsError(code: string, host: string, port: number): Error {
-  const path = host.startsWith('/')
+  // postgres.js names a Unix-domain socket by its file (its `path` option), also for a directory host.
+  const path = socketPath(host, port)
   const error = Object.assign(
-    new Error(`write ${code} ${path ? host : `${host}:${port}`}`),
-    { code, errno: code, address: host },
+    new Error(`write ${code} ${path ?? `${host}:${port}`}`),
+    { code, errno: code, address: path ?? host },
     path ? {} : { port },
   )
   Error.captureStackTrace?.(error, postgresJsError)

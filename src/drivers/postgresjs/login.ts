@@ -14,7 +14,7 @@ import { createHash, createHmac, randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
 import postgres from 'postgres'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
-import { connectionError } from './errors.ts'
+import { connectionError, postgresJsError } from './errors.ts'
 import type { SaltedPasswords } from './salted-passwords.ts'
 
 /** What one login sends. */
@@ -156,8 +156,10 @@ export function login(
       socket.pause()
       resolve({ socket, replay: Buffer.concat([AUTH_OK, ...afterOk!, buffer]) })
     }
+    // postgres.js's own error for a connect that did not finish in time, whichever step stalled:
+    // the caller's connect timeout runs beside this one, and either may fire first.
     const timer = startTimer(
-      () => finish(connectionError('CONNECT_TIMEOUT', `${host}:${port}: login timed out`, host, port)),
+      () => finish(postgresJsError('CONNECT_TIMEOUT', host ?? '', port ?? 0)),
       timeoutMs,
     )
     const onError = (error: unknown) => finish(error)

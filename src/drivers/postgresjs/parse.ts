@@ -8,7 +8,8 @@
 import type { Socket } from 'node:net'
 import postgres from 'postgres'
 import type { HostAddress } from '../../core/host.ts'
-import { type SocketConnector, socketPath } from './socket.ts'
+import type { SocketConnector } from './socket.ts'
+import { socketPath } from './socket-path.ts'
 
 /** A password as postgres.js accepts it: a string or a function returning one (IAM tokens, rotation). */
 export type PasswordSource = string | (() => string | Promise<string>) | undefined

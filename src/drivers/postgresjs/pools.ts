@@ -27,8 +27,8 @@ import {
   failedSocket,
   openSocket,
   type SocketSet,
-  socketPath,
 } from './socket.ts'
+import { socketPath } from './socket-path.ts'
 import { tlsSettings } from './tls.ts'
 
 /**

@@ -11,6 +11,7 @@ import { Duplex } from 'node:stream'
 import { startTimer } from '../../runtime/mod.ts'
 import { connectionError } from './errors.ts'
 import { closeWith, finalServerError } from './last-words.ts'
+import { socketPath } from './socket-path.ts'
 import { negotiateTls, type TlsSettings } from './tls.ts'
 
 export { connectionError } from './errors.ts'
@@ -40,18 +41,6 @@ const secured = new WeakMap<Socket, Socket>()
  * socket still connecting, or a promise; whatever it throws fails the connection with that value.
  */
 export type SocketConnector = (host: string, port: number) => Socket | Promise<Socket>
-
-const SOCKET_FILE = /\/\.s\.PGSQL\.\d+$/
-
-/**
- * The Unix-domain socket file of a host that is a directory (`/var/run/postgresql`: PostgreSQL's
- * `.s.PGSQL.<port>` in it) or the socket file itself (postgres.js's `path` option); `undefined`
- * for a TCP host.
- */
-export function socketPath(host: string, port: number): string | undefined {
-  if (!host.startsWith('/')) return undefined
-  return SOCKET_FILE.test(host) ? host : `${host.replace(/\/+$/, '')}/.s.PGSQL.${port}`
-}
 
 /**
  * A socket for postgres.js to `host:port`, tracked in every set of `sets` until it closes.

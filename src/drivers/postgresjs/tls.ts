@@ -10,7 +10,7 @@
 import { isIP, type Socket } from 'node:net'
 import { type ConnectionOptions, checkServerIdentity, type TLSSocket, connect as tlsConnect } from 'node:tls'
 import { startTimer, stopTimer } from '../../runtime/mod.ts'
-import { connectionError } from './errors.ts'
+import { connectionError, postgresJsError } from './errors.ts'
 
 /** How to secure a connection, resolved once from the postgres.js options `ssl` and `sslnegotiation`. */
 export interface TlsSettings {
@@ -112,15 +112,8 @@ export function negotiateTls(
     const timer =
       timeoutMs > 0
         ? startTimer(
-            () =>
-              finish(
-                connectionError(
-                  'CONNECT_TIMEOUT',
-                  `${host}:${port} did not complete the TLS negotiation within ${timeoutMs} ms`,
-                  host,
-                  port,
-                ),
-              ),
+            // postgres.js's own error for a connect that did not finish in time (see login.ts).
+            () => finish(postgresJsError('CONNECT_TIMEOUT', host, port)),
             timeoutMs,
           )
         : undefined

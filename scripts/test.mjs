@@ -24,6 +24,14 @@ const bin = (name) => join(root, 'node_modules', '.bin', name)
 const RUNTIMES = ['node', 'deno', 'bun']
 /** A job that runs longer than this is stopped and counted as failed (env TEST_FILE_TIMEOUT_S). */
 const FILE_TIMEOUT_MS = (Number(process.env.TEST_FILE_TIMEOUT_S) || 600) * 1000
+/**
+ * A test file that prints nothing for this long is stopped and counted as failed (env
+ * TEST_SILENCE_S). Every runtime prints each test as it ends, and no test of ours runs for a
+ * minute: a silence this long is a hang, most often a handle a failed test left open (a server, a
+ * client), which keeps the process alive after its last test. Stopped here, such a file costs
+ * 3 minutes instead of the whole file timeout, twice (it is retried).
+ */
+const SILENCE_MS = (Number(process.env.TEST_SILENCE_S) || 180) * 1000
 
 const argv = process.argv.slice(2)
 let runtimes = RUNTIMES
@@ -225,7 +233,7 @@ function machineCpu() {
  * none of them keeps the output pipes open. With a cgroup, a shell puts itself in it first, then
  * becomes the command: nothing the command starts escapes the count.
  */
-function run(command, args, timeoutMs) {
+function run(command, args, timeoutMs, silenceMs) {
   return new Promise((resolve) => {
     const started = performance.now()
     const cgroup = cgroupCreate()
@@ -244,17 +252,35 @@ function run(command, args, timeoutMs) {
       } catch {}
     }
     let out = ''
-    child.stdout.on('data', (d) => (out += d))
-    child.stderr.on('data', (d) => (out += d))
     let timedOut = false
-    const timer = setTimeout(() => {
+    let stopReason = ''
+    const stop = (reason) => {
+      if (timedOut) return
       timedOut = true
+      stopReason = reason
       signal('SIGTERM')
       setTimeout(() => signal('SIGKILL'), 5_000).unref()
-    }, timeoutMs)
+    }
+    const timer = setTimeout(() => stop(`stopped after ${timeoutMs / 1000} s`), timeoutMs)
+    const silenceStop = () =>
+      stop(
+        `stopped after ${silenceMs / 1000} s with no output: a test hangs, or something left open ` +
+          '(a server, a client, a timer) keeps the process alive after its last test',
+      )
+    let silence = silenceMs ? setTimeout(silenceStop, silenceMs) : undefined
+    const heard = (d) => {
+      out += d
+      if (silence) {
+        clearTimeout(silence)
+        silence = setTimeout(silenceStop, silenceMs)
+      }
+    }
+    child.stdout.on('data', heard)
+    child.stderr.on('data', heard)
     const done = (code) => {
       clearTimeout(timer)
-      if (timedOut) out += `\nstopped after ${timeoutMs / 1000} s\n`
+      clearTimeout(silence)
+      if (timedOut) out += `\n${stopReason}\n`
       const { cpu, left } = cgroup ? cgroupRead(cgroup) : { cpu: undefined, left: 0 }
       if (left > 0) out += `\n${left} process(es) it started still run after it ended\n`
       if (cgroup && left === 0) cgroupRemove(cgroup)
@@ -343,7 +369,7 @@ async function runJob(job) {
     return { ...job, ok: true, out, seconds, cpu }
   }
   const [command, args] = await runners[job.runtime].command(job.file)
-  const r = await run(command, args, FILE_TIMEOUT_MS)
+  const r = await run(command, args, FILE_TIMEOUT_MS, SILENCE_MS)
   const counts = runners[job.runtime].count(r.out)
   // A runner that crashed or exited non-zero with no failure counted still fails the file.
   if (r.code !== 0 && counts.failed === 0) counts.failed = 1

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { InvalidOptionError } from '../src/core/errors.ts'
+import { nonEmptyString } from '../src/core/option-checks.ts'
+import { readOptions } from '../src/core/option-spec.ts'
 import { parseOptions } from '../src/options.ts'
 import { DEFAULT_PLUGINS, resolvePlugins } from '../src/plugins/mod.ts'
 
@@ -100,6 +102,25 @@ test('options: a password never appears in an error', () => {
   assert.match(e.message, /hidden/)
   const e2 = invalid({ pass: { value: secret } })
   assert.doesNotMatch(e2.message, new RegExp(secret))
+})
+
+test("options: a plugin's own options, read from overrides, are refused in the same words, a credential masked", () => {
+  // A plugin made by hand checks its overrides itself (readOptions): the same message as
+  // parseOptions, and a value under a credential's name is never shown, declared secret or not.
+  const table = { apiToken: { check: nonEmptyString, example: "'t-123'" } }
+  const refusal = (value: unknown) => {
+    try {
+      readOptions(table, [{ apiToken: value }])
+    } catch (error) {
+      assert.ok(error instanceof InvalidOptionError)
+      return error.message
+    }
+    assert.fail('expected a refusal')
+  }
+  assert.equal(
+    refusal(' '),
+    "Invalid option apiToken: got *** (hidden); expected a non-empty string. Example: apiToken: 't-123'.",
+  )
 })
 
 test('options: plugins as a string, an array, with unknown names and duplicates', () => {

@@ -64,14 +64,31 @@ export function readOptions<T>(
     if (value === undefined) value = spec.default
     if (value !== undefined) {
       const problem = spec.check(value)
-      if (problem)
-        throw new InvalidOptionError(
-          name,
-          `Invalid option ${name}: got ${describeValue(value, spec.secret)}; expected ${problem}.` +
-            (spec.example ? ` Example: ${name}: ${spec.example}.` : ''),
-        )
+      if (problem) throw invalidOption(name, value, problem, spec)
     }
     out[name] = value
   }
   return Object.freeze(out) as T
+}
+
+/** Options whose values must never be shown: declared secret, or named like a credential. */
+export function isSecretOption(name: string, spec: OptionSpec | undefined): boolean {
+  return spec?.secret === true || /pass|secret|token|credential/i.test(name)
+}
+
+/**
+ * The one error for a bad option value, wherever it is checked: names the option, shows the value
+ * (masked for a secret), says what would be valid and gives the spec's example.
+ */
+export function invalidOption(
+  name: string,
+  value: unknown,
+  valid: string,
+  spec?: OptionSpec,
+): InvalidOptionError {
+  const example = spec?.example ? ` Example: ${name}: ${spec.example}.` : ''
+  return new InvalidOptionError(
+    name,
+    `Invalid option ${name}: got ${describeValue(value, isSecretOption(name, spec))}; expected ${valid}.${example}`,
+  )
 }

@@ -22,7 +22,7 @@ import {
   object,
   oneOf,
 } from './option-checks.ts'
-import type { OptionSpec, OptionTable } from './option-spec.ts'
+import { invalidOption, isSecretOption, type OptionSpec, type OptionTable } from './option-spec.ts'
 import type { HaPlugin } from './plugin.ts'
 import type { PluginCatalog } from './plugin-catalog.ts'
 
@@ -194,17 +194,8 @@ function tablesOf(parts: OptionParts): Map<string, { spec: OptionSpec; part: 'co
   return all
 }
 
-/** Options whose values must never be shown. */
-function isSecretOption(name: string, spec: OptionSpec | undefined): boolean {
-  return spec?.secret === true || /pass|secret|token|credential/i.test(name)
-}
-
 function fail(name: string, value: unknown, valid: string, spec?: OptionSpec): never {
-  const example = spec?.example ? ` Example: ${name}: ${spec.example}.` : ''
-  throw new InvalidOptionError(
-    name,
-    `Invalid option ${name}: got ${describeValue(value, isSecretOption(name, spec))}; expected ${valid}.${example}`,
-  )
+  throw invalidOption(name, value, valid, spec)
 }
 
 function closest(name: string, candidates: Iterable<string>): string | undefined {

@@ -3,17 +3,24 @@
  * build users run (`dist/` on Node and Bun, `mod.ts` on Deno; see `lib/entry.ts`). Four workloads
  * — `select $1`, a single-row insert, a 100-row select and a 3-statement transaction — at 1 and at
  * 10 concurrent operations, through raw postgres.js and through postgres-ha on the same lab
- * writer. Shared machines are noisy, so the two clients run in paired, interleaved batches (each
- * round runs every workload on both, alternating which goes first) and every headline figure is a
- * median over the rounds of a per-round difference or ratio: throughput ratio (postgres-ha ÷ raw),
- * added p50 and p99 latency, and added client CPU time per statement (`process.cpuUsage` around
- * each batch: the whole process, so whatever postgres-ha does in the background counts too).
+ * writer, and through a second raw postgres.js client (the A/A pair).
+ *
+ * Shared machines are noisy, so the clients run in paired, interleaved rounds (see
+ * `lib/paired.ts`): each round runs every workload on the three clients back to back, in an order
+ * that goes through every permutation, and every headline figure is the median over the rounds of
+ * a per-round difference or ratio against the first raw client, with a distribution-free 95 %
+ * confidence interval: throughput ratio (postgres-ha ÷ raw), added p50 and p99 latency, and added
+ * client CPU time per statement (`process.cpuUsage` around each batch: the whole process, so
+ * whatever postgres-ha does in the background during a batch counts too). The same figures for
+ * the A/A pair (raw ÷ raw) show the floor: a difference inside the A/A spread is not shown to be
+ * real.
  *
  * Targets, per workload: at 10 concurrent, throughput ratio ≥ 0.97 and added p50 ≤ 20 µs; at both
- * concurrencies, added CPU ≤ 2 µs per statement.
+ * concurrencies, added CPU ≤ 2 µs per statement. `targetsMet` compares the medians with the
+ * targets; `targetsDecided` says whether every interval lies on one side of its target.
  *
- * Usage: `node --import tsx bench/overhead.ts [--ops 1000] [--rounds 10] [--no-save]` (or `deno run
- * -A`, `bun`). `--ops` is per batch at 10 concurrent (a quarter of it at 1, a third for the
+ * Usage: `node --import tsx bench/overhead.ts [--ops 1000] [--rounds 12] [--no-save]` (or `deno
+ * run -A`, `bun`). `--ops` is per batch at 10 concurrent (a quarter of it at 1, a third for the
  * transaction).
  *
  * @module
@@ -23,14 +30,15 @@ import { parseFlags } from './lib/args.ts'
 import { labSettings, openBenchLab } from './lib/bench-lab.ts'
 import { entry, postgresHa } from './lib/entry.ts'
 import { type Batch, runBatch } from './lib/load.ts'
+import { type PairedFigure, pairedFigure, roundOrder } from './lib/paired.ts'
 import { emit, machineInfo, progress, runtimeInfo } from './lib/report.ts'
 import { quantile } from './lib/stats.ts'
-import { target, verdict } from './lib/targets.ts'
+import { type Target, target, verdict } from './lib/targets.ts'
 import type { AnySql } from './lib/write-loop.ts'
 
 const flags = parseFlags('bench/overhead.ts', {
   ops: { default: 1_000, help: 'operations per batch at 10 concurrent (a quarter at 1)' },
-  rounds: { default: 10, help: 'paired rounds; each alternates which client goes first' },
+  rounds: { default: 12, help: 'paired rounds; the client order goes through all 6 permutations' },
   'no-save': { default: false, help: 'do not write bench/results/<runtime>-overhead.json' },
 })
 const started = performance.now()
@@ -38,8 +46,11 @@ const startedAt = new Date().toISOString()
 const rounds = Math.max(1, Math.round(flags.rounds))
 const CONCURRENCY = [1, 10] as const
 
-type ClientName = 'postgres.js' | 'postgres-ha'
-const CLIENTS: ClientName[] = ['postgres.js', 'postgres-ha']
+const RAW = 'postgres.js'
+const AA = 'postgres.js A/A'
+const HA = 'postgres-ha'
+type ClientName = typeof RAW | typeof AA | typeof HA
+const CLIENTS: ClientName[] = [RAW, AA, HA]
 
 interface Workload {
   /** Statements per operation (the transaction's three; begin and commit not counted). */
@@ -76,20 +87,21 @@ progress('overhead', `lab up; postgres-ha from ${entry.file}`)
 await using lab = await openBenchLab({ endpointLagMs: 0 })
 const writer = (await lab.status()).writer!
 const raw = postgres(lab.url(writer), { onnotice: () => {} })
+const rawAgain = postgres(lab.url(writer), { onnotice: () => {} })
 const ha = postgresHa(lab.url('cluster'))
-const clients: Record<ClientName, AnySql> = { 'postgres.js': raw, 'postgres-ha': ha as unknown as AnySql }
+const clients: Record<ClientName, AnySql> = { [RAW]: raw, [AA]: rawAgain, [HA]: ha as unknown as AnySql }
 try {
   await raw`create table if not exists bench_overhead (id bigint generated always as identity primary key, v int)`
   await raw`create table if not exists bench_rows (id int primary key, v int, note text)`
   await raw`insert into bench_rows select g, g * 7, 'row number ' || g from generate_series(1, 100) g on conflict do nothing`
-  // Warm both pools to 10 open connections, prepared statements and the JIT.
+  // Warm every pool to 10 open connections, prepared statements and the JIT.
   for (const name of CLIENTS)
     for (const w of Object.values(WORKLOADS)) await runBatch(200, 10, (i) => w.run(clients[name], i))
 
   for (const w of workloadNames)
-    for (const c of CONCURRENCY) batches[`${w}@${c}`] = { 'postgres.js': [], 'postgres-ha': [] }
+    for (const c of CONCURRENCY) batches[`${w}@${c}`] = { [RAW]: [], [AA]: [], [HA]: [] }
   for (let round = 0; round < rounds; round++) {
-    const order = round % 2 === 0 ? CLIENTS : [...CLIENTS].reverse()
+    const order = roundOrder(CLIENTS, round)
     for (const w of workloadNames)
       for (const c of CONCURRENCY)
         for (const name of order) {
@@ -107,18 +119,28 @@ try {
     for (const c of CONCURRENCY)
       results[w]![`concurrency ${c}`] = compare(batches[`${w}@${c}`]!, WORKLOADS[w]!)
   }
-  const targets = workloadNames.flatMap((w) => [
-    target(`${w} @10 throughput ratio`, '≥', 0.97, results[w]!['concurrency 10']!.throughputRatio),
-    target(`${w} @10 added p50 (µs)`, '≤', 20, results[w]!['concurrency 10']!.addedP50Us),
-    ...CONCURRENCY.map((c) =>
-      target(
-        `${w} @${c} added CPU per statement (µs)`,
-        '≤',
-        2,
-        results[w]![`concurrency ${c}`]!.addedCpuUsPerStatement,
-      ),
-    ),
-  ])
+  // Each target with the interval of its median and the A/A figure beside it.
+  const targets: Target[] = []
+  const noise: TargetNoise[] = []
+  const add = (name: string, op: Target['op'], limit: number, figure: PairedFigure, aa: PairedFigure) => {
+    const t = target(name, op, limit, figure.median)
+    targets.push(t)
+    const [lo, hi] = figure.ci95
+    const decided = op === '≤' ? hi <= limit || lo > limit : lo >= limit || hi < limit
+    noise.push({ name, value: figure.median, ci95: figure.ci95, aa: aa.median, aaCi95: aa.ci95, decided })
+  }
+  for (const w of workloadNames) {
+    const at10 = results[w]!['concurrency 10']!
+    add(`${w} @10 throughput ratio`, '≥', 0.97, at10.vsRaw.throughputRatio, at10.aa.throughputRatio)
+    add(`${w} @10 added p50 (µs)`, '≤', 20, at10.vsRaw.addedP50Us, at10.aa.addedP50Us)
+    for (const c of CONCURRENCY) {
+      const r = results[w]![`concurrency ${c}`]!
+      const cpu = r.vsRaw.addedCpuUsPerStatement
+      const aaCpu = r.aa.addedCpuUsPerStatement
+      if (cpu && aaCpu) add(`${w} @${c} added CPU per statement (µs)`, '≤', 2, cpu, aaCpu)
+      else targets.push(target(`${w} @${c} added CPU per statement (µs)`, '≤', 2, null))
+    }
+  }
   emit(
     'overhead',
     {
@@ -130,47 +152,58 @@ try {
       entry,
       lab: await labSettings(lab),
       clients: {
-        'postgres.js': 'postgres(writer instance endpoint), default options',
-        'postgres-ha': 'postgresHa(cluster endpoint), default options and plugins',
+        [RAW]: 'postgres(writer instance endpoint), default options',
+        [AA]: 'a second postgres(writer instance endpoint): the A/A pair, the floor of the measure',
+        [HA]: 'postgresHa(cluster endpoint), default options and plugins',
       },
       workload:
         `${rounds} paired rounds; per round and client, a batch per workload and concurrency ` +
-        `(${workloadNames.map((w) => `${w}: ${opsFor(WORKLOADS[w]!, 10)} @10, ${opsFor(WORKLOADS[w]!, 1)} @1`).join('; ')})`,
+        `(${workloadNames.map((w) => `${w}: ${opsFor(WORKLOADS[w]!, 10)} @10, ${opsFor(WORKLOADS[w]!, 1)} @1`).join('; ')}); ` +
+        'client order through all permutations; figures are medians over rounds of per-round ' +
+        'differences or ratios against postgres.js, with order-statistic 95 % intervals (ci95)',
       results,
       targets,
       ...verdict(targets),
+      targetNoise: noise,
+      targetsDecided: noise.length === targets.length && noise.every((n) => n.decided),
     },
     !flags['no-save'],
   )
 } finally {
-  await Promise.all([raw.end({ timeout: 1 }), ha.end({ timeout: 1 })])
+  await Promise.all([raw.end({ timeout: 1 }), rawAgain.end({ timeout: 1 }), ha.end({ timeout: 1 })])
+}
+
+/** A target's value beside its noise: the interval of its median and the A/A figure. */
+interface TargetNoise {
+  name: string
+  value: number
+  ci95: [number, number]
+  aa: number
+  aaCi95: [number, number]
+  /** The whole interval lies on one side of the target: met or missed, not by chance. */
+  decided: boolean
 }
 
 function qps(b: Batch): number {
   return (b.latencies.length / b.wallMs) * 1000
 }
 
-/** This round's throughput ratios at 10 concurrent, for the progress line. */
+/** This round's throughput ratios at 10 concurrent (postgres-ha, then A/A), for the progress line. */
 function summaryLine(round: number): string {
   return workloadNames
     .map((w) => {
-      const pair = batches[`${w}@10`]!
-      return `${w} ${round2(qps(pair['postgres-ha'][round]!) / qps(pair['postgres.js'][round]!))}`
+      const cell = batches[`${w}@10`]!
+      const base = qps(cell[RAW][round]!)
+      return `${w} ${round2(qps(cell[HA][round]!) / base)} (A/A ${round2(qps(cell[AA][round]!) / base)})`
     })
     .join(', ')
 }
 
-function median(xs: number[]): number {
-  return quantile(
-    [...xs].sort((a, b) => a - b),
-    0.5,
-  )
-}
 function sortedMs(b: Batch): number[] {
   return Array.from(b.latencies).sort((x, y) => x - y)
 }
 
-/** postgres-ha against raw postgres.js over all rounds of one workload at one concurrency. */
+/** Every client over all rounds of one workload at one concurrency, and the paired figures. */
 function compare(by: Record<ClientName, Batch[]>, w: Workload) {
   const stats = (bs: Batch[]) => {
     const all = bs.flatMap((b) => Array.from(b.latencies)).sort((a, b) => a - b)
@@ -184,25 +217,49 @@ function compare(by: Record<ClientName, Batch[]>, w: Workload) {
       cpuUsPerStatement: cpu === null ? null : round2((cpu * 1000) / all.length / w.statements),
     }
   }
-  const cpuUs = (b: Batch) =>
-    b.cpuMs === null ? Number.NaN : (b.cpuMs * 1000) / b.latencies.length / w.statements
-  const pairs = by['postgres.js'].map((r, i) => [r, by['postgres-ha'][i]!] as const)
-  const byRound = pairs.map(([r, h]) => round2(qps(h) / qps(r)))
-  const addedAt = (q: number) =>
-    Math.round(median(pairs.map(([r, h]) => (quantile(sortedMs(h), q) - quantile(sortedMs(r), q)) * 1000)))
-  const addedCpu = median(pairs.map(([r, h]) => cpuUs(h) - cpuUs(r)))
+  const perStatement = (ms: number | null, b: Batch) =>
+    ms === null ? Number.NaN : (ms * 1000) / b.latencies.length / w.statements
+  /** `other` against postgres.js, round by round. */
+  const against = (other: ClientName) => {
+    const pairs = by[RAW].map((r, i) => [r, by[other][i]!] as const)
+    const ratios = pairs.map(([r, h]) => qps(h) / qps(r))
+    const addedAt = (q: number) =>
+      pairedFigure(
+        pairs.map(([r, h]) => (quantile(sortedMs(h), q) - quantile(sortedMs(r), q)) * 1000),
+        0,
+      )
+    const cpu = (field: 'cpuMs' | 'userCpuMs') => {
+      const diffs = pairs.map(([r, h]) => perStatement(h[field], h) - perStatement(r[field], r))
+      return diffs.every(Number.isFinite) ? pairedFigure(diffs, 2) : null
+    }
+    return {
+      /** Throughput ÷ postgres.js's in the same round. */
+      throughputRatio: pairedFigure(ratios, 2),
+      throughputRatioByRound: ratios.map(round2),
+      /** Difference of the p50 latency of an operation (µs). */
+      addedP50Us: addedAt(0.5),
+      /** Difference of the p99 latency of an operation (µs). */
+      addedP99Us: addedAt(0.99),
+      /** Difference of client CPU time per statement (µs), user and system. */
+      addedCpuUsPerStatement: cpu('cpuMs'),
+      /** The user-mode part of it. */
+      addedUserCpuUsPerStatement: cpu('userCpuMs'),
+    }
+  }
+  const vsRaw = against(HA)
   return {
-    'postgres.js': stats(by['postgres.js']),
-    'postgres-ha': stats(by['postgres-ha']),
-    /** Median over rounds of postgres-ha's throughput ÷ raw postgres.js's in the same round. */
-    throughputRatio: round2(median(byRound)),
-    throughputRatioByRound: byRound,
-    /** Median over rounds of the difference of the p50 latency of an operation. */
-    addedP50Us: addedAt(0.5),
-    /** Median over rounds of the difference of the p99 latency of an operation. */
-    addedP99Us: addedAt(0.99),
-    /** Median over rounds of the difference of client CPU time per statement. */
-    addedCpuUsPerStatement: Number.isFinite(addedCpu) ? round2(addedCpu) : null,
+    [RAW]: stats(by[RAW]),
+    [HA]: stats(by[HA]),
+    [AA]: stats(by[AA]),
+    /** Medians over rounds: the headline figures (their intervals under `vsRaw`). */
+    throughputRatio: vsRaw.throughputRatio.median,
+    throughputRatioByRound: vsRaw.throughputRatioByRound,
+    addedP50Us: vsRaw.addedP50Us.median,
+    addedP99Us: vsRaw.addedP99Us.median,
+    addedCpuUsPerStatement: vsRaw.addedCpuUsPerStatement?.median ?? null,
+    vsRaw,
+    /** The second raw client against the first: what the same figures are when nothing differs. */
+    aa: against(AA),
   }
 }
 

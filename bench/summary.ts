@@ -25,6 +25,10 @@ const times = (
     ? '—'
     : `${r.atLeast ? '≥ ' : ''}${r.ratio}×${r.unrecovered ? ` (${r.unrecovered}/${r.trials} never)` : ''}`
 const yes = (b: boolean | undefined) => (b === undefined ? '—' : b ? 'met' : '**missed**')
+const decided = (b: boolean | undefined) => (b === undefined ? '—' : b ? 'yes' : 'no')
+/** An A/A figure of the overhead part: median [95 % interval]. */
+const aaCell = (f: { median: number; ci95: [number, number] } | null | undefined) =>
+  f ? `${f.median} [${f.ci95[0]}, ${f.ci95[1]}]` : '—'
 
 const failoverRows: string[] = []
 const overheadRows: string[] = []
@@ -61,6 +65,7 @@ for (const runtime of RUNTIMES) {
         overheadRows.push(
           `| ${runtime} | ${workload} | ${concurrency.replace('concurrency ', '')} | ${r.throughputRatio} | ` +
             `${r.addedP50Us} | ${r.addedP99Us} | ${r.addedCpuUsPerStatement ?? '—'} | ` +
+            `${aaCell(r.aa?.throughputRatio)} | ${aaCell(r.aa?.addedP50Us)} | ${aaCell(r.aa?.addedCpuUsPerStatement)} | ` +
             `${r['postgres.js'].throughputOps} / ${r['postgres-ha'].throughputOps} |`,
         )
   }
@@ -107,13 +112,14 @@ if (failoverRows.length) {
 }
 if (overheadRows.length) {
   lines.push(
-    'Steady-state overhead (medians over paired rounds: postgres-ha ÷ raw postgres.js throughput; added latency per operation and client CPU per statement, µs)',
+    'Steady-state overhead (medians over paired rounds: postgres-ha ÷ raw postgres.js throughput; added latency per operation and client CPU per statement, µs; A/A: a second raw postgres.js against the first, median [95 % interval], the floor of the measure)',
     '',
-    '| runtime | workload | concurrent | throughput ratio | added p50 µs | added p99 µs | added CPU µs/statement | ops/s raw / ha |',
-    '| --- | --- | --: | --: | --: | --: | --: | --: |',
+    '| runtime | workload | concurrent | throughput ratio | added p50 µs | added p99 µs | added CPU µs/statement | A/A ratio | A/A p50 µs | A/A CPU µs | ops/s raw / ha |',
+    '| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: | --: |',
     ...overheadRows,
     '',
     `Targets (ratio ≥ 0.97 and added p50 ≤ 20 µs at 10 concurrent, added CPU ≤ 2 µs per statement): ${RUNTIMES.map((r) => `${r} ${yes(load(r, 'overhead')?.targetsMet)}`).join(', ')}`,
+    `Every target's 95 % interval on one side of it (met or missed beyond the noise): ${RUNTIMES.map((r) => `${r} ${decided(load(r, 'overhead')?.targetsDecided)}`).join(', ')}`,
     '',
   )
 }

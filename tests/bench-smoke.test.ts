@@ -153,9 +153,15 @@ test('bench: overhead compares raw postgres.js with postgres-ha on four workload
       assert.equal(r.throughputRatioByRound.length, 2)
       assert.ok(Number.isFinite(r.addedP50Us) && Number.isFinite(r.addedP99Us))
       assert.ok(r.addedCpuUsPerStatement === null || Number.isFinite(r.addedCpuUsPerStatement))
+      // The A/A pair (a second raw client) beside it: the floor of the measure.
+      assert.equal(r['postgres.js A/A'].operations, r['postgres.js'].operations)
+      assert.ok(r.aa.throughputRatio.median > 0, `A/A ratio ${r.aa.throughputRatio.median}`)
+      assert.ok(r.vsRaw.throughputRatio.ci95[0] <= r.throughputRatio, 'interval around the median')
+      assert.ok(r.vsRaw.throughputRatio.ci95[1] >= r.throughputRatio, 'interval around the median')
     }
   }
   assert.equal(doc.targets.length, 4 * 4)
+  assert.equal(typeof doc.targetsDecided, 'boolean')
   assertVerdict(doc, doc.targets)
 })
 

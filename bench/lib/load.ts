@@ -5,17 +5,22 @@
  * @module
  */
 
-/** What a batch measured: every statement's latency (ms), the batch's wall time (ms) and the process's CPU time (ms, `null` where the runtime has no `process.cpuUsage`). */
+/**
+ * What a batch measured: every statement's latency (ms), the batch's wall time (ms) and the
+ * process's CPU time (ms; `null` where the runtime has no `process.cpuUsage`), all of it and the
+ * user-mode part (the system part is mostly the kernel's loopback networking, which also does
+ * some of the server's receiving in the sender's time).
+ */
 export interface Batch {
   latencies: Float64Array
   wallMs: number
   cpuMs: number | null
+  userCpuMs: number | null
 }
 
-function cpuNowMs(): number | null {
+function cpuNow(): { user: number; system: number } | null {
   try {
-    const { user, system } = process.cpuUsage()
-    return (user + system) / 1000
+    return process.cpuUsage()
   } catch {
     return null
   }
@@ -44,10 +49,12 @@ export async function runBatch(
       latencies[i] = performance.now() - t
     }
   }
-  const cpu0 = cpuNowMs()
+  const cpu0 = cpuNow()
   const t0 = performance.now()
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
   const wallMs = performance.now() - t0
-  const cpu1 = cpuNowMs()
-  return { latencies, wallMs, cpuMs: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0 }
+  const cpu1 = cpuNow()
+  if (cpu0 === null || cpu1 === null) return { latencies, wallMs, cpuMs: null, userCpuMs: null }
+  const userCpuMs = (cpu1.user - cpu0.user) / 1000
+  return { latencies, wallMs, cpuMs: userCpuMs + (cpu1.system - cpu0.system) / 1000, userCpuMs }
 }

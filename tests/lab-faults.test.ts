@@ -1,11 +1,13 @@
 // Fault injection of the failover lab: blackhole, latency, freeze, stop/start, switchover, every
 // instance killed at once.
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { after, test } from 'node:test'
 import { type Lab, startLab } from '../lab/mod.ts'
 import { AURORA, client, processesIn, roles, settlesWithin, sleep } from './helpers/lab.ts'
 
 let lab: Lab | undefined
+// The last test takes the lab down and checks; this also does when a test before it failed.
+after(() => lab?.down())
 
 function need(): Lab {
   if (!lab) throw new Error('the lab did not start')

@@ -1,7 +1,7 @@
 // The failover lab itself: up time, Aurora topology SQL on every node, promotion after a kill,
 // no acknowledged commit lost, endpoint lag, rejoin, cleanup, CLI usage errors.
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { after, test } from 'node:test'
 import { type Lab, type LabEvent, startLab } from '../lab/mod.ts'
 import { ephemeralStart } from '../lab/ports.ts'
 import { segments } from '../lab/shared-memory.ts'
@@ -12,6 +12,8 @@ let lab: Lab | undefined
 let oldWriter = ''
 /** Every postmaster this lab ran: their System V segments must be gone after down. */
 const postmasters = new Set<number>()
+// The last test takes the lab down and checks; this also does when a test before it failed.
+after(() => lab?.down())
 
 async function notePostmasters(dir: string): Promise<void> {
   for (const line of await processesIn(dir)) {

@@ -37,3 +37,42 @@ test('failover: the first statement on the new writer finds a connection opened 
     await sql.end()
   }
 })
+
+test('failover: statements waiting for the new writer find a whole pool opened during the search', async () => {
+  // Under load, every waiting statement needs a connection at once: a pool that logged them in
+  // only after the failover ended (one connection opened during the search, the rest after it)
+  // made the ramp back to full throughput pay a login per connection.
+  await using lab = await startLab({ nodes: 3, promoteAfterMs: 1500, endpointLagMs: 60_000 })
+  const sql = postgresHa(lab.url('cluster'), labClientOptions({ max: 4 }))
+  try {
+    let failoverDoneAt: number | undefined
+    sql.ha.on('failover', (e) => {
+      if (e.ok) failoverDoneAt = Date.now()
+    })
+    await sql`select 1`
+    const old = (await lab.status()).writer!
+    await lab.kill(old)
+    // Four at once, each holding its connection a while: four different connections of the pool.
+    const busy = () => sql`select pg_sleep(0.3),
+      (select backend_start from pg_stat_activity where pid = pg_backend_pid()) as opened,
+      pg_backend_pid() as pid, aurora_db_instance_identifier() as instance`
+    const rows = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        busy().catch((error) => {
+          if (!(error instanceof FailoverSuccessError)) throw error
+          return busy()
+        }),
+      ),
+    )
+    assert.ok(failoverDoneAt, 'a failover happened')
+    const done = failoverDoneAt
+    assert.equal(new Set(rows.map(([r]) => r!.pid)).size, 4, 'four connections')
+    for (const [r] of rows) {
+      assert.notEqual(r!.instance, old)
+      const opened = (r!.opened as Date).getTime()
+      assert.ok(opened < done, `a connection was opened ${opened - done} ms after the failover ended`)
+    }
+  } finally {
+    await sql.end()
+  }
+})

@@ -77,11 +77,12 @@ export interface HostPools {
   /** Ends the pool of `host` gracefully and forgets it; its next `get` makes a new one. */
   close(host: HostAddress): Promise<void>
   /**
-   * Opens one pool connection to `host` now, if it has none, so that its first statement finds it
-   * open (failover: the hosts the writer search reaches). Returns a release that closes the pool
-   * again if it still holds only that connection (the host did not become the writer).
+   * Opens up to `connections` pool connections to `host` now (at most the pool's `max`), if it
+   * has none, so that its first statements find them open (failover: the hosts the writer search
+   * reaches). Returns a release that closes the pool again if it still holds only those
+   * connections (the host did not become the writer).
    */
-  warm(host: HostAddress): () => void
+  warm(host: HostAddress, connections?: number): () => void
   /** Hosts that have a pool. */
   hosts(): HostAddress[]
   /** Open sockets to `host` (all instances of this client). */
@@ -438,13 +439,16 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       forget(key)
       await endEntry(e, 1)
     },
-    warm(host) {
+    warm(host, connections = 1) {
       if (ending || this.connectionCount(host) > 0) return () => {}
       const e = entry(host)
-      // The statement is what opens (and authenticates) the connection; its answer is not needed.
-      void e.sql`select 1`.catch(() => {})
+      const n = Math.max(1, Math.min(connections, Number(shared.max) || 1))
+      // The statements are what open (and authenticate) the connections, one each, all at once
+      // (postgres.js opens a closed connection for a statement that finds none idle); their
+      // answers are not needed.
+      for (let i = 0; i < n; i++) void e.sql`select 1`.catch(() => {})
       return () => {
-        if (entries.get(hostKey(host)) === e && this.connectionCount(host) <= 1)
+        if (entries.get(hostKey(host)) === e && this.connectionCount(host) <= n)
           void this.close(host).catch(() => {})
       }
     },

@@ -34,6 +34,12 @@ function triggerOf(kind: ErrorKind, ctx: ExecuteContext): Trigger | undefined {
 
 const describe = (h: HostAddress | undefined) => (h ? hostKey(h) : undefined)
 
+/**
+ * How many of the hosts a writer search reaches get a whole pool of hand-over connections: the
+ * two readers of the common three-instance cluster; further ones get one connection each.
+ */
+const WHOLE_POOL_HOSTS = 2
+
 /** What {@link failoverPlugin}'s recovery returns when the attempt is to run again. */
 const RETRY: unique symbol = Symbol('retry')
 
@@ -88,8 +94,12 @@ export function failoverPlugin(): HaPlugin {
     services.requestFastPolling('failover')
     const timeoutMs = options.failoverTimeoutMs
     let onlyReader: HostAddress | undefined
-    // The hand-over: each host the search reaches gets a user connection while its role is being
-    // probed, so the first statement on the new writer finds one open and authenticated.
+    // The hand-over: each host the search reaches gets user connections while its role is being
+    // probed, so the statements waiting for the new writer find them open and authenticated
+    // instead of each logging in after the promotion (under load that login, tens of ms per
+    // connection, was the slow part of the ramp back to full throughput). The first hosts
+    // reached get a whole pool (which of them is promoted is not known until it is), the others
+    // one connection, so that a cluster of many readers is not flooded.
     const warmed: { host: HostAddress; release: () => void }[] = []
     const found = await searchWriter({
       factory: services.factory,
@@ -99,7 +109,9 @@ export function failoverPlugin(): HaPlugin {
       preferred: () => services.topology()?.hosts.filter((h) => h.synchronous) ?? [],
       ...(undiscoverable(services, failed) ? { onlyHostIsReader: (h: HostAddress) => (onlyReader = h) } : {}),
       onReachable: (host) => {
-        if (!sameHost(host, failed)) warmed.push({ host, release: services.warmHost(host) })
+        if (sameHost(host, failed)) return
+        const connections = warmed.length < WHOLE_POOL_HOSTS ? Number.POSITIVE_INFINITY : 1
+        warmed.push({ host, release: services.warmHost(host, connections) })
       },
       failed,
       probeIntervalMs: options.failoverProbeIntervalMs,

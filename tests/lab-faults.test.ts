@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { type Lab, startLab } from '../lab/mod.ts'
+import { restoreNode } from './helpers/ha.ts'
 import { AURORA, client, processesIn, roles, settlesWithin, sleep } from './helpers/lab.ts'
 
 let lab: Lab | undefined
@@ -35,6 +36,8 @@ test('lab: blackhole holds existing and new connections without closing them; he
     assert.equal(await settlesWithin(q1, 3000), 'answered')
     assert.equal(await settlesWithin(q2, 3000), 'answered')
   } finally {
+    // Healed whatever failed above: the next tests share this lab.
+    await l.heal('127.0.0.13')
     await held.end({ timeout: 0 })
     await fresh.end({ timeout: 0 })
   }
@@ -51,10 +54,17 @@ test('lab: latency delays every round trip through the instance endpoint', async
     const slow = performance.now() - t
     assert.ok(slow >= 290, `a round trip took ${Math.round(slow)} ms with 150 ms latency`)
     await l.heal('127.0.0.12')
-    t = performance.now()
-    await sql`SELECT 1`
-    assert.ok(performance.now() - t < 150)
+    // Each round trip took 300 ms or more with the latency: the fastest of three shows it gone,
+    // whatever one stall of a busy machine adds to one of them.
+    let fastest = Number.POSITIVE_INFINITY
+    for (let i = 0; i < 3; i++) {
+      t = performance.now()
+      await sql`SELECT 1`
+      fastest = Math.min(fastest, performance.now() - t)
+    }
+    assert.ok(fastest < 150, `the fastest round trip after heal took ${Math.round(fastest)} ms`)
   } finally {
+    await l.heal('127.0.0.12')
     await sql.end({ timeout: 0 })
   }
 })
@@ -62,22 +72,27 @@ test('lab: latency delays every round trip through the instance endpoint', async
 test('lab: stop a reader; writes go on; start brings it back streaming', async () => {
   const l = need()
   await l.stop('127.0.0.13')
-  let status = await l.status()
-  assert.deepEqual(
-    status.nodes.filter((n) => n.id === '127.0.0.13').map((n) => [n.role, n.state]),
-    [['down', 'stopped']],
-  )
-  const sql = client(l.url(status.writer!))
   try {
-    await sql`CREATE TABLE IF NOT EXISTS lab_faults (id int)`
-    await sql`INSERT INTO lab_faults VALUES (1)`
+    let status = await l.status()
+    assert.deepEqual(
+      status.nodes.filter((n) => n.id === '127.0.0.13').map((n) => [n.role, n.state]),
+      [['down', 'stopped']],
+    )
+    const sql = client(l.url(status.writer!))
+    try {
+      await sql`CREATE TABLE IF NOT EXISTS lab_faults (id int)`
+      await sql`INSERT INTO lab_faults VALUES (1)`
+    } finally {
+      await sql.end({ timeout: 0 })
+    }
+    await l.start('127.0.0.13')
+    status = await l.status()
+    assert.equal(status.nodes.find((n) => n.id === '127.0.0.13')?.role, 'reader')
+    await l.waitForWriter({ timeoutMs: 10_000 })
   } finally {
-    await sql.end({ timeout: 0 })
+    // Started (if the test did not get there) and a writer waited for: the next tests share this lab.
+    await restoreNode(l, '127.0.0.13')
   }
-  await l.start('127.0.0.13')
-  status = await l.status()
-  assert.equal(status.nodes.find((n) => n.id === '127.0.0.13')?.role, 'reader')
-  await l.waitForWriter({ timeoutMs: 10_000 })
 })
 
 test('lab: freeze hangs the writer; it is replaced after the probe timeout and fenced on heal', async () => {
@@ -102,6 +117,8 @@ test('lab: freeze hangs the writer; it is replaced after the probe timeout and f
     assert.equal(status.nodes.find((n) => n.id === old)?.role, 'reader')
   } finally {
     await sql.end({ timeout: 0 })
+    // Healed (fenced, if replaced) and started, if a failure above came first.
+    await restoreNode(l, old)
   }
 })
 

@@ -4,11 +4,13 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { startLab } from '../lab/mod.ts'
 import { FailoverFailedError, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
-import { labClientOptions, settle } from './helpers/ha.ts'
+import { eventually, labClientOptions, settle } from './helpers/ha.ts'
+import { labAdmins } from './helpers/replicas.ts'
 
 test('failover failed: sent statement says it may have run, transactions are unknown, unsent work is FailoverFailedError', async () => {
   await using lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   const sql = postgresHa(lab.url('cluster'), labClientOptions({ failoverTimeoutMs: 1_500 }))
+  const admins = labAdmins(lab)
   try {
     await sql`create table kv (id int primary key)`
     const reserved = await sql.reserve()
@@ -22,7 +24,18 @@ test('failover failed: sent statement says it may have run, transactions are unk
       }),
     )
     const inReserved = settle(reserved`select pg_sleep(5)`)
-    await new Promise((r) => setTimeout(r, 300))
+    // All three run on the writer before every host dies (the statement and the transaction may
+    // need new connections first, which a busy machine does not log in within a fixed pause).
+    const writer = admins.admin((await lab.status()).writer!)
+    await eventually(
+      async () =>
+        (
+          await writer`select 1 from pg_stat_activity where state = 'active'
+          and query = 'select pg_sleep(5)' and pid <> pg_backend_pid()`
+        ).length === 3,
+      10_000,
+      'the three statements running on the writer',
+    )
     const ids = (await lab.status()).nodes.map((n) => n.id)
     await Promise.all(ids.map((id) => lab.kill(id)))
 
@@ -49,5 +62,6 @@ test('failover failed: sent statement says it may have run, transactions are unk
     reserved.release()
   } finally {
     await sql.end({ timeout: 1 })
+    await admins.end()
   }
 })

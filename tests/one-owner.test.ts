@@ -7,6 +7,7 @@ import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { eventually, labClientOptions, SILENT_WRITER_LAB, settle } from './helpers/ha.ts'
+import { labAdmins } from './helpers/replicas.ts'
 
 test('a frozen writer: its connections are dropped once per failover', async () => {
   const crashes = watchCrashes()
@@ -24,10 +25,21 @@ test('a frozen writer: its connections are dropped once per failover', async () 
   let failovers = 0
   sql.ha.on('failover', (e) => e.ok && failovers++)
   const old = (await lab.status()).writer!
+  const admins = labAdmins(lab)
   try {
     await sql`select 1`
     const work = [settle(sql`select pg_sleep(10)`), settle(sql`select pg_sleep(10)`)]
-    await new Promise((r) => setTimeout(r, 150))
+    // Both run on the writer before it freezes (the second needs a new connection first, which a
+    // busy machine does not log in within a fixed pause).
+    await eventually(
+      async () =>
+        (
+          await admins.admin(old)`select 1 from pg_stat_activity where state = 'active'
+          and query = 'select pg_sleep(10)'`
+        ).length === 2,
+      10_000,
+      'the two statements running on the writer',
+    )
     await lab.freeze(old)
     await Promise.all(work)
     await eventually(() => failovers === 1, 10_000, 'the failover')
@@ -37,6 +49,7 @@ test('a frozen writer: its connections are dropped once per failover', async () 
     assert.equal(ofOld.length, 1, ofOld.join('\n'))
   } finally {
     await sql.end({ timeout: 1 })
+    await admins.end()
     await lab.heal()
     crashes.stop()
   }

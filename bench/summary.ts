@@ -70,9 +70,12 @@ for (const runtime of RUNTIMES) {
         )
   }
   if (recovery) {
+    const plain = recovery.byClient?.['postgres.js']
     recoveryRows.push(
       `| ${runtime} | ${recovery.trials} | ${ms(recovery.baselinePerSecond.p50)} | ${ms(recovery.promotionMs.p50)} | ` +
         `${ms(recovery.firstWriteMs.p50)} | ${ms(recovery.recoveryMs.p50)} | ${ms(recovery.recoveryMs.p99)} | ` +
+        `${ms(plain?.recoveryMs.p50)} | ${ms(plain?.recoveryMs.p99)} | ` +
+        `${recovery.vsPlainPostgresJs?.p50 ?? '—'} / ${recovery.vsPlainPostgresJs?.p99 ?? '—'} | ` +
         `${recovery.lost}/${recovery.duplicated} | ${yes(recovery.targetsMet)} |`,
     )
   }
@@ -125,10 +128,10 @@ if (overheadRows.length) {
 }
 if (recoveryRows.length) {
   lines.push(
-    'Recovery under load (50 concurrent writers through a writer kill; ms from the lab’s writer-ready until the new writer acknowledges 90 % of the pre-kill write rate over 100 ms)',
+    'Recovery under load (50 concurrent writers through a writer kill; ms from the lab’s writer-ready until the new writer acknowledges 90 % of the pre-kill write rate over 100 ms; plain postgres.js: re-pointed at the new writer when the lab says writer-ready, same run, its own kills)',
     '',
-    '| runtime | trials | writes/s before | promotion p50 | first write p50 | recovery p50 | recovery p99 | lost/dup | targets |',
-    '| --- | --: | --: | --: | --: | --: | --: | --: | --- |',
+    '| runtime | trials | writes/s before | promotion p50 | first write p50 | recovery p50 | recovery p99 | plain postgres.js p50 | p99 | ratio p50 / p99 | lost/dup | targets |',
+    '| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --- |',
     ...recoveryRows,
     '',
   )

@@ -275,3 +275,51 @@ test('sql: a cancel does not log in — it reaches the server even when the cred
   assert.ok(performance.now() - t0 < 3_000, `cancelled after ${Math.round(performance.now() - t0)} ms`)
   assert.equal(logins - before, 0, 'the cancel logged in')
 })
+
+test('sql: a cancel of a piped statement does not log in either — sent when the statement starts', async () => {
+  let logins = 0
+  let down = false
+  const { sql } = hooked(
+    async (ctx) => {
+      logins++
+      if (down) throw new Error('the credentials service is down (test)')
+      ctx.password = pg.password
+    },
+    { max: 1 },
+  )
+  await sql`select 1`
+  const running = async (marker: string) => {
+    const deadline = performance.now() + 5_000
+    while (performance.now() < deadline) {
+      const [row] = await admin`select count(*)::int as n from pg_stat_activity
+        where query like ${`%${marker}%`} and pid <> pg_backend_pid()`
+      if (row!.n > 0) return
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  }
+  // PostgreSQL ignores a cancel request that reaches the backend while it still reads the piped
+  // statement (which then runs to its end): such an attempt is made again, at most three times.
+  for (let attempt = 1; ; attempt++) {
+    down = false
+    // One connection: the second statement waits in the pipeline behind the first, and postgres.js
+    // sends its cancel request only once it starts (on a connection of its own, through `socket`).
+    const first = sql`select pg_sleep(1) as beforepiped`.execute()
+    const piped = sql`select pg_sleep(3) as cancelpiped`
+    const settled = piped.then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    // Both were written at once; once the first runs, the second waits behind it on the server.
+    await running('beforepiped')
+    const before = logins
+    down = true
+    ;(piped as unknown as { cancel(): unknown }).cancel()
+    await first
+    const error = (await settled) as { code?: string } | undefined
+    assert.equal(logins - before, 0, 'the cancel logged in')
+    if (error?.code === '57014' || attempt === 3) {
+      assert.equal(error?.code, '57014', `the statement was not cancelled: ${error}`)
+      break
+    }
+  }
+})

@@ -11,7 +11,7 @@
  */
 import type postgres from 'postgres'
 import type { ExecuteContext } from '../../core/plugin.ts'
-import { asCancelRequest } from './cancel-request.ts'
+import { asCancelRequest, markDeferredCancelRequest } from './cancel-request.ts'
 import { classify } from './classify.ts'
 import { closingWords } from './last-words.ts'
 import { guardTypeFetch } from './type-fetch.ts'
@@ -320,10 +320,15 @@ export function cancelQuery(q: PgQuery): unknown {
   const own = (q as HaQuery).own
   if (own && !own.done) {
     asCancelRequest(() => own.canceller(q))
+    markDeferredCancelRequest(q)
     return null
   }
   const inner = (q as HaQuery).inner
-  if (inner) return asCancelRequest(() => inner.cancel())
+  if (inner) {
+    const cancelled = asCancelRequest(() => inner.cancel())
+    markDeferredCancelRequest(inner)
+    return cancelled
+  }
   q.cancelled = true
   q.reject(cancelError())
   return undefined

@@ -193,12 +193,20 @@ test('sql: setUser logs new pool connections in as that role; statements under w
   await sql.begin(async (tx) => {
     assert.equal((await tx`select current_user as u`)[0]!.u, 'other')
   })
-  // The old instance ended by itself: only the new one's connections are left.
-  await new Promise((r) => setTimeout(r, 100))
-  const users = await admin`select usename from pg_stat_activity where application_name = 'set-user'`
+  // The old instance ends by itself: soon only the new one's connections are left (waited for,
+  // bounded: the server sees a closed connection go some time after the client closed it).
+  const users = async () =>
+    (await admin`select usename from pg_stat_activity where application_name = 'set-user'`).map(
+      (u) => u.usename as string,
+    )
+  let seen = await users()
+  for (let i = 0; i < 250 && seen.some((u) => u !== 'other'); i++) {
+    await new Promise((r) => setTimeout(r, 20))
+    seen = await users()
+  }
   assert.deepEqual(
-    users.map((u) => u.usename),
-    users.map(() => 'other'),
+    seen,
+    seen.map(() => 'other'),
   )
 })
 

@@ -275,46 +275,49 @@ export class HaClient implements Executor {
    * The fast path (core/execute-lane.ts) for work bound for the writer once the client is ready
    * and has connected: no reader routing, no read-your-writes, no pinned host, no `read-write`
    * check left to make, and every plugin's lane open. The first attempt then runs on the writer
-   * the chain's `run` would have picked.
+   * the chain's `run` would have picked. The lane is the attempt's context too: one object per
+   * statement.
    */
   lane(request: ExecuteRequest): Lane | undefined {
     const lanes = this.#lanes
     if (
-      !lanes ||
-      !this.#isReady ||
-      !this.#connected ||
-      this.readYourWrites !== undefined ||
+      !this.#laneOpen ||
       request.pinnedHost !== undefined ||
       request.forReader === true ||
-      this.#ended.signal.aborted
+      (request.targetRole ?? this.options.targetRole) !== 'writer'
     )
       return undefined
-    const targetRole = request.targetRole ?? this.options.targetRole
-    if (targetRole !== 'writer') return undefined
-    const host = this.route('writer')
+    // What route('writer') gives.
+    const host = this.#writer ?? this.#deps.initialHosts[0]!
     if (this.#checkReadOnly === 'read-write' && this.#defaultReadOnly!.known(host) !== false) return undefined
-    const ctx: ExecuteContext = {
-      kind: request.kind,
-      targetRole,
-      host,
-      inTransaction: request.inTransaction ?? false,
-      sent: false,
-      delivered: false,
-      attempt: 0,
-      description: request.description ?? '',
-    }
-    for (const lane of lanes) if (!lane.open(ctx)) return undefined
-    const states = lanes.map((lane) => lane.start(ctx))
-    return new StatementLane(host, ctx, lanes, states, request, this.#resume)
+    const lane = new StatementLane(request, host, lanes!, this.#resume)
+    for (let i = 0; i < lanes!.length; i++) if (!lanes![i]!.open(lane)) return undefined
+    lane.start()
+    return lane
+  }
+
+  /**
+   * Whether the lane may be open at all: every plugin has one, the client is ready and connected,
+   * no read-your-writes, and `sql.end()` has not been called. One field, so that the check per
+   * statement is one read; {@link HaClient.#updateLane} keeps it.
+   */
+  #laneOpen = false
+  #updateLane(): void {
+    this.#laneOpen =
+      this.#lanes !== undefined &&
+      this.#isReady &&
+      this.#connected &&
+      this.readYourWrites === undefined &&
+      !this.#ended.signal.aborted
   }
 
   /** A lane's first attempt failed: unwinds as the chain would, the innermost plugin first. */
   readonly #resume = <T>(lane: StatementLane, error: unknown, attempt: Attempt<T>): Promise<T> => {
-    const { ctx, lanes, states } = lane
-    const run = this.#runner(lane.request, ctx, attempt)
+    const { lanes, states } = lane
+    const run = this.#runner(lane.request, lane, attempt)
     let outcome = Promise.reject(error) as Promise<T>
     for (let i = lanes.length - 1; i >= 0; i--)
-      outcome = lanes[i]!.resume(ctx, states[i], outcome, () => this.#execute(ctx, run, i + 1))
+      outcome = lanes[i]!.resume(lane, states[i], outcome, () => this.#execute(lane, run, i + 1))
     return outcome
   }
 
@@ -369,6 +372,7 @@ export class HaClient implements Executor {
     if (this.#connected) return attempt(host, ctx)
     return attempt(host, ctx).then((result) => {
       this.#connected = true
+      this.#updateLane()
       return result
     })
   }
@@ -388,6 +392,7 @@ export class HaClient implements Executor {
     this.#ready ??= this.#runtime.holdOpenUntil(this.#bootstrap().then(() => this.#prepareSession())).then(
       () => {
         this.#isReady = true
+        this.#updateLane()
       },
       (error) => {
         // The next statement tries again: the cluster may be back by then.
@@ -514,6 +519,7 @@ export class HaClient implements Executor {
     if (this.#ended.signal.aborted) return
     this.ending()
     this.#ended.abort(new ClientEndedError())
+    this.#updateLane()
     this.#marks.stop()
     this.#stopLagPolling?.()
     this.readYourWrites?.end()
@@ -528,16 +534,40 @@ export class HaClient implements Executor {
   }
 }
 
-/** A statement on the fast path (see {@link HaClient.lane}). */
-class StatementLane implements Lane {
+/**
+ * A statement on the fast path (see {@link HaClient.lane}): the {@link Lane} and the
+ * {@link ExecuteContext} of its attempts in one object, with what each plugin's lane returned.
+ */
+class StatementLane implements Lane, ExecuteContext {
+  readonly kind: ExecuteContext['kind']
+  readonly targetRole: TargetRole = 'writer'
+  inTransaction: boolean
+  sent = false
+  delivered = false
+  attempt = 0
+  readonly description: string
+  precheck: ExecuteContext['precheck'] = undefined
+  readonly states: unknown[]
+
   constructor(
-    readonly host: HostAddress,
-    readonly ctx: ExecuteContext,
-    readonly lanes: readonly ExecuteLane[],
-    readonly states: readonly unknown[],
     readonly request: ExecuteRequest,
+    public host: HostAddress,
+    readonly lanes: readonly ExecuteLane[],
     readonly resume: <T>(lane: StatementLane, error: unknown, attempt: Attempt<T>) => Promise<T>,
-  ) {}
+  ) {
+    this.kind = request.kind
+    this.inTransaction = request.inTransaction ?? false
+    this.description = request.description ?? ''
+    this.states = new Array(lanes.length)
+  }
+
+  get ctx(): ExecuteContext {
+    return this
+  }
+
+  start(): void {
+    for (let i = 0; i < this.lanes.length; i++) this.states[i] = this.lanes[i]!.start(this)
+  }
 
   settled(): void {
     for (let i = 0; i < this.lanes.length; i++) this.lanes[i]!.settled(this.states[i])

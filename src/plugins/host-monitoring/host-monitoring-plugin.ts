@@ -12,7 +12,7 @@ import { withLane } from '../../core/execute-lane.ts'
 import { readOptions } from '../../core/option-spec.ts'
 import type { ExecuteContext, HaPlugin, PluginServices } from '../../core/plugin.ts'
 import { closeIdleHostMonitors, hostMonitorFor } from './host-monitor.ts'
-import { type LongStatements, longStatements } from './long-statements.ts'
+import { type LongStatements, longStatements, type Tracked } from './long-statements.ts'
 import { hostMonitoringOptionSpecs, type ResolvedHostMonitoringOptions } from './options.ts'
 
 /**
@@ -79,12 +79,12 @@ export function hostMonitoringPlugin(): HaPlugin {
     },
   }
   // The lane: what `execute` does, for a statement that skips the chain (core/execute-lane.ts).
-  return withLane<() => void>(plugin, {
+  return withLane<Tracked<ExecuteContext>>(plugin, {
     open: () => true,
-    start: (ctx) => tracker!.start(ctx),
-    settled: (done) => done(),
-    resume: (_ctx, done, first) => {
-      done()
+    start: (ctx) => tracker!.track(ctx),
+    settled: (entry) => tracker!.end(entry),
+    resume: (_ctx, entry, first) => {
+      tracker!.end(entry)
       return first
     },
   })

@@ -9,8 +9,8 @@
 import type { Runtime } from '../../runtime/runtime.ts'
 import type { TimerHandle } from '../../runtime/timers.ts'
 
-/** One statement being tracked. */
-interface Tracked<T> {
+/** One statement being tracked: what {@link LongStatements.track} returns, for {@link LongStatements.end}. */
+export interface Tracked<T> {
   readonly item: T
   readonly startedMs: number
   /** Set once the statement became long: what to call when it ends. */
@@ -23,6 +23,10 @@ interface Tracked<T> {
 export interface LongStatements<T> {
   /** Starts tracking; returns the function to call when the statement ends (once). */
   start(item: T): () => void
+  /** Starts tracking, without a closure: hand the entry to {@link LongStatements.end} when it ends. */
+  track(item: T): Tracked<T>
+  /** The statement of `entry` ended (a second call does nothing). */
+  end(entry: Tracked<T>): void
   /** Stops the timer and ends every long statement's watch. */
   close(): void
 }
@@ -69,20 +73,29 @@ export function longStatements<T>(
     }
   }
 
+  const track = (item: T): Tracked<T> => {
+    const entry: Tracked<T> = { item, startedMs: runtime.now(), end: undefined, long: false, ended: false }
+    running.push(entry)
+    // An armed timer is for an older statement; when it fires it re-arms for the next one.
+    if (timer === undefined) arm(graceMs)
+    return entry
+  }
+  const end = (entry: Tracked<T>): void => {
+    if (entry.ended) return
+    entry.ended = true
+    const stop = entry.end
+    if (stop === undefined) return
+    entry.end = undefined
+    stop()
+  }
+
   return {
     start(item) {
-      const entry: Tracked<T> = { item, startedMs: runtime.now(), end: undefined, long: false, ended: false }
-      running.push(entry)
-      // An armed timer is for an older statement; when it fires it re-arms for the next one.
-      if (timer === undefined) arm(graceMs)
-      return () => {
-        if (entry.ended) return
-        entry.ended = true
-        const end = entry.end
-        entry.end = undefined
-        end?.()
-      }
+      const entry = track(item)
+      return () => end(entry)
     },
+    track,
+    end,
     close() {
       runtime.stopTimer(timer)
       timer = undefined

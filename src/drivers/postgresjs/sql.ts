@@ -290,65 +290,68 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     // transaction before postgres.js does (`rejectTx`, what `pending` holds).
     return new Promise<unknown>((resolve, rejectTx) => {
       enter(rejectTx)
+      const done = (value: unknown) => {
+        capacity.done()
+        leave(rejectTx)
+        resolve(value)
+      }
+      const failed = (error: unknown) => {
+        capacity.done()
+        leave(rejectTx)
+        rejectTx(error)
+      }
       const attempt = (host: HostAddress, ctx: ExecuteContext): Promise<unknown> => {
         const entry = pools.entry(host)
         const drops = entry.drops ?? 0
         const guard = transactionGuard(host)
         const guarded = guard.body(body)
-        return handOver(rejectTx, () =>
-          entry.sql
-            .begin(String(mode), (tx) => {
-              // From here on the caller's function runs: never replay it.
-              ctx.sent = true
-              return guarded(tx)
-            })
-            .catch((error: unknown) => {
-              guard.abandon(error)
-              // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
-              throw pools.explain(host, drops, guard.lost ?? error)
-            }),
-        )
+        // postgres.js owns the transaction while it runs (see `handOver`), unless end() gave up on it.
+        const handedOver = pending.has(rejectTx)
+        if (handedOver) pending.set(rejectTx, true)
+        return entry.sql
+          .begin(String(mode), (tx) => {
+            // From here on the caller's function runs: never replay it.
+            ctx.sent = true
+            return guarded(tx)
+          })
+          .then(undefined, (error: unknown) => {
+            if (handedOver && pending.has(rejectTx)) pending.set(rejectTx, false)
+            guard.abandon(error)
+            // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
+            throw pools.explain(host, drops, guard.lost ?? error)
+          })
       }
       // On the core's lane, the first attempt starts now, without the chain's promises; BEGIN is
       // then a microtask away, as in postgres.js (a query made after `begin()` queues behind it).
-      const start = (): Promise<unknown> => {
+      const start = (): void => {
         const lane = executor.lane?.(TRANSACTION)
-        if (!lane) return executor.execute(TRANSACTION, attempt)
+        if (!lane) {
+          executor.execute(TRANSACTION, attempt).then(done, failed)
+          return
+        }
         let first: Promise<unknown>
         try {
           first = attempt(lane.host, lane.ctx)
         } catch (error) {
           first = Promise.reject(error)
         }
-        return first.then(
+        first.then(
           (value) => {
             lane.settled()
-            return value
+            done(value)
           },
-          (error) => lane.failed(error, attempt),
+          (error) => lane.failed(error, attempt).then(done, failed),
         )
       }
       // A transaction holds a pool connection: it counts against `max` like a statement.
-      let run: Promise<unknown>
       try {
-        run = capacity.tryStatement()
-          ? start()
-          : new Promise<void>((resolve) => capacity.statement(resolve)).then(start)
+        if (capacity.tryStatement()) start()
+        // Started a microtask after the count lets it, not inside the settling of the statement
+        // that freed the connection.
+        else capacity.statement(() => void Promise.resolve().then(start).catch(failed))
       } catch (error) {
-        run = Promise.reject(error)
+        failed(error)
       }
-      run.then(
-        (value) => {
-          capacity.done()
-          leave(rejectTx)
-          resolve(value)
-        },
-        (error: unknown) => {
-          capacity.done()
-          leave(rejectTx)
-          rejectTx(error)
-        },
-      )
     })
   }
 

@@ -26,6 +26,8 @@ const never = () => new Promise<never>(() => {})
 interface GuardedQuery {
   handler: (q: GuardedQuery) => void
   reject: (error: unknown) => void
+  /** The query's own `reject`, called by the guard's (one function per transaction, not per query). */
+  pgHaOwnReject?: (error: unknown) => void
 }
 
 /** The state of one `sql.begin`. */
@@ -81,26 +83,36 @@ export function transactionGuard(host?: HostAddress): TransactionGuard {
       },
     )
 
-  /** Takes over a postgres.js query of the transaction: it sees the loss, and is refused after it. */
-  const guardQuery = <Q>(made: Q): Q => {
-    const q = made as unknown as GuardedQuery
-    if (!(made instanceof Promise) || typeof q.handler !== 'function') return made
-    const handler = q.handler
-    const reject = q.reject
-    // postgres.js rejects the statements of a closing connection before it tells `begin`.
-    q.reject = (error) => {
-      if (classify(error) === 'connection-lost') onLost(error)
-      reject(error)
-    }
-    q.handler = (query) => {
-      if (lost !== undefined || abandoned) query.reject(refuse())
-      else handler(query)
-    }
-    return made
+  // postgres.js rejects the statements of a closing connection before it tells `begin`. It calls
+  // `query.reject(error)` as a method, so one function serves every query of the transaction.
+  function rejectNoticingLoss(this: GuardedQuery, error: unknown): void {
+    if (classify(error) === 'connection-lost') onLost(error)
+    this.pgHaOwnReject!(error)
   }
 
   const wrapTx = (tx: postgres.TransactionSql): postgres.TransactionSql => {
     wrapSavepoint(tx)
+    // Every query of one scope (the transaction, or a savepoint's body) has the scope's handler:
+    // its guarded version is made once per scope, not once per query.
+    let original: GuardedQuery['handler'] | undefined
+    let guarded: GuardedQuery['handler'] | undefined
+    /** Takes over a postgres.js query of the transaction: it sees the loss, and is refused after it. */
+    const guardQuery = <Q>(made: Q): Q => {
+      const q = made as unknown as GuardedQuery
+      if (!(made instanceof Promise) || typeof q.handler !== 'function') return made
+      if (q.handler !== original) {
+        const handler = q.handler
+        original = handler
+        guarded = (query) => {
+          if (lost !== undefined || abandoned) query.reject(refuse())
+          else handler(query)
+        }
+      }
+      q.handler = guarded!
+      q.pgHaOwnReject = q.reject
+      q.reject = rejectNoticingLoss
+      return made
+    }
     return new Proxy(tx, {
       apply: (target, self, args) => guardQuery(Reflect.apply(target, self, args)),
       get(target, key, receiver) {

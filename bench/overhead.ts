@@ -6,8 +6,9 @@
  * writer, and through a second raw postgres.js client (the A/A pair).
  *
  * Shared machines are noisy, so the clients run in paired, interleaved rounds (see
- * `lib/paired.ts`): each round runs every workload on the three clients back to back, in an order
- * that goes through every permutation, and every headline figure is the median over the rounds of
+ * `lib/paired.ts`): each round runs every workload on the three clients, taking turns in pieces of
+ * an eighth of a batch (`--pieces`), in an order that goes through every permutation, so that a
+ * change of the machine's load hits all three alike; every headline figure is the median over the rounds of
  * a per-round difference or ratio against the first raw client, with a distribution-free 95 %
  * confidence interval: throughput ratio (postgres-ha ÷ raw), added p50 and p99 latency, and added
  * client CPU time per statement (`process.cpuUsage` around each batch: the whole process, so
@@ -29,7 +30,7 @@ import postgres from 'postgres'
 import { parseFlags } from './lib/args.ts'
 import { labSettings, openBenchLab } from './lib/bench-lab.ts'
 import { entry, postgresHa } from './lib/entry.ts'
-import { type Batch, runBatch } from './lib/load.ts'
+import { type Batch, joinBatches, runBatch } from './lib/load.ts'
 import { type PairedFigure, pairedFigure, roundOrder } from './lib/paired.ts'
 import { emit, machineInfo, progress, runtimeInfo } from './lib/report.ts'
 import { quantile } from './lib/stats.ts'
@@ -39,6 +40,10 @@ import type { AnySql } from './lib/write-loop.ts'
 const flags = parseFlags('bench/overhead.ts', {
   ops: { default: 1_000, help: 'operations per batch at 10 concurrent (a quarter at 1)' },
   rounds: { default: 12, help: 'paired rounds; the client order goes through all 6 permutations' },
+  pieces: {
+    default: 8,
+    help: "each batch runs as this many pieces, alternating with the other clients' pieces",
+  },
   'no-save': { default: false, help: 'do not write bench/results/<runtime>-overhead.json' },
 })
 const started = performance.now()
@@ -101,15 +106,21 @@ try {
   for (const w of workloadNames)
     for (const c of CONCURRENCY) batches[`${w}@${c}`] = { [RAW]: [], [AA]: [], [HA]: [] }
   for (let round = 0; round < rounds; round++) {
-    const order = roundOrder(CLIENTS, round)
     for (const w of workloadNames)
-      for (const c of CONCURRENCY)
-        for (const name of order) {
-          const workload = WORKLOADS[w]!
-          batches[`${w}@${c}`]![name].push(
-            await runBatch(opsFor(workload, c), c, (i) => workload.run(clients[name], i)),
-          )
+      for (const c of CONCURRENCY) {
+        const workload = WORKLOADS[w]!
+        const total = opsFor(workload, c)
+        const size = Math.max(c, Math.ceil(total / Math.max(1, Math.round(flags.pieces))))
+        const parts: Record<ClientName, Batch[]> = { [RAW]: [], [AA]: [], [HA]: [] }
+        // The clients take turns piece by piece, in an order that goes through the permutations:
+        // a change of the machine's load within the round hits all three alike.
+        for (let done = 0, piece = 0; done < total; done += size, piece++) {
+          const n = Math.min(size, total - done)
+          for (const name of roundOrder(CLIENTS, round + piece))
+            parts[name].push(await runBatch(n, c, (i) => workload.run(clients[name], done + i)))
         }
+        for (const name of CLIENTS) batches[`${w}@${c}`]![name].push(joinBatches(parts[name]))
+      }
     progress('overhead', `round ${round + 1}/${rounds}: ${summaryLine(round)}`)
   }
 
@@ -157,7 +168,8 @@ try {
         [HA]: 'postgresHa(cluster endpoint), default options and plugins',
       },
       workload:
-        `${rounds} paired rounds; per round and client, a batch per workload and concurrency ` +
+        `${rounds} paired rounds; per round and client, a batch per workload and concurrency, ` +
+        `run in ${Math.max(1, Math.round(flags.pieces))} pieces taking turns with the other clients ` +
         `(${workloadNames.map((w) => `${w}: ${opsFor(WORKLOADS[w]!, 10)} @10, ${opsFor(WORKLOADS[w]!, 1)} @1`).join('; ')}); ` +
         'client order through all permutations; figures are medians over rounds of per-round ' +
         'differences or ratios against postgres.js, with order-statistic 95 % intervals (ci95)',

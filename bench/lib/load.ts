@@ -58,3 +58,28 @@ export async function runBatch(
   const userCpuMs = (cpu1.user - cpu0.user) / 1000
   return { latencies, wallMs, cpuMs: userCpuMs + (cpu1.system - cpu0.system) / 1000, userCpuMs }
 }
+
+/**
+ * Batches run one after the other as one: latencies end to end, wall and CPU times summed.
+ *
+ * @example
+ * ```ts
+ * joinBatches([await runBatch(100, 10, q), await runBatch(100, 10, q)]).latencies.length // 200
+ * ```
+ */
+export function joinBatches(parts: readonly Batch[]): Batch {
+  const latencies = new Float64Array(parts.reduce((n, b) => n + b.latencies.length, 0))
+  let at = 0
+  for (const b of parts) {
+    latencies.set(b.latencies, at)
+    at += b.latencies.length
+  }
+  const sum = (field: 'cpuMs' | 'userCpuMs') =>
+    parts.every((b) => b[field] !== null) ? parts.reduce((t, b) => t + b[field]!, 0) : null
+  return {
+    latencies,
+    wallMs: parts.reduce((t, b) => t + b.wallMs, 0),
+    cpuMs: sum('cpuMs'),
+    userCpuMs: sum('userCpuMs'),
+  }
+}

@@ -329,19 +329,26 @@ t('connect_timeout', { timeout: 20 }, async () => {
   const connect_timeout = 0.2
   const server = net.createServer()
   server.listen()
-  const sql = client({ port: server.address().port, host: '127.0.0.1', connect_timeout })
-  const start = Date.now()
-  let end
+  let took
   // Closed whatever the statement did: a listening server left open keeps node from exiting.
   try {
-    await sql`select 1`.catch((e) => {
-      if (e.code !== 'CONNECT_TIMEOUT') throw e
-      end = Date.now()
-    })
+    // A connect that timed out late is tried again, at most three times in all (a new client
+    // each): one stall of a busy machine must not push the one measurement past the 100 ms
+    // window; a timeout the product makes late is late every time (and an early one fails at once).
+    for (let i = 0; i < 3 && (took === undefined || took > connect_timeout); i++) {
+      const sql = client({ port: server.address().port, host: '127.0.0.1', connect_timeout })
+      const start = Date.now()
+      let end
+      await sql`select 1`.catch((e) => {
+        if (e.code !== 'CONNECT_TIMEOUT') throw e
+        end = Date.now()
+      })
+      took = Math.floor((end - start) / 100) / 10
+    }
   } finally {
     server.close()
   }
-  return [connect_timeout, Math.floor((end - start) / 100) / 10]
+  return [connect_timeout, took]
 })
 
 t('connect_timeout throws proper error', async () => [

@@ -12,6 +12,7 @@ import { postgresHa } from '../mod.ts'
 import { settle } from './helpers/ha.ts'
 import { driverClient } from './helpers/passthrough.ts'
 import { startPgServer } from './helpers/pg-server.ts'
+import { runningOn } from './helpers/replicas.ts'
 import { singlePg } from './helpers/single-pg.ts'
 
 const db = singlePg()
@@ -171,9 +172,11 @@ test('sockets: aborting a host destroys the sockets the socket option gave', asy
     },
   } as never)
   db.track(sql)
+  const admin = db.track(postgres(db.pg.adminUrl, { max: 1, onnotice: () => {} }))
   await sql`select 1`
-  const running = settle(sql`select pg_sleep(5)`)
-  await new Promise((r) => setTimeout(r, 200))
+  const running = settle(sql`select pg_sleep(5) as abort_given`)
+  // Aborted once it runs on the server (a fixed pause was not enough on a busy machine).
+  await runningOn([admin], '%abort_given%')
   // What host monitoring and failover do to a host that stopped answering.
   pools.abort(target.host, 'test')
   const result = await running

@@ -5,10 +5,12 @@ import { join } from 'node:path'
 import { after, before, test as nodeTest } from 'node:test'
 import { createServer as createTlsServer } from 'node:tls'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import postgres from 'postgres'
 import { labTlsCertificate } from '../lab/aws/test-tls.ts'
 import { createConnectionFactory, parseConnection } from '../src/drivers/postgresjs/mod.ts'
 import { driverClient } from './helpers/passthrough.ts'
 import { type PgServer, startPgServer } from './helpers/pg-server.ts'
+import { runningOn } from './helpers/replicas.ts'
 import { runScript } from './helpers/spawn-runtime.ts'
 
 let pg: PgServer
@@ -203,9 +205,13 @@ test('sql: pg_stat_ssl shows every connection of our clients encrypted', async (
 
 test('sql: abortHost mid-query over TLS rejects the statement and the next one reconnects', async () => {
   const { sql, pools, target } = client()
+  // Each abort lands once its statement runs on the server (a fixed pause was not enough on a
+  // busy machine); the server goes on sleeping an aborted statement, so each has a marker.
+  const admin = postgres(pg.adminUrl, { max: 1, onnotice: () => {} })
+  ends.push(() => admin.end({ timeout: 0 }))
   await sql`select 1`
-  const slow = sql`select pg_sleep(5)`.catch((e: unknown) => e)
-  await new Promise((r) => setTimeout(r, 200))
+  const slow = sql`select pg_sleep(5) as abort_one`.catch((e: unknown) => e)
+  await runningOn([admin], '%abort_one%')
   pools.abort(target.host, 'test')
   const error = (await slow) as { code?: string }
   // postgres-ha dropped it, and says so.
@@ -216,10 +222,10 @@ test('sql: abortHost mid-query over TLS rejects the statement and the next one r
   // A transaction cut by an abort fails with the abort, and nothing is written to the dead socket.
   const tx = sql
     .begin(async (t) => {
-      await t`select pg_sleep(5)`
+      await t`select pg_sleep(5) as abort_two`
     })
     .catch((e: unknown) => e)
-  await new Promise((r) => setTimeout(r, 200))
+  await runningOn([admin], '%abort_two%')
   pools.abort(target.host, 'test')
   assert.equal(((await tx) as { code?: string }).code, 'CONNECTION_DROPPED')
   await sql`select 1`

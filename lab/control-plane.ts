@@ -29,4 +29,8 @@ export interface ControlPlane {
   /** Removes a reader or down instance: out of the topology, its endpoint closed, its data gone. */
   remove(id: string): Promise<void>
   down(removeDir: boolean): Promise<void>
+  /** Readies the lab for its next user; false when it must go down instead (lab/pool.ts). */
+  park?(): Promise<boolean>
+  /** A parked lab taken by its next user. */
+  adopt?(): Promise<void>
 }

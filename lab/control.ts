@@ -18,10 +18,11 @@ import { CLUSTER_HOST, Endpoints, READER_HOST } from './endpoints.ts'
 import { EventLog } from './events.ts'
 import { Faults } from './faults.ts'
 import { Health } from './health.ts'
-import { APP_PASSWORD, APP_USER, DATABASE } from './instance.ts'
+import { APP_PASSWORD, APP_USER, DATABASE, sleep, within } from './instance.ts'
 import { Lifecycle } from './lifecycle.ts'
 import { FIRST_OCTET, Membership, newMember } from './membership.ts'
 import { chownR, findPgBin, removeTree } from './pg-bin.ts'
+import { dropPublic, endSessions, fingerprint } from './pool.ts'
 import { freePort } from './ports.ts'
 import { Promotion } from './promotion.ts'
 import { labRoot } from './scratch.ts'
@@ -44,6 +45,8 @@ export class Control implements ControlPlane {
   private readonly lifecycle: Lifecycle
   private readonly membership: Membership
   private chain: Promise<unknown> = Promise.resolve()
+  /** The catalog digest right after bring-up: a lab is handed on only if it has it again (pool.ts). */
+  private pristine?: string
   upMs = 0
 
   constructor(
@@ -98,9 +101,93 @@ export class Control implements ControlPlane {
     await this.table.write(true)
     await this.lifecycle.waitForWriter(60_000)
     this.endpoints.resolveNow()
+    this.pristine = await fingerprint(writer!.inst.admin)
     this.health.start()
     this.upMs = performance.now() - started
     this.events.emit('up', undefined, { ms: Math.round(this.upMs), nodes: o.nodes, pg: c.bin.version })
+  }
+
+  /**
+   * Readies the lab for its next user (lab/pool.ts says when a lab qualifies): true once it is as a
+   * fresh one (its event log emptied, its writer no longer probed until `adopt`), false when it
+   * must be taken down instead.
+   */
+  async park(): Promise<boolean> {
+    const c = this.c
+    const o = this.options
+    const ids = Array.from({ length: o.nodes }, (_, i) => `127.0.0.${FIRST_OCTET + i}`)
+    const members = [...c.members.values()]
+    const shapeKept =
+      this.pristine !== undefined &&
+      !c.closed &&
+      !c.lost &&
+      !c.settling &&
+      c.writer === ids[0] &&
+      members.length === ids.length &&
+      members.every(
+        (m, i) =>
+          m.inst.id === ids[i] &&
+          m.role === (i === 0 ? 'writer' : 'reader') &&
+          m.state === 'running' &&
+          m.inst.running &&
+          !m.inst.frozen &&
+          !m.stale &&
+          m.gate.fault === 'none',
+      )
+    if (!shapeKept) return false
+    // No pending promotion or endpoint move; the probe stops until the next user adopts the lab.
+    c.clearTimers()
+    this.health.stop()
+    const writer = members[0]!
+    for (const m of members) if (!(await endSessions(m.inst.admin))) return false
+    // Every reader still a standby (none promoted behind the lab's back), replaying, with no slot or
+    // ALTER SYSTEM setting of its own (neither is replicated from the writer).
+    for (const m of members.slice(1)) {
+      const [r] = await within(
+        2_000,
+        m.inst.admin`SELECT pg_is_in_recovery() AS standby,
+          CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END AS paused,
+          (SELECT count(*) FROM pg_replication_slots)::int
+            + (SELECT count(*) FROM pg_file_settings WHERE sourcefile LIKE '%postgresql.auto.conf')::int AS own`,
+      )
+      if (!r!.standby || r!.paused || r!.own !== 0) return false
+    }
+    // Timeline 1: no reader was ever promoted (a writer that came back before any promotion is
+    // the same server it was).
+    const [w] = await within(
+      2_000,
+      writer.inst
+        .admin`SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS tli`,
+    )
+    if (w!.tli !== 1) return false
+    // Every reader streams from it before anything is written: a commit waits for a sync standby.
+    await this.lifecycle.waitForWriter(5_000)
+    await dropPublic(writer.inst.admin)
+    if ((await fingerprint(writer.inst.admin)) !== this.pristine) return false
+    await within(5_000, this.table.write(true), 'the topology table write')
+    // Every reader has replayed everything up to now (the drops included).
+    const [lsn] = await writer.inst.admin`SELECT pg_current_wal_lsn()::text AS lsn`
+    for (const m of members.slice(1)) {
+      const deadline = Date.now() + 5_000
+      for (;;) {
+        const [r] = await within(
+          2_000,
+          m.inst.admin`SELECT coalesce(pg_last_wal_replay_lsn() >= ${lsn!.lsn}::pg_lsn, false) AS caught_up`,
+        )
+        if (r!.caught_up) break
+        if (Date.now() > deadline) return false
+        await sleep(20)
+      }
+    }
+    this.endpoints.resolveNow()
+    this.events.reset()
+    return true
+  }
+
+  /** A parked lab (`park`) taken by its next user: the writer is probed again. */
+  async adopt(): Promise<void> {
+    this.health.start()
+    await this.lifecycle.waitForWriter(10_000)
   }
 
   kill(target: string): Promise<void> {

@@ -61,6 +61,12 @@ if (config.proxyStartupModule) {
 const control: ControlPlane =
   config.manager === 'patroni' ? new PatroniControl(config, log) : new Control({ ...config, startup }, log)
 let shuttingDown: Promise<void> | undefined
+/** The process the lab belongs to: startLab's, then that of whoever adopted it (lab/pool.ts). */
+let owner = config.ownerPid
+/** How long a parked lab waits for its next user before it goes down by itself. */
+const PARKED_MS = 60_000
+/** Set while parked: the timer that takes the lab down if nobody adopts it. */
+let idle: ReturnType<typeof setTimeout> | undefined
 
 function shutdown(reason: string): Promise<void> {
   shuttingDown ??= (async () => {
@@ -109,6 +115,33 @@ async function dispatch(op: string, args: any[]): Promise<unknown> {
       return x(() => control.remove(String(args[0])))
     case 'down':
       return shutdown('requested')
+    case 'park':
+      return x(async () => {
+        if (!control.park || !(await control.park())) return false
+        // Nobody owns it now: it goes down by itself unless adopted soon.
+        owner = undefined
+        clearTimeout(idle)
+        idle = setTimeout(
+          () => void shutdown('parked and not adopted').then(() => process.exit(0)),
+          PARKED_MS,
+        )
+        return true
+      })
+    case 'adopt':
+      return x(async () => {
+        if (!control.adopt || !control.park || !idle || shuttingDown)
+          throw new Error('this lab is not parked')
+        clearTimeout(idle)
+        idle = undefined
+        // The checks again: its last user's process may have touched it after parking it.
+        if (!(await control.park())) {
+          void shutdown('no longer as a fresh lab when adopted').then(() => process.exit(0))
+          throw new Error('the parked lab is no longer as a fresh one')
+        }
+        owner = Number(args[0])
+        await control.adopt()
+        return control.status()
+      })
     default:
       throw new Error(`unknown operation "${op}"`)
   }
@@ -158,8 +191,8 @@ for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
 }
 if (config.ownerPid) {
   // startLab's process died without down(): clean up after it.
-  const owner = config.ownerPid
   setInterval(() => {
+    if (owner === undefined) return
     try {
       process.kill(owner, 0)
     } catch {

@@ -74,6 +74,8 @@ export class Endpoints {
   /** Points the DNS at the current topology right away (at bring-up). */
   resolveNow(): void {
     this.dns = this.desired()
+    // A lab handed to its next user (lab/pool.ts) deals reader connections as a fresh one does.
+    this.readerTurn = 0
   }
 
   private routeCluster(): Gate | undefined {

@@ -42,6 +42,16 @@ export class EventLog {
     return event
   }
 
+  /** Forgets every event (a lab handed to its next user, lab/pool.ts): it sees only its own. */
+  reset(): void {
+    this.events.length = 0
+    if (this.file) {
+      try {
+        appendFileSync(this.file, `${JSON.stringify({ type: 'log-reset', atMs: nowMs() })}\n`)
+      } catch {}
+    }
+  }
+
   /** The first matching event, waiting for it up to `timeoutMs` (default 30000). */
   wait(q: EventQuery): Promise<LabEvent> {
     const found = this.events.find((e) => matches(e, q))

@@ -35,6 +35,9 @@ export class Health {
 
   stop(): void {
     void this.probeSql?.sql.end({ timeout: 0 }).catch(() => {})
+    // A lab handed on (lab/pool.ts) starts probing again later, with a connection of its own.
+    this.probeSql = undefined
+    this.probeInflight = false
   }
 
   /** Makes `m` the writer; the probe gives it a full `probeTimeoutMs` from now. */

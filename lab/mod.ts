@@ -20,7 +20,7 @@
  */
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { call, forceDown, spawnDaemon } from './client.ts'
+import { call, forceDown, readLabFile, spawnDaemon } from './client.ts'
 import type { LabFile } from './daemon.ts'
 import { labRoot, staleLabs } from './scratch.ts'
 import type { LabEvent, LabNode, LabOptions, LabStatus } from './types.ts'
@@ -252,4 +252,28 @@ export async function startLab(options: LabOptions = {}): Promise<Lab> {
         throw error
     }
   }
+}
+
+/**
+ * For test harnesses that hand a lab from one test file to the next (tests/helpers/shared-lab.ts):
+ * readies `lab` for another user (lab/pool.ts says when a lab qualifies). True once parked: it no
+ * longer belongs to this process, and goes down by itself if nobody adopts it within 60 s. False
+ * when it must be taken down (`down()`) instead.
+ */
+export async function parkLab(lab: Lab): Promise<boolean> {
+  const file = readLabFile(lab.dir)
+  if (!file?.ready) return false
+  return (await call(file, 'park', [], 30_000)) === true
+}
+
+/**
+ * Takes the lab parked in `dir` (`parkLab`) for this process, after checking again that it is as a
+ * fresh one; rejects when it is not parked or no longer qualifies (then take it down with
+ * `forceDown`).
+ */
+export async function adoptLab(dir: string): Promise<Lab> {
+  const file = readLabFile(dir)
+  if (!file?.ready) throw new Error(`no lab in ${dir}`)
+  const status = (await call(file, 'adopt', [process.pid], 30_000)) as LabStatus
+  return new RemoteLab(dir, file, status)
 }

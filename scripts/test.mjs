@@ -11,7 +11,8 @@
 // as if it were slow). Each job's wall and CPU time (.tmp/test-cpu.json) are printed with its output
 // whole when it ends, then a per-runtime count and a closing "N passed, N failed".
 // A file with the line `// test-runner: heavy` (it starts many servers at once) never runs beside
-// another heavy job: the three runtimes' copies of it take turns.
+// another heavy job: the three runtimes' copies of it take turns. So do the copies of a file that
+// takes its lab through tests/helpers/shared-lab.ts, which can then hand its lab on to the next.
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
@@ -102,6 +103,60 @@ function buildNodeBundles() {
     }
   })()
   return nodeBundles
+}
+/**
+ * Labs a test file parked for the next file asking for the same shape (tests/helpers/shared-lab.ts,
+ * lab/pool.ts): a lab start and stop cost ~0.65 s of CPU. The folder is this run's own (labs run
+ * this checkout's code); labs still parked at the end are taken down.
+ */
+const labPool = join(root, '.tmp', 'lab-pool', String(process.pid))
+process.env.PGHA_TEST_LAB_POOL = labPool
+removeDeadProcessFolders(dirname(labPool))
+/** The folders of the labs handed from one file to another in this run (parked now, or taken over since). */
+function parkedLabDirs() {
+  try {
+    return [
+      ...new Set(
+        readFileSync(join(labPool, 'history'), 'utf8')
+          .split('\n')
+          .filter((line) => line.startsWith('parked '))
+          .map((line) => line.slice('parked '.length)),
+      ),
+    ]
+  } catch {
+    return []
+  }
+}
+/**
+ * SIGTERM to the daemon of every lab still parked (it takes its lab down), then the folder goes.
+ * Returns what the shared labs did: how many started, were adopted, were parked.
+ */
+function downParkedLabs() {
+  const counts = { started: 0, adopted: 0, parked: 0 }
+  try {
+    for (const line of readFileSync(join(labPool, 'history'), 'utf8').split('\n')) {
+      const what = line.split(' ')[0]
+      if (what in counts) counts[what]++
+    }
+  } catch {}
+  let shelves = []
+  try {
+    shelves = readdirSync(labPool).filter((name) => name !== 'history')
+  } catch {}
+  for (const shelf of shelves) {
+    let entries = []
+    try {
+      entries = readdirSync(join(labPool, shelf))
+    } catch {}
+    for (const entry of entries) {
+      try {
+        const { dir } = JSON.parse(readFileSync(join(labPool, shelf, entry), 'utf8'))
+        process.kill(JSON.parse(readFileSync(join(dir, 'lab.json'), 'utf8')).pid, 'SIGTERM')
+      } catch {}
+    }
+  }
+  rmSync(labPool, { recursive: true, force: true })
+  return counts
 }
 const bundleOf = (file) => join(bundleDir, file.replace(/\.[cm]?tsx?$/, '.mjs'))
 
@@ -204,10 +259,26 @@ function cgroupRead(dir) {
       cgroupBase.unit === 'ns'
         ? Number(text) / 1e9
         : Number(/usage_usec (\d+)/.exec(text)?.[1] ?? Number.NaN) / 1e6
-    const left = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).length
-    return { cpu, left }
+    const pids = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)
+    // A lab the job handed on to a later file (parked or taken over) is no leak.
+    const parked = parkedLabDirs()
+    // Its servers' own processes name no folder: their parent (the postmaster) does.
+    const inParkedLab = (pid, depth = 0) => {
+      try {
+        if (parked.some((lab) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(lab))) return true
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+        const parent = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]
+        return depth < 1 && inParkedLab(parent, depth + 1)
+      } catch {
+        return false
+      }
+    }
+    const left = parked.length
+      ? pids.filter((pid) => existsSync(`/proc/${pid}`) && !inParkedLab(pid)).length
+      : pids.length
+    return { cpu, left, remain: pids.length }
   } catch {
-    return { cpu: undefined, left: 0 }
+    return { cpu: undefined, left: 0, remain: 0 }
   }
 }
 function cgroupRemove(dir) {
@@ -281,9 +352,9 @@ function run(command, args, timeoutMs, silenceMs) {
       clearTimeout(timer)
       clearTimeout(silence)
       if (timedOut) out += `\n${stopReason}\n`
-      const { cpu, left } = cgroup ? cgroupRead(cgroup) : { cpu: undefined, left: 0 }
+      const { cpu, left, remain } = cgroup ? cgroupRead(cgroup) : { cpu: undefined, left: 0, remain: 0 }
       if (left > 0) out += `\n${left} process(es) it started still run after it ended\n`
-      if (cgroup && left === 0) cgroupRemove(cgroup)
+      if (cgroup && remain === 0) cgroupRemove(cgroup)
       resolve({ code: timedOut ? 1 : code, out, seconds: (performance.now() - started) / 1000, cpu })
     }
     child.on('error', (error) => {
@@ -342,9 +413,30 @@ const heavy = new Set(
     }
   }),
 )
+/**
+ * Files that take their lab through tests/helpers/shared-lab.ts: their copies on the three runtimes
+ * take turns, so that each can adopt the lab the one before it parked (same options) rather than
+ * all three starting one at once and parking three that nobody takes.
+ */
+const sharesLabs = new Set(
+  testFiles.filter((file) => {
+    try {
+      return readFileSync(join(root, file), 'utf8').includes('sharedLab(')
+    } catch {
+      return false
+    }
+  }),
+)
 for (const runtime of runtimes)
   for (const file of testFiles)
-    jobList.push({ label: `${runtime} ${file}`, kind: 'test', runtime, file, heavy: heavy.has(file) })
+    jobList.push({
+      label: `${runtime} ${file}`,
+      kind: 'test',
+      runtime,
+      file,
+      heavy: heavy.has(file),
+      turns: sharesLabs.has(file),
+    })
 // Longest first; a job never timed before counts as long, so a new slow file cannot start last.
 // A file timed on another runtime only (new since the times were kept) counts as that long.
 function expected(job) {
@@ -398,15 +490,20 @@ if (runtimes.includes('node')) buildNodeBundles()
 const results = []
 const pending = [...jobList]
 let heavyRunning = false
-/** Workers waiting for the heavy job under way to end (only heavy jobs are left for them). */
+/** Files one of whose copies runs now (only those whose copies take turns). */
+const filesRunning = new Set()
+/** Whether `job` may start now: not a heavy one beside another, not a copy beside its file's turn. */
+const startable = (job) => !(job.heavy && heavyRunning) && !(job.turns && filesRunning.has(job.file))
+/** Workers waiting for a heavy job or a file's turn to end (only such jobs are left for them). */
 const waiting = []
-/** The next job to start: the longest pending one, a heavy one only while no heavy one runs. */
+/** The next job to start: the longest pending one that may start now. */
 async function take() {
   for (;;) {
-    const i = pending.findIndex((job) => !(job.heavy && heavyRunning))
+    const i = pending.findIndex(startable)
     if (i >= 0) {
       const [job] = pending.splice(i, 1)
       if (job.heavy) heavyRunning = true
+      if (job.turns) filesRunning.add(job.file)
       return job
     }
     if (pending.length === 0) return undefined
@@ -430,8 +527,8 @@ let lastExtraStart = 0
 /** For an extra worker: resolves true once the CPUs have had idle time, false once nothing is left. */
 async function cpuHasRoom() {
   for (;;) {
-    // Nothing it may start (only heavy jobs left, one running): the regular workers take them.
-    if (!pending.some((job) => !(job.heavy && heavyRunning))) return false
+    // Nothing it may start (only jobs waiting for their turn): the regular workers take them.
+    if (!pending.some(startable)) return false
     if (cpuBusy < 0.8 && performance.now() - lastExtraStart > 1_000) {
       lastExtraStart = performance.now()
       return true
@@ -452,10 +549,9 @@ async function worker(extra = false) {
     running.add(job.label)
     const result = await runJob(job)
     running.delete(job.label)
-    if (job.heavy) {
-      heavyRunning = false
-      for (const wake of waiting.splice(0)) wake()
-    }
+    if (job.heavy) heavyRunning = false
+    if (job.turns) filesRunning.delete(job.file)
+    if (job.heavy || job.turns) for (const wake of waiting.splice(0)) wake()
     results.push(result)
     const counts = result.kind === 'test' ? `: ${result.passed} passed, ${result.failed} failed` : ''
     process.stdout.write(
@@ -492,6 +588,21 @@ for (let attempt = 1; attempt <= retries; attempt++) {
 const wallSeconds = (performance.now() - started) / 1000
 const machineAtEnd = machineCpu()
 rmSync(bundleDir, { recursive: true, force: true })
+const sharedLabs = downParkedLabs()
+/**
+ * The CPU of every job and of whatever they started, from the run's own cgroup: a lab one job
+ * parked and another used counts in the first job's cgroup, after that job's figure was read.
+ */
+let runCpu
+if (cgroupBase) {
+  try {
+    const text = readFileSync(join(cgroupBase.base, cgroupBase.file), 'utf8')
+    runCpu =
+      cgroupBase.unit === 'ns'
+        ? Number(text) / 1e9
+        : Number(/usage_usec (\d+)/.exec(text)?.[1] ?? Number.NaN) / 1e6
+  } catch {}
+}
 if (cgroupBase) {
   for (let i = 1; i <= cgroupCount; i++) cgroupRemove(join(cgroupBase.base, String(i)))
   cgroupRemove(cgroupBase.base)
@@ -545,7 +656,7 @@ console.log(
 )
 // Whether the run was bound by the CPU: the jobs' own CPU time against what the cores could give,
 // and how busy the machine was as a whole (other users' processes included).
-const jobsCpu = results.reduce((a, r) => a + r.cpu, 0)
+const jobsCpu = Number.isFinite(runCpu) ? runCpu : results.reduce((a, r) => a + r.cpu, 0)
 const cores = availableParallelism()
 const machine =
   machineAtStart && machineAtEnd
@@ -556,6 +667,11 @@ console.log(
     .map((l) => l.toFixed(1))
     .join(' ')}`,
 )
+if (sharedLabs.started + sharedLabs.adopted > 0) {
+  console.log(
+    `shared labs (tests/helpers/shared-lab.ts): ${sharedLabs.started} started, ${sharedLabs.adopted} taken over from an earlier file, ${sharedLabs.parked} handed on`,
+  )
+}
 if (flaky.length) console.log(`FLAKY (failed, then passed when run again alone): ${flaky.join('; ')}`)
 // The Patroni tests need Debian packages; without them they skip, and the summary says so once.
 const onPath = (name) => (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, name)))

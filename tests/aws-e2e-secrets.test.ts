@@ -10,7 +10,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { inspect } from 'node:util'
 import { type SecretsManagerFake, startSecretsManagerFake } from '../lab/aws/secrets-manager-fake.ts'
-import { type Lab, startLab } from '../lab/mod.ts'
+import type { Lab } from '../lab/mod.ts'
 import { FailoverFailedError, FailoverSuccessError, type PostgresHaSql, postgresHa } from '../mod.ts'
 import {
   CredentialsUnavailableError,
@@ -19,6 +19,7 @@ import {
 } from '../src/plugins/secrets-manager/mod.ts'
 import { assertMissingPackage, createLabRole, labUrlAs, setLabRolePassword } from './helpers/aws.ts'
 import { labClientOptions } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 const ROLE = 'app_secret'
 const SECRET = 'lab/app-secret'
@@ -30,7 +31,7 @@ let fake: SecretsManagerFake
 
 before(async () => {
   ;[lab, fake] = await Promise.all([
-    startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 }),
+    sharedLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 }),
     startSecretsManagerFake(),
   ])
   await createLabRole(lab, ROLE, passwordNo(0))

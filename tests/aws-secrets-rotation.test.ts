@@ -11,11 +11,12 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import postgres from 'postgres'
 import { type SecretsManagerFake, startSecretsManagerFake } from '../lab/aws/secrets-manager-fake.ts'
-import { type Lab, startLab } from '../lab/mod.ts'
+import type { Lab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { type SecretsManagerPlugin, secretsManagerPlugin } from '../src/plugins/secrets-manager/mod.ts'
 import { createLabRole, labUrlAs, setLabRolePassword } from './helpers/aws.ts'
 import { labClientOptions } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 const ROLE = 'app_rotating'
 const SECRET = 'lab/app-rotating'
@@ -27,7 +28,7 @@ let lab: Lab
 let fake: SecretsManagerFake
 
 before(async () => {
-  ;[lab, fake] = await Promise.all([startLab({ nodes: 2 }), startSecretsManagerFake()])
+  ;[lab, fake] = await Promise.all([sharedLab({ nodes: 2 }), startSecretsManagerFake()])
   await createLabRole(lab, ROLE, OLD_PASSWORD)
   fake.setSecret(SECRET, { username: ROLE, password: OLD_PASSWORD, engine: 'postgres' })
 })

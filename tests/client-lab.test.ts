@@ -5,10 +5,11 @@ import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { inspect } from 'node:util'
-import { type Lab, type LabDialect, startLab } from '../lab/mod.ts'
+import type { Lab, LabDialect } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { activeMonitorCount, monitorOf } from '../src/core/monitor-registry.ts'
 import { allInstancesUrl, labClientOptions } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 import { runScript } from './helpers/spawn-runtime.ts'
 
 const labs = new Map<LabDialect, Promise<Lab>>()
@@ -16,7 +17,7 @@ const labs = new Map<LabDialect, Promise<Lab>>()
 function labOf(dialect: LabDialect): Promise<Lab> {
   let lab = labs.get(dialect)
   if (!lab) {
-    lab = startLab({ nodes: 3, dialect, endpointLagMs: 0 })
+    lab = sharedLab({ nodes: 3, dialect, endpointLagMs: 0 })
     labs.set(dialect, lab)
   }
   return lab
@@ -83,7 +84,7 @@ test("client: an unreachable host at start-up rejects the first statement with p
 })
 
 test('client: a silent host at start-up rejects within connectTimeoutMs instead of hanging', async () => {
-  await using lab = await startLab({ nodes: 1, endpointLagMs: 0 })
+  await using lab = await sharedLab({ nodes: 1, endpointLagMs: 0 })
   const status = await lab.status()
   await lab.blackhole(status.writer!)
   const sql = postgresHa(lab.url(status.writer!), labClientOptions({ connectTimeoutMs: 1_000 }))

@@ -2,13 +2,13 @@
 // reached a server; a sent statement says it may have run, a transaction's fate stays unknown.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { startLab } from '../lab/mod.ts'
 import { FailoverFailedError, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
 import { eventually, labClientOptions, settle } from './helpers/ha.ts'
 import { labAdmins } from './helpers/replicas.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 test('failover failed: sent statement says it may have run, transactions are unknown, unsent work is FailoverFailedError', async () => {
-  await using lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   const sql = postgresHa(lab.url('cluster'), labClientOptions({ failoverTimeoutMs: 1_500 }))
   const admins = labAdmins(lab)
   try {

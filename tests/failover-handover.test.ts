@@ -2,12 +2,12 @@
 // opened while the writer search was still probing, not on one it has to open and authenticate.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { startLab } from '../lab/mod.ts'
 import { FailoverSuccessError, postgresHa } from '../mod.ts'
 import { labClientOptions } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 test('failover: the first statement on the new writer finds a connection opened during the search', async () => {
-  await using lab = await startLab({ nodes: 3, promoteAfterMs: 1500, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 3, promoteAfterMs: 1500, endpointLagMs: 60_000 })
   const sql = postgresHa(lab.url('cluster'), labClientOptions())
   try {
     await sql`create table h (id int)`
@@ -42,7 +42,7 @@ test('failover: statements waiting for the new writer find a whole pool opened d
   // Under load, every waiting statement needs a connection at once: a pool that logged them in
   // only after the failover ended (one connection opened during the search, the rest after it)
   // made the ramp back to full throughput pay a login per connection.
-  await using lab = await startLab({ nodes: 3, promoteAfterMs: 1500, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 3, promoteAfterMs: 1500, endpointLagMs: 60_000 })
   const sql = postgresHa(lab.url('cluster'), labClientOptions({ max: 4 }))
   try {
     let failoverDoneAt: number | undefined

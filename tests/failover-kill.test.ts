@@ -2,7 +2,7 @@
 // One lab for the file; each test brings the killed instance back as a reader before it ends.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { type Lab, startLab } from '../lab/mod.ts'
+import type { Lab } from '../lab/mod.ts'
 import {
   FailoverSuccessError,
   type PostgresHaSql,
@@ -11,13 +11,14 @@ import {
 } from '../mod.ts'
 import { eventually, labClientOptions, settle } from './helpers/ha.ts'
 import { labAdmins, runningOn } from './helpers/replicas.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
 let sql: PostgresHaSql
 let admins: ReturnType<typeof labAdmins>
 
 before(async () => {
-  lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  lab = await sharedLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
   sql = postgresHa(lab.url('cluster'), labClientOptions())
   admins = labAdmins(lab)
   await sql`create table kv (id int primary key, v text)`

@@ -14,7 +14,6 @@ import assert from 'node:assert/strict'
 import process from 'node:process'
 import { test } from 'node:test'
 import postgres from 'postgres'
-import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { asLabAdmin, eventually, labClientOptions, settle } from './helpers/ha.ts'
@@ -24,6 +23,7 @@ import {
   assertNoGrowth,
   assertNoneAccumulated,
 } from './helpers/resources.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 const APP = 'failover-leak-test'
 const ROUNDS = Number(process.env.FAILOVER_LEAK_ROUNDS) || 40
@@ -34,7 +34,7 @@ const MAX_GROWTH = 0.05
 
 test(`${ROUNDS} failovers leave no connection, socket or timer behind`, { timeout: 540_000 }, async () => {
   const crashes = watchCrashes()
-  await using lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 0 })
+  await using lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 0 })
   const sql = postgresHa(
     lab.url('cluster'),
     labClientOptions({ max: 2, connection: { application_name: APP } }),

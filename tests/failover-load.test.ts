@@ -2,16 +2,17 @@
 // 100 concurrent statements through one failover, and no connection left behind afterwards.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { nowMs, startLab } from '../lab/mod.ts'
+import { nowMs } from '../lab/mod.ts'
 import { FailoverSuccessError, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
 import { appBackends, noneLeft } from './helpers/backends.ts'
 import { eventually, labClientOptions, SILENT_WRITER_LAB, settle } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 const ACCOUNTS = 10
 const START_BALANCE = 1_000
 
 test('failover: bank transfers keep their invariant across five failovers of mixed kinds', async () => {
-  await using lab = await startLab(SILENT_WRITER_LAB)
+  await using lab = await sharedLab(SILENT_WRITER_LAB)
   const baseline = await appBackends(lab)
   const sql = postgresHa(lab.url('cluster'), labClientOptions({ max: 4 }))
   await sql`create table accounts (id int primary key, balance int not null)`
@@ -106,7 +107,7 @@ test('failover: bank transfers keep their invariant across five failovers of mix
 })
 
 test('failover: 100 concurrent statements through one failover all settle, none hangs, none runs twice', async () => {
-  await using lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
   const sql = postgresHa(lab.url('cluster'), labClientOptions({ max: 10 }))
   await sql`create table c (i int primary key)`
   const t0 = performance.now()

@@ -2,9 +2,10 @@
 // is noticed by host monitoring, and failover follows; mid-statement and while idle.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { type Lab, startLab } from '../lab/mod.ts'
+import type { Lab } from '../lab/mod.ts'
 import { FailoverSuccessError, type PostgresHaSql, postgresHa } from '../mod.ts'
 import { FAST_DETECTION, labClientOptions, restoreNode, SILENT_WRITER_LAB, settle } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
 let sql: PostgresHaSql
@@ -15,7 +16,7 @@ const downs: Array<{ host: string; reason: string; at: number }> = []
 const DETECTION_BOUND_MS = 6_000
 
 before(async () => {
-  lab = await startLab(SILENT_WRITER_LAB)
+  lab = await sharedLab(SILENT_WRITER_LAB)
   sql = postgresHa(lab.url('cluster'), labClientOptions(FAST_DETECTION))
   sql.ha.on('hostDown', (e) => downs.push({ host: e.host.host, reason: e.reason, at: performance.now() }))
   await sql`select 1`

@@ -1,14 +1,14 @@
 // Graceful switchover, all hosts down, and reader failover.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { startLab } from '../lab/mod.ts'
 import { FailoverFailedError, FailoverSuccessError, postgresHa } from '../mod.ts'
 import { labClientOptions, settle } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 const instanceId = 'select pg_catalog.aurora_db_instance_identifier() as id, pg_is_in_recovery() as reader'
 
 test('failover: switchover while writing — every write lands once, later writes go to the new writer', async () => {
-  await using lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
   const sql = postgresHa(lab.url('cluster'), labClientOptions())
   try {
     await sql`create table w (id int primary key)`
@@ -47,7 +47,7 @@ test('failover: switchover while writing — every write lands once, later write
 })
 
 test('failover: a write refused as read-only (25006) by a demoted writer fails over to the new one', async () => {
-  await using lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   // Slow topology polling: the client will not notice the switchover by itself.
   const sql = postgresHa(lab.url('cluster'), labClientOptions({ topologyRefreshMs: 60_000 }))
   try {
@@ -72,7 +72,7 @@ test('failover: a write refused as read-only (25006) by a demoted writer fails o
 })
 
 test('failover: all hosts down — every pending statement fails in time, and the client recovers after', async () => {
-  await using lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   const sql = postgresHa(lab.url('cluster'), labClientOptions({ failoverTimeoutMs: 2_000 }))
   try {
     await sql`select 1`
@@ -100,7 +100,7 @@ test('failover: all hosts down — every pending statement fails in time, and th
 })
 
 test('failover: a reader client moves to another reader when its reader dies', async () => {
-  await using lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
   const status = await lab.status()
   const sql = postgresHa(lab.url('cluster'), labClientOptions({ targetRole: 'reader' }))
   try {

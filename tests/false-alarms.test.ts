@@ -5,10 +5,11 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import postgres from 'postgres'
-import { type Lab, startLab } from '../lab/mod.ts'
+import type { Lab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { asLabAdmin, labClientOptions, settle } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
 let sql: PostgresHaSql
@@ -16,7 +17,7 @@ const alarms: string[] = []
 const crashes = watchCrashes()
 
 before(async () => {
-  lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   sql = postgresHa(lab.url('cluster'), labClientOptions({ max: 2 }))
   for (const event of ['failoverStart', 'failover', 'hostDown', 'writerChanged'] as const)
     sql.ha.on(event, () => alarms.push(event))

@@ -4,17 +4,18 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import postgres from 'postgres'
-import { type Lab, startLab } from '../lab/mod.ts'
+import type { Lab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { labClientOptions, settle } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
 const crashes = watchCrashes()
 
 before(async () => {
   // The lab's own failure detector must not take the busy writer for a dead one either.
-  lab = await startLab({ nodes: 2, promoteAfterMs: 1_000, probeTimeoutMs: 10_000, endpointLagMs: 60_000 })
+  lab = await sharedLab({ nodes: 2, promoteAfterMs: 1_000, probeTimeoutMs: 10_000, endpointLagMs: 60_000 })
 })
 
 after(async () => {

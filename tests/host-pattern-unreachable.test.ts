@@ -3,14 +3,14 @@
 // no failover, no topology of unreachable hosts — and the fix is logged once, not per statement.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { labClientOptions, settle, warnCapture } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 test('an instance host pattern that reaches nothing: the given host keeps working, logged once', async () => {
   const crashes = watchCrashes()
-  await using lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   const { lines, logger } = warnCapture()
   const alarms: string[] = []
   // Instance ids become 127.0.0.N:1, where nothing listens.

@@ -4,7 +4,7 @@
 // unhandled rejection.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { type Lab, startLab } from '../lab/mod.ts'
+import type { Lab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import {
@@ -15,6 +15,7 @@ import {
   SILENT_WRITER_LAB,
   settle,
 } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
 let sql: PostgresHaSql
@@ -25,7 +26,7 @@ const crashes = watchCrashes()
 const BOUND_MS = 6_000
 
 before(async () => {
-  lab = await startLab(SILENT_WRITER_LAB)
+  lab = await sharedLab(SILENT_WRITER_LAB)
   sql = postgresHa(lab.url('cluster'), labClientOptions(FAST_DETECTION))
   await sql`select 1`
 })

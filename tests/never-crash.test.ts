@@ -4,16 +4,17 @@
 // rejects with a postgres-ha error that says why, never postgres.js's bare CONNECTION_DESTROYED.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { type Lab, startLab } from '../lab/mod.ts'
+import type { Lab } from '../lab/mod.ts'
 import { HaError, postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { labClientOptions, settle } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
 const crashes = watchCrashes()
 
 before(async () => {
-  lab = await startLab({ nodes: 3, promoteAfterMs: 200, probeTimeoutMs: 500, endpointLagMs: 60_000 })
+  lab = await sharedLab({ nodes: 3, promoteAfterMs: 200, probeTimeoutMs: 500, endpointLagMs: 60_000 })
 })
 
 after(async () => {

@@ -3,15 +3,15 @@
 // ask for it; the first drop does it, the others find nothing left to drop.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { eventually, labClientOptions, SILENT_WRITER_LAB, settle } from './helpers/ha.ts'
 import { labAdmins } from './helpers/replicas.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 test('a frozen writer: its connections are dropped once per failover', async () => {
   const crashes = watchCrashes()
-  await using lab = await startLab(SILENT_WRITER_LAB)
+  await using lab = await sharedLab(SILENT_WRITER_LAB)
   const drops: string[] = []
   const logger = {
     debug: (m: string, f?: Record<string, unknown>) => {

@@ -7,9 +7,10 @@ import { integer, pgTable, serial, text } from 'drizzle-orm/pg-core'
 import { drizzle } from 'drizzle-orm/postgres-js'
 import { type Generated, Kysely } from 'kysely'
 import { PostgresJSDialect } from 'kysely-postgres-js'
-import { type Lab, startLab } from '../lab/mod.ts'
+import type { Lab } from '../lab/mod.ts'
 import { FailoverSuccessError, haErrorOf, type PostgresHaSql, postgresHa } from '../mod.ts'
 import { labClientOptions } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 const items = pgTable('orm_items', {
   id: serial('id').primaryKey(),
@@ -25,7 +26,7 @@ let lab: Lab
 let sql: PostgresHaSql
 
 before(async () => {
-  lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  lab = await sharedLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
   sql = postgresHa(lab.url('cluster'), labClientOptions())
   await sql`create table orm_items (id serial primary key, name text not null, qty int not null)`
 })

@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import postgres from 'postgres'
-import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { asLabAdmin, eventually, labClientOptions } from './helpers/ha.ts'
@@ -19,6 +18,7 @@ import {
   assertNoGrowth,
   assertNoneAccumulated,
 } from './helpers/resources.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 const APP = 'pool-leak-test'
 const ROUNDS = 40
@@ -27,7 +27,7 @@ const MAX_GROWTH = 0.05
 
 test(`${ROUNDS} topology changes: pools of hosts that left are closed, nothing accumulates`, async () => {
   const crashes = watchCrashes()
-  await using lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
   const status = await lab.status()
   const writer = status.writer!
   const readers = status.nodes.filter((n) => n.id !== writer).map((n) => n.id)

@@ -5,11 +5,12 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import type postgres from 'postgres'
-import { type Lab, type LabStatus, startLab } from '../lab/mod.ts'
+import type { Lab, LabStatus } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { monitorOf } from '../src/core/monitor-registry.ts'
 import { eventually, labClientOptions } from './helpers/ha.ts'
 import { labAdmins, lagPassed } from './helpers/replicas.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
 let status: LabStatus
@@ -21,7 +22,7 @@ let admin: (id: string) => postgres.Sql
 let endAdmins: () => Promise<void>
 
 before(async () => {
-  lab = await startLab({ nodes: 3, dialect: 'rds-multi-az-pg', endpointLagMs: 0 })
+  lab = await sharedLab({ nodes: 3, dialect: 'rds-multi-az-pg', endpointLagMs: 0 })
   status = await lab.status()
   ;({ admin, end: endAdmins } = labAdmins(lab))
   readers = status.nodes.filter((n) => n.role === 'reader').map((n) => n.id)

@@ -4,10 +4,11 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import type postgres from 'postgres'
-import { type Lab, type LabStatus, startLab } from '../lab/mod.ts'
+import type { Lab, LabStatus } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { allInstancesUrl, eventually, labClientOptions } from './helpers/ha.ts'
 import { labAdmins, lagPassed, runningOn } from './helpers/replicas.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
 let status: LabStatus
@@ -42,7 +43,7 @@ function writeLoop(): () => Promise<void> {
 }
 
 before(async () => {
-  lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 0 })
+  lab = await sharedLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 0 })
   status = await lab.status()
   ;({ admin, end: endAdmins } = labAdmins(lab))
   readers = status.nodes.filter((n) => n.role === 'reader').map((n) => n.id)

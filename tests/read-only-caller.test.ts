@@ -2,16 +2,17 @@
 // not a demoted writer: no failover, no writer search, the PostgresError as it is.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { type Lab, startLab } from '../lab/mod.ts'
+import type { Lab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa } from '../mod.ts'
 import { labClientOptions, settle } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
 let sql: PostgresHaSql
 const events: string[] = []
 
 before(async () => {
-  lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   sql = postgresHa(lab.url('cluster'), labClientOptions())
   for (const name of ['failoverStart', 'failover', 'hostDown', 'writerChanged'] as const)
     sql.ha.on(name, () => events.push(name))

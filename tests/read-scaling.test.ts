@@ -9,7 +9,7 @@ import { integer, pgTable, text, withReplicas } from 'drizzle-orm/pg-core'
 import { drizzle } from 'drizzle-orm/postgres-js'
 import { Kysely, sql as ksql } from 'kysely'
 import { PostgresJSDialect } from 'kysely-postgres-js'
-import { type Lab, type LabStatus, startLab } from '../lab/mod.ts'
+import type { Lab, LabStatus } from '../lab/mod.ts'
 import {
   FailoverSuccessError,
   type HaError,
@@ -18,6 +18,7 @@ import {
   postgresHa,
 } from '../mod.ts'
 import { eventually, labClientOptions } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
 let status: LabStatus
@@ -38,7 +39,7 @@ async function who(sql: { unsafe(q: string): Promise<any> }): Promise<{ id: stri
 }
 
 before(async () => {
-  lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 0 })
+  lab = await sharedLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 0 })
   status = await lab.status()
   readers = status.nodes.filter((n) => n.role === 'reader').map((n) => n.id)
 })

@@ -7,10 +7,11 @@ import { createLedger } from '../bench/lib/ledger.ts'
 import { firstRecoveryWrite, isRecoveryWrite } from '../bench/lib/recovery.ts'
 import { startWriteLoop as startBenchLoop } from '../bench/lib/write-loop.ts'
 import { createDemoTable, startWriteLoop as startDemoLoop } from '../demo/write-loop.ts'
-import { nowMs, startLab } from '../lab/mod.ts'
+import { nowMs } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { eventually, labClientOptions } from './helpers/ha.ts'
 import { client, sleep } from './helpers/lab.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 test('recovery: only an acknowledgement by another instance after the fault counts', () => {
   const fault = { oldWriter: 'w1', faultMs: 1_000 }
@@ -29,7 +30,7 @@ test('recovery: only an acknowledgement by another instance after the fault coun
 })
 
 test('recovery: demo and bench loops never count a write in flight at the kill', async () => {
-  await using lab = await startLab({ nodes: 2, promoteAfterMs: 100, endpointLagMs: 0 })
+  await using lab = await sharedLab({ nodes: 2, promoteAfterMs: 100, endpointLagMs: 0 })
   const oldWriter = (await lab.status()).writer!
   const admin = client(lab.url(oldWriter))
   const locker = client(lab.url(oldWriter))

@@ -3,9 +3,10 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import postgres from 'postgres'
-import { type Lab, startLab } from '../lab/mod.ts'
+import type { Lab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
 import { eventually, labClientOptions, settle } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 const instanceId = 'select pg_catalog.aurora_db_instance_identifier() as id, pg_is_in_recovery() as reader'
 
@@ -13,7 +14,7 @@ let lab: Lab
 let sql: PostgresHaSql
 
 before(async () => {
-  lab = await startLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  lab = await sharedLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 })
   sql = postgresHa(lab.url('cluster'), labClientOptions())
   await sql`create table kv (id int primary key)`
 })

@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { inspect } from 'node:util'
-import { startLab } from '../lab/mod.ts'
 import { type HaEventName, postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { eventually, labClientOptions, settle } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 const EVENTS: HaEventName[] = ['failoverStart', 'failover', 'hostDown', 'hostUp', 'writerChanged', 'topology']
 
@@ -41,7 +41,7 @@ function capture() {
 
 test('secrets audit: the URL password and a password function value never show', async () => {
   const crashes = watchCrashes()
-  await using lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   const url = new URL(lab.url('cluster'))
   const password = decodeURIComponent(url.password)
   const seen: string[] = []

@@ -5,9 +5,10 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import postgres from 'postgres'
 import { ADMIN_PASSWORD, ADMIN_USER } from '../lab/instance.ts'
-import { type Lab, type LabStatus, startLab } from '../lab/mod.ts'
+import type { Lab, LabStatus } from '../lab/mod.ts'
 import { NoReaderAvailableError, NoWriterAvailableError, type PostgresHaSql, postgresHa } from '../mod.ts'
 import { allInstancesUrl, labClientOptions } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
 let status: LabStatus
@@ -31,7 +32,7 @@ async function hostsOf(sql: PostgresHaSql): Promise<Set<string>> {
 }
 
 before(async () => {
-  lab = await startLab({ nodes: 3, dialect: 'pg', endpointLagMs: 0 })
+  lab = await sharedLab({ nodes: 3, dialect: 'pg', endpointLagMs: 0 })
   status = await lab.status()
   // A self-managed cluster as libpq users write it: every host listed.
   url = allInstancesUrl(lab, status)

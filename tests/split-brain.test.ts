@@ -5,15 +5,15 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import postgres from 'postgres'
-import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { asLabAdmin, eventually, labClientOptions, warnCapture } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 test('pg dialect, two primaries: the one on the newer timeline is the writer, not the first listed', async () => {
   const crashes = watchCrashes()
   // No automatic promotion: the lab must not react to the second primary while the test looks.
-  await using lab = await startLab({ nodes: 2, promoteAfterMs: 600_000, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 2, promoteAfterMs: 600_000, endpointLagMs: 60_000 })
   const status = await lab.status()
   const old = status.writer!
   const oldNode = status.nodes.find((n) => n.id === old)!

@@ -6,10 +6,11 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import postgres from 'postgres'
-import { type Lab, startLab } from '../lab/mod.ts'
+import type { Lab } from '../lab/mod.ts'
 import { HaError, type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { asLabAdmin, eventually, labClientOptions, settle } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 /** postgres.js's own errors for a connection the server closed. */
 const LOST = new Set(['CONNECTION_CLOSED', 'ECONNRESET', 'EPIPE'])
@@ -21,7 +22,7 @@ const alarms: string[] = []
 const crashes = watchCrashes()
 
 before(async () => {
-  lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   const writer = (await lab.status()).writer!
   admin = postgres(asLabAdmin(lab.url(writer)), { max: 1, onnotice: () => {} })
   sql = postgresHa(lab.url('cluster'), labClientOptions({ max: 2 }))

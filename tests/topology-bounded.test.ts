@@ -3,15 +3,15 @@
 // `sql.ha.topology().writer` names the new writer within seconds of the failover.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { startLab } from '../lab/mod.ts'
 import { type HaPlugin, postgresHa } from '../mod.ts'
 import { monitorOf } from '../src/core/monitor-registry.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { eventually, labClientOptions, SILENT_WRITER_LAB, settle } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 test('topology: a frozen monitor host does not stall topology reads; the new writer shows within seconds', async () => {
   const crashes = watchCrashes()
-  await using lab = await startLab(SILENT_WRITER_LAB)
+  await using lab = await sharedLab(SILENT_WRITER_LAB)
   const sql = postgresHa(lab.url('cluster'), labClientOptions())
   try {
     await sql`select 1`
@@ -40,7 +40,7 @@ test('topology: a frozen monitor host does not stall topology reads; the new wri
 
 test('internal connections: one deadline covers the connect plugins — a plugin that never answers does not wedge the topology monitor', async () => {
   const crashes = watchCrashes()
-  await using lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   let stalls = 1
   let stalled = 0
   const stall: HaPlugin = {
@@ -85,7 +85,7 @@ test('internal connections: one deadline covers the connect plugins — a plugin
 
 test('topology: a read that keeps failing (the wrong dialect) backs off, keeps its connection, and is logged once', async () => {
   const crashes = watchCrashes()
-  await using lab = await startLab({ nodes: 2, dialect: 'pg', promoteAfterMs: 200, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 2, dialect: 'pg', promoteAfterMs: 200, endpointLagMs: 60_000 })
   let topologyConnects = 0
   const count: HaPlugin = {
     name: 'count',

@@ -3,14 +3,14 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import postgres from 'postgres'
-import { startLab } from '../lab/mod.ts'
 import { postgresHa } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
 import { asLabAdmin, labClientOptions, warnCapture } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 test('aurora-pg: unusable rows and a stale second writer are logged once and ignored', async () => {
   const crashes = watchCrashes()
-  await using lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  await using lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   const writer = (await lab.status()).writer!
   const admin = postgres(asLabAdmin(lab.url(writer)), { max: 1, onnotice: () => {} })
   // aurora_replica_status() now also returns the rows of a table we fill with bad ones.

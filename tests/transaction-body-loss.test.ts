@@ -4,9 +4,10 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import postgres from 'postgres'
-import { type Lab, startLab } from '../lab/mod.ts'
+import type { Lab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
 import { labClientOptions, settle } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
 let sql: PostgresHaSql
@@ -16,7 +17,7 @@ const onUncaught = (error: unknown) => uncaught.push(error)
 before(async () => {
   process.on('uncaughtException', onUncaught)
   process.on('unhandledRejection', onUncaught)
-  lab = await startLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
   sql = postgresHa(lab.url('cluster'), labClientOptions())
   await sql`create table kv (id int primary key)`
 })

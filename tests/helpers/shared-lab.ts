@@ -1,0 +1,128 @@
+/**
+ * `startLab` for test files that can take a lab another test file has finished with. Under the
+ * suite's runner (which sets PGHA_TEST_LAB_POOL to a folder of its own run), a lab whose user is
+ * done is parked there instead of taken down, if it is as a fresh one (lab/pool.ts: same shape,
+ * the first instance still the writer on timeline 1, everything running, streaming and unfaulted,
+ * no session left, the catalogs as at bring-up once what tests made in `public` is dropped), and the
+ * next file asking for the same shape adopts it, after the same checks again, instead of starting
+ * one: a lab start and stop cost ~0.65 s of CPU. Anywhere else, or when no parked lab fits, a fresh
+ * lab starts as with `startLab`.
+ */
+import { createHash } from 'node:crypto'
+import {
+  appendFileSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
+import { basename, join } from 'node:path'
+import { forceDown } from '../../lab/client.ts'
+import { adoptLab, daemonConfig, type Lab, type LabOptions, parkLab, startLab } from '../../lab/mod.ts'
+import { alive } from '../../lab/procs.ts'
+
+/** The folder of parked labs with these options (one per shape), or undefined: no sharing. */
+function shelfOf(options: LabOptions): string | undefined {
+  const pool = process.env.PGHA_TEST_LAB_POOL
+  if (!pool) return undefined
+  if (options.dir !== undefined || options.port !== undefined || options.proxyStartupModule) return undefined
+  if (options.manager === 'patroni') return undefined
+  const { dir: _dir, ownerPid: _owner, removeDir: _remove, ...shape } = daemonConfig(options)
+  return join(pool, createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16))
+}
+
+/** One line per lab start, adoption and parking, for the runner's summary (`<what> <lab folder>`). */
+function note(what: 'started' | 'adopted' | 'parked', dir: string): void {
+  try {
+    appendFileSync(join(process.env.PGHA_TEST_LAB_POOL!, 'history'), `${what} ${dir}\n`)
+  } catch {}
+}
+
+/** A parked lab's entry: written whole (renamed into place), taken by renaming it away. */
+interface Entry {
+  dir: string
+  /** The process that parked it: the lab is not taken while that process still runs. */
+  parker: number
+}
+
+async function takeParked(shelf: string): Promise<Lab | undefined> {
+  let names: string[] = []
+  try {
+    names = readdirSync(shelf).filter((n) => n.endsWith('.json'))
+  } catch {
+    return undefined
+  }
+  for (const name of names) {
+    let entry: Entry
+    try {
+      entry = JSON.parse(readFileSync(join(shelf, name), 'utf8'))
+    } catch {
+      continue
+    }
+    if (alive(entry.parker)) continue
+    const mine = join(shelf, `${name}.${process.pid}.taken`)
+    try {
+      renameSync(join(shelf, name), mine)
+    } catch {
+      continue
+    }
+    rmSync(mine, { force: true })
+    try {
+      const lab = await adoptLab(entry.dir)
+      note('adopted', lab.dir)
+      return lab
+    } catch {
+      await forceDown(entry.dir)
+      rmSync(entry.dir, { recursive: true, force: true })
+    }
+  }
+  return undefined
+}
+
+/** `lab` whose `down()` parks it on `shelf` when it qualifies, and takes it down otherwise. */
+function parkOnDown(lab: Lab, shelf: string): Lab {
+  let downed: Promise<void> | undefined
+  const down = () => {
+    downed ??= (async () => {
+      let parked = false
+      try {
+        parked = await parkLab(lab)
+      } catch {}
+      if (!parked) return lab.down()
+      const entry = join(shelf, `${basename(lab.dir)}.json`)
+      const body: Entry = { dir: lab.dir, parker: process.pid }
+      writeFileSync(`${entry}.tmp`, JSON.stringify(body))
+      renameSync(`${entry}.tmp`, entry)
+      note('parked', lab.dir)
+    })()
+    return downed
+  }
+  return new Proxy(lab, {
+    get(target, prop) {
+      if (prop === 'down' || prop === Symbol.asyncDispose) return down
+      const value = Reflect.get(target, prop, target)
+      if (typeof value !== 'function') return value
+      // After down() the lab may be another file's: no operation reaches it from here.
+      return (...args: unknown[]) =>
+        downed ? Promise.reject(new Error('the lab is down')) : value.apply(target, args)
+    },
+  })
+}
+
+/**
+ * Starts a lab (as `startLab`), or adopts one with the same options that another test file of this
+ * run has parked. `down()` parks it for the next one when it qualifies.
+ */
+export async function sharedLab(options: LabOptions = {}): Promise<Lab> {
+  const shelf = shelfOf(options)
+  if (!shelf) return startLab(options)
+  mkdirSync(shelf, { recursive: true })
+  let lab = await takeParked(shelf)
+  if (!lab) {
+    lab = await startLab(options)
+    note('started', lab.dir)
+  }
+  return parkOnDown(lab, shelf)
+}

@@ -30,10 +30,13 @@ let lab: Lab
 let fake: SecretsManagerFake
 
 before(async () => {
-  ;[lab, fake] = await Promise.all([
-    sharedLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 }),
-    startSecretsManagerFake(),
+  // Each kept as soon as it is up, and both waited for: one that fails to start must not leave
+  // the other running unseen by the after hook (the fake's open server kept node from exiting).
+  const started = await Promise.allSettled([
+    sharedLab({ nodes: 3, promoteAfterMs: 200, endpointLagMs: 60_000 }).then((l) => (lab = l)),
+    startSecretsManagerFake().then((f) => (fake = f)),
   ])
+  for (const s of started) if (s.status === 'rejected') throw s.reason
   await createLabRole(lab, ROLE, passwordNo(0))
   fake.setSecret(SECRET, { username: ROLE, password: passwordNo(0), engine: 'postgres' })
 })

@@ -19,7 +19,13 @@ let admin: ReturnType<typeof postgres>
 before(async () => {
   // Loaded once here: the first import of the SDK is start-up time, not connect time.
   await import('@aws-sdk/client-secrets-manager')
-  ;[pg, fake] = await Promise.all([startScratchPostgres(), startSecretsManagerFake()])
+  // Each kept as soon as it is up, and both waited for: one that fails to start must not leave
+  // the other running unseen by the after hook (the fake's open server kept node from exiting).
+  const started = await Promise.allSettled([
+    startScratchPostgres().then((s) => (pg = s)),
+    startSecretsManagerFake().then((f) => (fake = f)),
+  ])
+  for (const s of started) if (s.status === 'rejected') throw s.reason
   admin = scratchAdmin(pg)
   await admin.unsafe(`create role bounded_user login password '${PASSWORD}'`)
   fake.setSecret('app/bounded', { username: 'bounded_user', password: PASSWORD })

@@ -21,7 +21,13 @@ let pg: ScratchPostgres
 let fake: SecretsManagerFake
 
 before(async () => {
-  ;[pg, fake] = await Promise.all([startScratchPostgres(), startSecretsManagerFake()])
+  // Each kept as soon as it is up, and both waited for: one that fails to start must not leave
+  // the other running unseen by the after hook (the fake's open server kept node from exiting).
+  const started = await Promise.allSettled([
+    startScratchPostgres().then((s) => (pg = s)),
+    startSecretsManagerFake().then((f) => (fake = f)),
+  ])
+  for (const s of started) if (s.status === 'rejected') throw s.reason
   await createScratchRole(pg, ROLE, PASSWORD)
   fake.setSecret(SECRET, { username: ROLE, password: PASSWORD, engine: 'postgres' })
 })

@@ -28,7 +28,13 @@ let lab: Lab
 let fake: SecretsManagerFake
 
 before(async () => {
-  ;[lab, fake] = await Promise.all([sharedLab({ nodes: 2 }), startSecretsManagerFake()])
+  // Each kept as soon as it is up, and both waited for: one that fails to start must not leave
+  // the other running unseen by the after hook (the fake's open server kept node from exiting).
+  const started = await Promise.allSettled([
+    sharedLab({ nodes: 2 }).then((l) => (lab = l)),
+    startSecretsManagerFake().then((f) => (fake = f)),
+  ])
+  for (const s of started) if (s.status === 'rejected') throw s.reason
   await createLabRole(lab, ROLE, OLD_PASSWORD)
   fake.setSecret(SECRET, { username: ROLE, password: OLD_PASSWORD, engine: 'postgres' })
 })

@@ -11,7 +11,13 @@ let pg: PgServer
 let fake: SecretsManagerFake
 
 before(async () => {
-  ;[pg, fake] = await Promise.all([startPgServer(), startSecretsManagerFake()])
+  // Each kept as soon as it is up, and both waited for: one that fails to start must not leave
+  // the other running unseen by the after hook (the fake's open server kept node from exiting).
+  const started = await Promise.allSettled([
+    startPgServer().then((s) => (pg = s)),
+    startSecretsManagerFake().then((f) => (fake = f)),
+  ])
+  for (const s of started) if (s.status === 'rejected') throw s.reason
   fake.setSecret('app/db', { username: pg.user, password: pg.password, engine: 'postgres' })
 })
 

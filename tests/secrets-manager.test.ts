@@ -16,7 +16,13 @@ let fake: SecretsManagerFake
 let admin: ReturnType<typeof postgres>
 
 before(async () => {
-  ;[pg, fake] = await Promise.all([startScratchPostgres(), startSecretsManagerFake()])
+  // Each kept as soon as it is up, and both waited for: one that fails to start must not leave
+  // the other running unseen by the after hook (the fake's open server kept node from exiting).
+  const started = await Promise.allSettled([
+    startScratchPostgres().then((s) => (pg = s)),
+    startSecretsManagerFake().then((f) => (fake = f)),
+  ])
+  for (const s of started) if (s.status === 'rejected') throw s.reason
   admin = scratchAdmin(pg)
   await admin.unsafe(`create role app_user login password '${passwordNo(0)}'`)
   fake.setSecret('app/db', { username: 'app_user', password: passwordNo(0), engine: 'postgres' })

@@ -38,7 +38,7 @@ test('failover: the first statement on the new writer finds a connection opened 
   }
 })
 
-test('failover: statements waiting for the new writer find a whole pool opened during the search', async () => {
+test('failover: statements waiting for the new writer find as many connections as the old one had, opened during the search', async () => {
   // Under load, every waiting statement needs a connection at once: a pool that logged them in
   // only after the failover ended (one connection opened during the search, the rest after it)
   // made the ramp back to full throughput pay a login per connection.
@@ -49,13 +49,14 @@ test('failover: statements waiting for the new writer find a whole pool opened d
     sql.ha.on('failover', (e) => {
       if (e.ok) failoverDoneAt = Date.now()
     })
-    await sql`select 1`
-    const old = (await lab.status()).writer!
-    await lab.kill(old)
     // Four at once, each holding its connection a while: four different connections of the pool.
     const busy = () => sql`select pg_sleep(0.3),
       (select backend_start from pg_stat_activity where pid = pg_backend_pid()) as opened,
       pg_backend_pid() as pid, aurora_db_instance_identifier() as instance`
+    // The load the new writer is to take over: four connections on the old one.
+    await Promise.all(Array.from({ length: 4 }, () => busy()))
+    const old = (await lab.status()).writer!
+    await lab.kill(old)
     const rows = await Promise.all(
       Array.from({ length: 4 }, () =>
         busy().catch((error) => {

@@ -87,6 +87,8 @@ export interface HostPools {
   hosts(): HostAddress[]
   /** Open sockets to `host` (all instances of this client). */
   connectionCount(host: HostAddress): number
+  /** The most sockets to `host` that were open at once (0: none ever). */
+  connectionPeak(host: HostAddress): number
   /**
    * Logs new pool connections in as `user` (plugins resolved it): every pool gets a fresh
    * instance for it and its old instance ends gracefully, letting its statements finish.
@@ -132,6 +134,8 @@ export interface PoolEntry extends SocketSet {
   dropReason?: string
   /** Dropped, and no socket opened since. */
   dropped?: boolean
+  /** The most sockets open at once. */
+  peak?: number
 }
 
 /** What the `socket` function of one postgres.js instance needs to know about it. */
@@ -358,6 +362,7 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
         // A new connection since the last drop is something the next drop must close.
         onSocketOpen: () => {
           partial.dropped = false
+          partial.peak = Math.max(partial.peak ?? 0, partial.sockets!.size)
         },
       }
       e = partial as PoolEntry
@@ -461,6 +466,7 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       return new ConnectionDroppedError(hostKey(host), e.dropReason ?? 'dropped', { cause: error })
     },
     hosts: () => [...entries.values()].map((e) => e.address),
+    connectionPeak: (host) => entries.get(hostKey(host))?.peak ?? 0,
     connectionCount(host) {
       const e = entries.get(hostKey(host))
       if (!e) return 0

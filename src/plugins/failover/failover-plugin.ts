@@ -35,8 +35,8 @@ function triggerOf(kind: ErrorKind, ctx: ExecuteContext): Trigger | undefined {
 const describe = (h: HostAddress | undefined) => (h ? hostKey(h) : undefined)
 
 /**
- * How many of the hosts a writer search reaches get a whole pool of hand-over connections: the
- * two readers of the common three-instance cluster; further ones get one connection each.
+ * How many of the hosts a writer search reaches get as many hand-over connections as the lost
+ * writer had: the two readers of the common three-instance cluster; further ones get one each.
  */
 const WHOLE_POOL_HOSTS = 2
 
@@ -98,8 +98,10 @@ export function failoverPlugin(): HaPlugin {
     // probed, so the statements waiting for the new writer find them open and authenticated
     // instead of each logging in after the promotion (under load that login, tens of ms per
     // connection, was the slow part of the ramp back to full throughput). The first hosts
-    // reached get a whole pool (which of them is promoted is not known until it is), the others
-    // one connection, so that a cluster of many readers is not flooded.
+    // reached get as many as the lost writer's pool ever had open at once (what its statements
+    // needed; which host is promoted is not known until it is), the others one, so that a
+    // cluster of many readers is not flooded.
+    const demand = Math.max(1, failed ? services.connectionPeak(failed) : 1)
     const warmed: { host: HostAddress; release: () => void }[] = []
     const found = await searchWriter({
       factory: services.factory,
@@ -110,7 +112,7 @@ export function failoverPlugin(): HaPlugin {
       ...(undiscoverable(services, failed) ? { onlyHostIsReader: (h: HostAddress) => (onlyReader = h) } : {}),
       onReachable: (host) => {
         if (sameHost(host, failed)) return
-        const connections = warmed.length < WHOLE_POOL_HOSTS ? Number.POSITIVE_INFINITY : 1
+        const connections = warmed.length < WHOLE_POOL_HOSTS ? demand : 1
         warmed.push({ host, release: services.warmHost(host, connections) })
       },
       failed,

@@ -3,7 +3,7 @@
 // every permutation.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { median, medianCi95, roundOrder } from '../bench/lib/paired.ts'
+import { median, medianCi95, pairedFigure, roundOrder } from '../bench/lib/paired.ts'
 
 test('medianCi95: the ranks of the binomial tail, and the whole range below 6 values', () => {
   assert.deepEqual(medianCi95([5, 1, 4, 2, 3, 9, 8, 7, 6, 10, 12, 11]), [3, 10])
@@ -42,4 +42,12 @@ test('roundOrder: 6 rounds of 3 clients give the 6 orders, each client 2 times i
   assert.equal(new Set(orders).size, 6)
   for (const place of [0, 1, 2])
     for (const client of 'abc') assert.equal(orders.filter((o) => o[place] === client).length, 2)
+})
+
+test('pairedFigure: median and interval rounded, and every round kept for pooling runs', () => {
+  const rounds = [1.234, 0.987, 1.111, 1.05, 0.9, 1.2, 1.01]
+  const figure = pairedFigure(rounds, 2)
+  assert.equal(figure.median, 1.05)
+  assert.deepEqual(figure.byRound, [1.23, 0.99, 1.11, 1.05, 0.9, 1.2, 1.01])
+  assert.ok(figure.ci95[0] <= figure.median && figure.median <= figure.ci95[1])
 })

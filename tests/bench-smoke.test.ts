@@ -158,6 +158,7 @@ test('bench: overhead compares raw postgres.js with postgres-ha on four workload
       assert.ok(r.aa.throughputRatio.median > 0, `A/A ratio ${r.aa.throughputRatio.median}`)
       assert.ok(r.vsRaw.throughputRatio.ci95[0] <= r.throughputRatio, 'interval around the median')
       assert.ok(r.vsRaw.throughputRatio.ci95[1] >= r.throughputRatio, 'interval around the median')
+      assert.equal(r.vsRaw.addedP50Us.byRound.length, 2)
     }
   }
   assert.equal(doc.targets.length, 4 * 4)

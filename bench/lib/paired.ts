@@ -45,17 +45,21 @@ export function medianCi95(xs: readonly number[]): [number, number] {
   return [sorted[k - 1]!, sorted[n - k]!]
 }
 
-/** A per-round figure of a client against the reference: its median and the 95 % interval. */
+/**
+ * A per-round figure of a client against the reference: its median, the 95 % interval, and the
+ * values of every round (so that the rounds of several runs can be pooled).
+ */
 export interface PairedFigure {
   median: number
   ci95: [number, number]
+  byRound: number[]
 }
 
 /** The median and interval of per-round values, rounded to `digits` decimals. */
 export function pairedFigure(perRound: readonly number[], digits: number): PairedFigure {
   const r = (x: number) => Math.round(x * 10 ** digits) / 10 ** digits
   const [lo, hi] = medianCi95(perRound)
-  return { median: r(median(perRound)), ci95: [r(lo), r(hi)] }
+  return { median: r(median(perRound)), ci95: [r(lo), r(hi)], byRound: perRound.map(r) }
 }
 
 /**

@@ -2,7 +2,7 @@
 // opened while the writer search was still probing, not on one it has to open and authenticate.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { FailoverSuccessError, postgresHa } from '../mod.ts'
+import { FailoverSuccessError, type HaPlugin, postgresHa } from '../mod.ts'
 import { labClientOptions } from './helpers/ha.ts'
 import { sharedLab } from './helpers/shared-lab.ts'
 
@@ -75,5 +75,65 @@ test('failover: statements waiting for the new writer find as many connections a
     }
   } finally {
     await sql.end()
+  }
+})
+
+test('failover: sql.end() during the hand-over resolves only once the connections it was opening are settled', async () => {
+  // The hand-over opens connections on the hosts the writer search reaches; end() stops the
+  // search, which closes those pools. end() must not resolve while they are still logging in: a
+  // login that completes after `await sql.end()` is a session the caller believes closed.
+  await using lab = await sharedLab({ nodes: 3, promoteAfterMs: 1500, endpointLagMs: 60_000 })
+  let old: string | undefined
+  let endedAt: number | undefined
+  const logins: Promise<void>[] = []
+  const late: string[] = []
+  let warming: (() => void) | undefined
+  const warmStarted = new Promise<void>((resolve) => {
+    warming = resolve
+  })
+  // Once the old writer is gone, a user connection to another host is the hand-over's: it is
+  // made to take 300 ms to log in, so that end() comes while it does.
+  const slowHandOver: HaPlugin = {
+    name: 'slow-hand-over',
+    async connect(ctx, next) {
+      if (old === undefined || ctx.purpose !== 'user' || ctx.host.host === old) return next()
+      warming!()
+      const login = (async () => {
+        await new Promise((r) => setTimeout(r, 300))
+        await next()
+        if (endedAt !== undefined) late.push(`${ctx.host.host}:${ctx.host.port}`)
+      })()
+      logins.push(login.catch(() => {}))
+      return login
+    },
+  }
+  const sql = postgresHa(
+    lab.url('cluster'),
+    labClientOptions({ max: 4, plugins: ['connectionTracker', 'failover', 'hostMonitoring', slowHandOver] }),
+  )
+  let ended = false
+  try {
+    const busy = () => sql`select pg_sleep(0.2)`
+    // Four connections on the writer: the hand-over opens as many on the first hosts it reaches.
+    await Promise.all(Array.from({ length: 4 }, () => busy()))
+    old = (await lab.status()).writer!
+    await lab.kill(old)
+    const lost = sql`select 1`.catch((error: unknown) => error)
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([
+      warmStarted,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('no hand-over connection within 15 s')), 15_000)
+      }),
+    ]).finally(() => clearTimeout(timer))
+    await sql.end()
+    ended = true
+    endedAt = Date.now()
+    await lost
+    // Every hand-over login has settled by now if end() waited for them; bounded either way.
+    await Promise.race([Promise.all(logins), new Promise((r) => setTimeout(r, 5_000))])
+    assert.deepEqual(late, [], 'hand-over logins completed after sql.end() resolved')
+  } finally {
+    if (!ended) await sql.end()
   }
 })

@@ -180,6 +180,8 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
   let lastHost: HostAddress | undefined
   let lastEntry: PoolEntry | undefined
   let ending: Promise<void> | undefined
+  /** What {@link HostPools.close} is ending: forgotten entries whose connections may still be open. */
+  const closing = new Set<Promise<void>>()
   // SCRAM's salted password per (password, salt, iterations): after a failover, the new writer's
   // whole pool logs in at once, and each derivation would block the event loop (see the module).
   const salted = opts.salted ?? createSaltedPasswords()
@@ -442,7 +444,13 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       const e = entries.get(key)
       if (!e) return
       forget(key)
-      await endEntry(e, 1)
+      const closed = endEntry(e, 1)
+      closing.add(closed)
+      try {
+        await closed
+      } finally {
+        closing.delete(closed)
+      }
     },
     warm(host, connections = 1) {
       if (ending || this.connectionCount(host) > 0) return () => {}
@@ -482,7 +490,10 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       // what is left is idle or dead (a closed connection postgres.js still counts as busy would
       // make a graceful end wait forever): close them now.
       salted.clear()
-      ending = Promise.all(all.map((e) => endEntry(e, timeout ?? 0))).then(() => {
+      // A pool being closed (a retired host, a hand-over the failover let go) is forgotten but
+      // may still be logging connections in: end() resolves once those are closed too.
+      const closes = [...closing].map((closed) => closed.catch(() => {}))
+      ending = Promise.all([...all.map((e) => endEntry(e, timeout ?? 0)), ...closes]).then(() => {
         entries.clear()
         lastHost = lastEntry = undefined
       })

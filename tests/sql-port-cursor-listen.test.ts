@@ -12,6 +12,12 @@ before(async () => {
   sql = await h.start()
 })
 
+// Waits until `done()`, bounded (5 s): a notification, or a listen connection coming back, can take
+// longer than the fixed pauses of the original cases on a busy machine.
+const until = async (done) => {
+  for (let i = 0; i < 250 && !done(); i++) await delay(20)
+}
+
 t('forEach', async () => {
   let result
   await sql`select 1 as x`.forEach(({ x }) => (result = x))
@@ -431,14 +437,19 @@ t('multiple listeners work after a reconnect', async () => {
   const sql = client(options),
     xs = []
 
-  const s1 = await sql.listen('test', (x) => xs.push('1', x))
+  let listens = 0
+  const s1 = await sql.listen(
+    'test',
+    (x) => xs.push('1', x),
+    () => listens++,
+  )
   await sql.listen('test', (x) => xs.push('2', x))
   await sql.notify('test', 'a')
-  await delay(50)
+  await until(() => xs.length === 4)
   await sql`select pg_terminate_backend(${s1.state.pid})`
-  await delay(200)
+  await until(() => listens === 2)
   await sql.notify('test', 'b')
-  await delay(50)
+  await until(() => xs.length === 8)
   sql.end()
 
   return ['1a2a1b2b', xs.join('')]
@@ -487,7 +498,7 @@ t('listen reconnects', { timeout: 2 }, async () => {
   await sql.notify('test', 'a')
   await a
   await sql`select pg_terminate_backend(${pid})`
-  await delay(100)
+  await until(() => connects === 2)
   await sql.notify('test', 'b')
   await b
   sql.end()
@@ -515,7 +526,7 @@ t('unlisten removes subscription', async () => {
 
   const { unlisten } = await sql.listen('test', (x) => xs.push(x))
   await sql.notify('test', 'a')
-  await delay(50)
+  await until(() => xs.length === 1)
   await unlisten()
   await sql.notify('test', 'b')
   await delay(50)
@@ -530,13 +541,13 @@ t('listen after unlisten', async () => {
 
   const { unlisten } = await sql.listen('test', (x) => xs.push(x))
   await sql.notify('test', 'a')
-  await delay(50)
+  await until(() => xs.length === 1)
   await unlisten()
   await sql.notify('test', 'b')
   await delay(50)
   await sql.listen('test', (x) => xs.push(x))
   await sql.notify('test', 'c')
-  await delay(50)
+  await until(() => xs.length === 2)
   sql.end()
 
   return ['ac', xs.join('')]
@@ -549,9 +560,11 @@ t('multiple listeners and unlisten one', async () => {
   await sql.listen('test', (x) => xs.push('1', x))
   const s2 = await sql.listen('test', (x) => xs.push('2', x))
   await sql.notify('test', 'a')
-  await delay(50)
+  await until(() => xs.length === 4)
   await s2.unlisten()
   await sql.notify('test', 'b')
+  await until(() => xs.length === 6)
+  // As long again for a wrong delivery to the listener that was removed.
   await delay(50)
   sql.end()
 

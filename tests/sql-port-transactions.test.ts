@@ -347,8 +347,11 @@ t('Copy write as first', async () => {
 t('Copy from works in transaction', async () => {
   await sql`create table test(x int)`
   const xs = await sql.begin(async (sql) => {
-    ;(await sql`copy test from stdin`.writable()).end('1\n2')
-    await delay(20)
+    const writable = await sql`copy test from stdin`.writable()
+    writable.end('1\n2')
+    // Once the copy finished, not after a fixed 20 ms: a statement sent while the copy is still
+    // going fails with COPY_IN_PROGRESS, and 20 ms is not always enough on a busy machine.
+    await new Promise((r) => writable.on('finish', r))
     return sql`select 1 from test`
   })
 

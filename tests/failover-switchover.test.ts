@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { FailoverFailedError, FailoverSuccessError, postgresHa } from '../mod.ts'
 import { labClientOptions, settle } from './helpers/ha.ts'
+import { labAdmins, runningOn } from './helpers/replicas.ts'
 import { sharedLab } from './helpers/shared-lab.ts'
 
 const instanceId = 'select pg_catalog.aurora_db_instance_identifier() as id, pg_is_in_recovery() as reader'
@@ -115,7 +116,13 @@ test('failover: a reader client moves to another reader when its reader dies', a
     const reserved = await sql.reserve()
     const [{ id: victim }] = (await reserved.unsafe(instanceId)) as unknown as Array<{ id: string }>
     const pending = settle(reserved`select pg_sleep(5)`)
-    await new Promise((r) => setTimeout(r, 300))
+    // Killed once the statement runs on the reader, not after a fixed pause.
+    const admins = labAdmins(lab)
+    try {
+      await runningOn([admins.admin(victim!)], 'select pg_sleep(5)')
+    } finally {
+      await admins.end()
+    }
     await lab.kill(victim!)
     const result = await pending
     assert.equal(result.ok, false)

@@ -6,6 +6,7 @@ import postgres from 'postgres'
 import type { Lab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
 import { eventually, labClientOptions, settle } from './helpers/ha.ts'
+import { labAdmins, runningOn } from './helpers/replicas.ts'
 import { sharedLab } from './helpers/shared-lab.ts'
 
 const instanceId = 'select pg_catalog.aurora_db_instance_identifier() as id, pg_is_in_recovery() as reader'
@@ -99,7 +100,13 @@ test('reserve: writer killed mid-statement inside a transaction — TransactionR
     await reserved`begin`
     await reserved`insert into kv values (21)`
     const running = settle(reserved`select pg_sleep(5)`)
-    await new Promise((r) => setTimeout(r, 300))
+    // Killed once the statement runs on the writer, not after a fixed pause.
+    const admins = labAdmins(lab)
+    try {
+      await runningOn([admins.admin(old)], 'select pg_sleep(5)')
+    } finally {
+      await admins.end()
+    }
     await lab.kill(old)
     const first = await running
     assert.equal(first.ok, false)

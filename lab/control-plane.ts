@@ -31,6 +31,13 @@ export interface ControlPlane {
   down(removeDir: boolean): Promise<void>
   /** Readies the lab for its next user; false when it must go down instead (lab/pool.ts). */
   park?(): Promise<boolean>
-  /** A parked lab taken by its next user. */
-  adopt?(): Promise<void>
+  /** A parked lab taken by its next user, with its timings. */
+  adopt?(timing?: LabTiming): Promise<void>
+}
+
+/** The options a lab reads at each use, so a parked lab takes its next user's (lab/pool.ts). */
+export interface LabTiming {
+  promoteAfterMs?: number
+  endpointLagMs?: number
+  probeTimeoutMs?: number
 }

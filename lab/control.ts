@@ -12,7 +12,7 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { Cluster, type ControlOptions } from './cluster.ts'
-import type { ControlPlane } from './control-plane.ts'
+import type { ControlPlane, LabTiming } from './control-plane.ts'
 import { emulationSql, hostPattern } from './emulation.ts'
 import { CLUSTER_HOST, Endpoints, READER_HOST } from './endpoints.ts'
 import { EventLog } from './events.ts'
@@ -184,8 +184,15 @@ export class Control implements ControlPlane {
     return true
   }
 
-  /** A parked lab (`park`) taken by its next user: the writer is probed again. */
-  async adopt(): Promise<void> {
+  /**
+   * A parked lab (`park`) taken by its next user, with that user's timings (they are read at each
+   * use, never kept from bring-up): the writer is probed again.
+   */
+  async adopt(timing: LabTiming = {}): Promise<void> {
+    for (const name of ['promoteAfterMs', 'endpointLagMs', 'probeTimeoutMs'] as const) {
+      const value = timing[name]
+      if (value !== undefined) this.options[name] = value
+    }
     this.health.start()
     await this.lifecycle.waitForWriter(10_000)
   }

@@ -139,7 +139,7 @@ async function dispatch(op: string, args: any[]): Promise<unknown> {
           throw new Error('the parked lab is no longer as a fresh one')
         }
         owner = Number(args[0])
-        await control.adopt()
+        await control.adopt(args[1] ?? {})
         return control.status()
       })
     default:

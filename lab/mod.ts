@@ -268,12 +268,15 @@ export async function parkLab(lab: Lab): Promise<boolean> {
 
 /**
  * Takes the lab parked in `dir` (`parkLab`) for this process, after checking again that it is as a
- * fresh one; rejects when it is not parked or no longer qualifies (then take it down with
+ * fresh one, with `options`' timings (promoteAfterMs, endpointLagMs, probeTimeoutMs; the lab reads
+ * them at each use); rejects when it is not parked or no longer qualifies (then take it down with
  * `forceDown`).
  */
-export async function adoptLab(dir: string): Promise<Lab> {
+export async function adoptLab(dir: string, options: LabOptions = {}): Promise<Lab> {
   const file = readLabFile(dir)
   if (!file?.ready) throw new Error(`no lab in ${dir}`)
-  const status = (await call(file, 'adopt', [process.pid], 30_000)) as LabStatus
+  const { promoteAfterMs, endpointLagMs, probeTimeoutMs } = daemonConfig(options)
+  const timing = { promoteAfterMs, endpointLagMs, probeTimeoutMs }
+  const status = (await call(file, 'adopt', [process.pid, timing], 30_000)) as LabStatus
   return new RemoteLab(dir, file, status)
 }

@@ -1,7 +1,8 @@
 /**
  * `startLab` for test files that can take a lab another test file has finished with. Under the
  * suite's runner (which sets PGHA_TEST_LAB_POOL to a folder of its own run), a lab whose user is
- * done is parked there instead of taken down, if it is as a fresh one (lab/pool.ts: same shape,
+ * done is parked there instead of taken down, if it is as a fresh one (lab/pool.ts: same shape —
+ * nodes, dialect, async — the timings being set anew for each user,
  * the first instance still the writer on timeline 1, everything running, streaming and unfaulted,
  * no session left, the catalogs as at bring-up once what tests made in `public` is dropped), and the
  * next file asking for the same shape adopts it, after the same checks again, instead of starting
@@ -29,7 +30,16 @@ function shelfOf(options: LabOptions): string | undefined {
   if (!pool) return undefined
   if (options.dir !== undefined || options.port !== undefined || options.proxyStartupModule) return undefined
   if (options.manager === 'patroni') return undefined
-  const { dir: _dir, ownerPid: _owner, removeDir: _remove, ...shape } = daemonConfig(options)
+  // The timings are not part of the shape: an adopted lab takes its new user's (lab/control.ts).
+  const {
+    dir: _dir,
+    ownerPid: _owner,
+    removeDir: _remove,
+    promoteAfterMs: _promote,
+    endpointLagMs: _lag,
+    probeTimeoutMs: _probe,
+    ...shape
+  } = daemonConfig(options)
   return join(pool, createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16))
 }
 
@@ -47,7 +57,7 @@ interface Entry {
   parker: number
 }
 
-async function takeParked(shelf: string): Promise<Lab | undefined> {
+async function takeParked(shelf: string, options: LabOptions): Promise<Lab | undefined> {
   let names: string[] = []
   try {
     names = readdirSync(shelf).filter((n) => n.endsWith('.json'))
@@ -70,7 +80,7 @@ async function takeParked(shelf: string): Promise<Lab | undefined> {
     }
     rmSync(mine, { force: true })
     try {
-      const lab = await adoptLab(entry.dir)
+      const lab = await adoptLab(entry.dir, options)
       note('adopted', lab.dir)
       return lab
     } catch {
@@ -119,7 +129,7 @@ export async function sharedLab(options: LabOptions = {}): Promise<Lab> {
   const shelf = shelfOf(options)
   if (!shelf) return startLab(options)
   mkdirSync(shelf, { recursive: true })
-  let lab = await takeParked(shelf)
+  let lab = await takeParked(shelf, options)
   if (!lab) {
     lab = await startLab(options)
     note('started', lab.dir)

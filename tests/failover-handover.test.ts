@@ -137,3 +137,64 @@ test('failover: sql.end() during the hand-over resolves only once the connection
     if (!ended) await sql.end()
   }
 })
+
+test('failover: a read on a reader the hand-over warmed is not cut off when that reader is not promoted', async () => {
+  // The hand-over closes what it opened on the hosts that did not become the writer. A read the
+  // client sent to such a reader meanwhile (read scaling) runs on those very connections: closing
+  // them would end a healthy reader's statement with a connection error (and a reader failover).
+  await using lab = await sharedLab({ nodes: 3, promoteAfterMs: 1500, endpointLagMs: 60_000 })
+  let old: string | undefined
+  let warming: (() => void) | undefined
+  const warmStarted = new Promise<void>((resolve) => {
+    warming = resolve
+  })
+  const handOverSeen: HaPlugin = {
+    name: 'hand-over-seen',
+    connect(ctx, next) {
+      if (old !== undefined && ctx.purpose === 'user' && ctx.host.host !== old) warming!()
+      return next()
+    },
+  }
+  const sql = postgresHa(
+    lab.url('cluster'),
+    labClientOptions({
+      max: 4,
+      readerHostSelectorStrategy: 'roundRobin',
+      plugins: ['connectionTracker', 'failover', 'hostMonitoring', handOverSeen],
+    }),
+  )
+  try {
+    const readersDown: string[] = []
+    sql.ha.on('hostDown', (e) => readersDown.push(`${e.host.host}`))
+    // Load on the writer only: the readers have no connection of this client before the failover.
+    await Promise.all(Array.from({ length: 4 }, () => sql`select pg_sleep(0.2)`))
+    old = (await lab.status()).writer!
+    await lab.kill(old)
+    const write = sql`select 1`.catch((error: unknown) => error)
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([
+      warmStarted,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('no hand-over connection within 15 s')), 15_000)
+      }),
+    ]).finally(() => clearTimeout(timer))
+    // One long read on each reader (round robin), both started during the writer search: one of
+    // the two readers is promoted, the other stays a healthy reader.
+    const read = () =>
+      sql.ha.reader`select pg_sleep(6), aurora_db_instance_identifier() as instance`.then(
+        ([row]) => ({ ok: true, instance: String(row!.instance) }),
+        (error: unknown) => ({ ok: false, error: String(error), instance: undefined }),
+      )
+    const reads = await Promise.all([read(), read()])
+    await write
+    for (const r of reads) assert.ok(r.ok, `a read on a healthy reader failed: ${JSON.stringify(reads)}`)
+    assert.notEqual(reads[0]!.instance, reads[1]!.instance, 'one read on each reader')
+    assert.deepEqual(
+      readersDown.filter((h) => h !== old),
+      [],
+      'a reader was marked down',
+    )
+  } finally {
+    await sql.end()
+  }
+})

@@ -79,8 +79,9 @@ export interface HostPools {
   /**
    * Opens up to `connections` pool connections to `host` now (at most the pool's `max`), if it
    * has none, so that its first statements find them open (failover: the hosts the writer search
-   * reaches). Returns a release that closes the pool again if it still holds only those
-   * connections (the host did not become the writer).
+   * reaches). Returns a release that closes the pool again if nothing but the warm-up used it
+   * (the host did not become the writer, and no read, LISTEN or reservation went there meanwhile:
+   * closing would cut their statements off on a healthy host).
    */
   warm(host: HostAddress, connections?: number): () => void
   /** Hosts that have a pool. */
@@ -136,6 +137,11 @@ export interface PoolEntry extends SocketSet {
   dropped?: boolean
   /** The most sockets open at once. */
   peak?: number
+  /**
+   * Opened by {@link HostPools.warm} and used by nothing else since: its release may close it.
+   * A statement, LISTEN or reserved connection that took the pool meanwhile keeps it open.
+   */
+  warmOnly?: boolean
 }
 
 /** What the `socket` function of one postgres.js instance needs to know about it. */
@@ -415,6 +421,12 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     destroySockets(set)
   }
 
+  /** `e` taken for the client's own work: a hand-over's release no longer closes it. */
+  function used(e: PoolEntry): PoolEntry {
+    if (e.warmOnly) e.warmOnly = false
+    return e
+  }
+
   function forget(key: string): void {
     entries.delete(key)
     lastHost = lastEntry = undefined
@@ -422,8 +434,8 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
 
   return {
     options: shared,
-    get: (host) => entry(host).sql,
-    entry,
+    get: (host) => used(entry(host)).sql,
+    entry: (host) => used(entry(host)),
     abort(host, reason) {
       const e = entries.get(hostKey(host))
       if (!e || e.dropped) return false
@@ -455,13 +467,14 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     warm(host, connections = 1) {
       if (ending || this.connectionCount(host) > 0) return () => {}
       const e = entry(host)
+      e.warmOnly = true
       const n = Math.max(1, Math.min(connections, Number(shared.max) || 1))
       // The statements are what open (and authenticate) the connections, one each, all at once
       // (postgres.js opens a closed connection for a statement that finds none idle); their
       // answers are not needed.
       for (let i = 0; i < n; i++) void e.sql`select 1`.catch(() => {})
       return () => {
-        if (entries.get(hostKey(host)) === e && this.connectionCount(host) <= n)
+        if (entries.get(hostKey(host)) === e && e.warmOnly && this.connectionCount(host) <= n)
           void this.close(host).catch(() => {})
       }
     },
@@ -500,7 +513,7 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       return ending
     },
     dedicated(host, overrides, hooks) {
-      const pool = entry(host)
+      const pool = used(entry(host))
       const set: SocketSet = { sockets: new Set(), ...hooks }
       const sql = makeInstance(pool, [set, pool], {
         max: 1,

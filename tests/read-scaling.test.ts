@@ -17,7 +17,7 @@ import {
   type PostgresHaSql,
   postgresHa,
 } from '../mod.ts'
-import { eventually, labClientOptions } from './helpers/ha.ts'
+import { eventually, labClientOptions, restoreNode } from './helpers/ha.ts'
 import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
@@ -216,41 +216,46 @@ test('read-scaling: both readers lost → reads issued after the first error run
   const strict = client({ readerFallback: 'error' })
   let failovers = 0
   for (const c of [toWriter, strict]) c.ha.on('failoverStart', () => failovers++)
-  await warm(toWriter, strict)
-  const [killed, cut] = readers as [string, string]
-  // One killed, one cut off: the cut-off reader's connections stay open and silent, so the client
-  // cannot tell it is gone until it asks (deterministic: a killed reader's closed connections race
-  // with the reads).
-  await lab.blackhole(cut)
-  await lab.kill(killed)
-  await readsAfterLoss(toWriter, strict, true)
-  // The cut-off reader dies too: both killed, the client knows; reads go on as before.
-  await lab.kill(cut)
-  await lab.heal(cut)
-  for (let i = 0; i < 10; i++)
-    assert.equal(
-      (await who(toWriter.ha.reader)).id,
-      status.writer,
-      'with readerFallback writer, on the writer',
-    )
-  for (let i = 0; i < 3; i++) {
-    const error = await who(strict.ha.reader).then(
-      () => undefined,
-      (e: unknown) => e,
-    )
-    assert.ok(error instanceof NoReaderAvailableError, `expected NoReaderAvailableError, got ${error}`)
-  }
-  // The writer is untouched: writes still work, and no failover started.
-  assert.equal((await who(strict)).id, status.writer)
-  assert.equal(failovers, 0)
-  await readersBack(toWriter, strict)
+  try {
+    await warm(toWriter, strict)
+    const [killed, cut] = readers as [string, string]
+    // One killed, one cut off: the cut-off reader's connections stay open and silent, so the client
+    // cannot tell it is gone until it asks (deterministic: a killed reader's closed connections race
+    // with the reads).
+    await lab.blackhole(cut)
+    await lab.kill(killed)
+    await readsAfterLoss(toWriter, strict, true)
+    // The cut-off reader dies too: both killed, the client knows; reads go on as before.
+    await lab.kill(cut)
+    await lab.heal(cut)
+    for (let i = 0; i < 10; i++)
+      assert.equal(
+        (await who(toWriter.ha.reader)).id,
+        status.writer,
+        'with readerFallback writer, on the writer',
+      )
+    for (let i = 0; i < 3; i++) {
+      const error = await who(strict.ha.reader).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      assert.ok(error instanceof NoReaderAvailableError, `expected NoReaderAvailableError, got ${error}`)
+    }
+    // The writer is untouched: writes still work, and no failover started.
+    assert.equal((await who(strict)).id, status.writer)
+    assert.equal(failovers, 0)
+    await readersBack(toWriter, strict)
 
-  // Both killed at once (one host, one zone): the client hears of one loss first.
-  await warm(toWriter, strict)
-  await Promise.all(readers.map((id) => lab.kill(id)))
-  await readsAfterLoss(toWriter, strict, false)
-  await readersBack(toWriter, strict)
-  assert.equal(failovers, 0)
+    // Both killed at once (one host, one zone): the client hears of one loss first.
+    await warm(toWriter, strict)
+    await Promise.all(readers.map((id) => lab.kill(id)))
+    await readsAfterLoss(toWriter, strict, false)
+    await readersBack(toWriter, strict)
+    assert.equal(failovers, 0)
+  } finally {
+    // Healed and started (a no-op once readersBack ran): the file's later tests use this lab.
+    for (const id of readers) await restoreNode(lab, id)
+  }
 })
 
 test('read-scaling: LISTEN through sql.ha.reader runs on the writer; ending the reader ends the client', async () => {

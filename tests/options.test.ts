@@ -104,13 +104,21 @@ test('options: a password never appears in an error', () => {
   assert.doesNotMatch(e2.message, new RegExp(secret))
 })
 
-test("options: a plugin's own options, read from overrides, are refused in the same words, a credential masked", () => {
-  // A plugin made by hand checks its overrides itself (readOptions): the same message as
-  // parseOptions, and a value under a credential's name is never shown, declared secret or not.
-  const table = { apiToken: { check: nonEmptyString, example: "'t-123'" } }
-  const refusal = (value: unknown) => {
+test('options: a refused value is shown unless the option is secret, also when its name sounds like one', () => {
+  // iamTokenExpiration and secretsManagerExpirationSec hold no secret: hiding their value hides
+  // the mistake. A plugin's overrides (readOptions) are refused in the same words as parseOptions.
+  assert.match(
+    invalid({ iamTokenExpiration: -1 }).message,
+    /Invalid option iamTokenExpiration: got -1 \(number\)/,
+  )
+  assert.match(invalid({ secretsManagerRegion: 7 }).message, /got 7 \(number\)/)
+  const table = {
+    apiToken: { check: nonEmptyString, example: "'t-123'" },
+    apiKey: { check: nonEmptyString, secret: true },
+  }
+  const refusal = (options: Record<string, unknown>) => {
     try {
-      readOptions(table, [{ apiToken: value }])
+      readOptions(table, [options])
     } catch (error) {
       assert.ok(error instanceof InvalidOptionError)
       return error.message
@@ -118,8 +126,12 @@ test("options: a plugin's own options, read from overrides, are refused in the s
     assert.fail('expected a refusal')
   }
   assert.equal(
-    refusal(' '),
-    "Invalid option apiToken: got *** (hidden); expected a non-empty string. Example: apiToken: 't-123'.",
+    refusal({ apiToken: ' ' }),
+    `Invalid option apiToken: got " "; expected a non-empty string. Example: apiToken: 't-123'.`,
+  )
+  assert.equal(
+    refusal({ apiKey: ' ' }),
+    'Invalid option apiKey: got *** (hidden); expected a non-empty string.',
   )
 })
 

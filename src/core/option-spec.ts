@@ -71,9 +71,13 @@ export function readOptions<T>(
   return Object.freeze(out) as T
 }
 
-/** Options whose values must never be shown: declared secret, or named like a credential. */
+/**
+ * Options whose values must never be shown. A declared option is secret when its spec says so
+ * (`iamTokenExpiration` or `secretsManagerRegion` are not, and an error must show their value);
+ * an undeclared one (a misspelled name) is masked when named like a credential.
+ */
 export function isSecretOption(name: string, spec: OptionSpec | undefined): boolean {
-  return spec?.secret === true || /pass|secret|token|credential/i.test(name)
+  return spec ? spec.secret === true : /pass|secret|token|credential/i.test(name)
 }
 
 /**

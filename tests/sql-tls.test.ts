@@ -7,8 +7,13 @@ import { createServer as createTlsServer } from 'node:tls'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import postgres from 'postgres'
 import { labTlsCertificate } from '../lab/aws/test-tls.ts'
-import { createConnectionFactory, parseConnection } from '../src/drivers/postgresjs/mod.ts'
-import { driverClient } from './helpers/passthrough.ts'
+import {
+  createConnectionFactory,
+  createHostPools,
+  createSql,
+  parseConnection,
+} from '../src/drivers/postgresjs/mod.ts'
+import { driverClient, passthroughExecutor } from './helpers/passthrough.ts'
 import { type PgServer, startPgServer } from './helpers/pg-server.ts'
 import { runningOn } from './helpers/replicas.ts'
 import { runScript } from './helpers/spawn-runtime.ts'
@@ -53,7 +58,14 @@ function test(name: string, fn: () => Promise<void>): void {
 const SSL_OF_BACKEND = 'select ssl from pg_stat_ssl where pid = pg_backend_pid()'
 
 /** A TCP server on 127.0.0.1 that relays to `port`; `declineTls` answers an SSLRequest with 'N' first. */
-async function relay(port: number, { declineTls = false, silent = false } = {}): Promise<{ port: number }> {
+async function relay(
+  port: number,
+  {
+    declineTls = false,
+    silent = false,
+    firsts,
+  }: { declineTls?: boolean; silent?: boolean; firsts?: Buffer[] } = {},
+): Promise<{ port: number }> {
   const sockets = new Set<Socket>()
   const server: Server = createServer((downstream) => {
     sockets.add(downstream)
@@ -61,6 +73,7 @@ async function relay(port: number, { declineTls = false, silent = false } = {}):
     if (silent) return
     downstream.once('data', (first: Buffer) => {
       downstream.pause()
+      firsts?.push(Buffer.from(first))
       const sslRequest = first.length >= 8 && first.readInt32BE(4) === 80877103
       if (sslRequest && declineTls) downstream.write('N')
       const rest = sslRequest && declineTls ? first.subarray(8) : first
@@ -340,5 +353,57 @@ console.log('ended', await c)
     assert.doesNotMatch(result.stderr, /EBADF|uncaught|error/i)
   } finally {
     await rm(dir, { recursive: true, force: true })
+  }
+})
+
+test('sql: with a connect hook (IAM, Secrets Manager), the cancel of a piped statement goes over TLS to its server, without a login', async () => {
+  // The cancel needs no credentials, but it still goes where the statement runs, secured as the
+  // pool's connections are: a server that takes only TLS (hostssl) would not see a plain one.
+  const firsts: Buffer[] = []
+  const relayed = await relay(pg.port, { firsts })
+  const parsed = parseConnection(urlOnPort(relayed.port), { onnotice: () => {}, ssl: 'require', max: 1 })
+  let logins = 0
+  const pools = createHostPools({
+    parsed,
+    connectHook: async (start, open, timeoutMs) => {
+      logins++
+      await open(start, timeoutMs)
+    },
+  })
+  const sql = createSql({
+    executor: passthroughExecutor(() => parsed.hosts[0]!),
+    pools,
+    base: parsed.base,
+    ha: {},
+  })
+  ends.push(() => sql.end({ timeout: 0 }))
+  const admin = postgres(pg.adminUrl, { max: 1, onnotice: () => {} })
+  ends.push(() => admin.end({ timeout: 0 }))
+  assert.equal((await sql.unsafe(SSL_OF_BACKEND))[0]!.ssl, true)
+  // PostgreSQL ignores a cancel that reaches the backend while it still reads the piped statement
+  // (which then runs to its end): such an attempt is made again, at most three times.
+  for (let attempt = 1; ; attempt++) {
+    const connections = firsts.length
+    const before = logins
+    // One connection: the second statement waits behind the first, and postgres.js sends its
+    // cancel once it starts, on a connection of its own.
+    const first = sql`select pg_sleep(1) as tls_before_piped`.execute()
+    const piped = sql`select pg_sleep(3) as tls_cancel_piped`
+    const settled = piped.then(
+      () => undefined,
+      (e: unknown) => e as { code?: string },
+    )
+    await runningOn([admin], '%tls_before_piped%')
+    ;(piped as unknown as { cancel(): unknown }).cancel()
+    await first
+    const error = await settled
+    assert.equal(logins - before, 0, 'the cancel logged in')
+    const opened = firsts.slice(connections)
+    assert.equal(opened.length, 1, 'one connection for the cancel, through the relay to the same server')
+    assert.equal(opened[0]!.readInt32BE(4), 80877103, 'the cancel connection began with an SSLRequest')
+    if (error?.code === '57014' || attempt === 3) {
+      assert.equal(error?.code, '57014', `the statement was not cancelled: ${JSON.stringify(error)}`)
+      break
+    }
   }
 })

@@ -100,8 +100,8 @@ export function failoverPlugin(): HaPlugin {
     // connection, was the slow part of the ramp back to full throughput). The first hosts
     // reached get as many as the lost writer's pool ever had open at once (what its statements
     // needed; which host is promoted is not known until it is), the others one, so that a
-    // cluster of many readers is not flooded.
-    const demand = Math.max(1, failed ? services.connectionPeak(failed) : 1)
+    // cluster of many readers is not flooded; failoverPrewarmPool: false, one each.
+    const demand = options.failoverPrewarmPool ? Math.max(1, failed ? services.connectionPeak(failed) : 1) : 1
     const warmed: { host: HostAddress; release: () => void }[] = []
     const found = await searchWriter({
       factory: services.factory,

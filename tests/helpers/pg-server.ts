@@ -4,7 +4,7 @@
  * password auth for a test user. Run as root it runs the server as the `postgres` user. `stop()`
  * shuts it down and removes the directory.
  */
-import { execFile, execFileSync } from 'node:child_process'
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process'
 import { existsSync, rmSync } from 'node:fs'
 import { chmod, chown, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -36,15 +36,45 @@ export interface PgServer {
   stop(): Promise<void>
 }
 
+/**
+ * Stops the server in `data` and removes `dir` once this process is gone, however it ended: a test
+ * process the runner kills (a timeout, a silence) runs no exit hook, and its servers ran on for
+ * good, each holding memory and a port (12 such were found on this machine after one killed run).
+ * `tail --pid` waits for the process without a fork per check; the stop runs as the servers' user.
+ */
+function stopWhenGone(data: string, dir: string): ChildProcess {
+  const stop = `${isRoot ? 'runuser -u postgres -- ' : ''}"$4/pg_ctl" -D "$2" -m immediate stop`
+  const script = `tail --pid="$1" -f /dev/null 2>/dev/null; [ -d "$2" ] || exit 0; ${stop} >/dev/null 2>&1; rm -rf "$3"`
+  const sentinel = spawn('sh', ['-c', script, 'sh', String(process.pid), data, dir, BIN], {
+    detached: true,
+    stdio: 'ignore',
+  })
+  sentinel.on('error', () => {})
+  sentinel.unref()
+  return sentinel
+}
+
+/** Ends a sentinel and its `tail` (its process group: killing the shell alone leaves the tail). */
+function endSentinel(sentinel: ChildProcess | undefined): void {
+  if (!sentinel?.pid) return
+  try {
+    process.kill(-sentinel.pid, 'SIGKILL')
+  } catch {
+    sentinel.kill('SIGKILL')
+  }
+}
+
 /** Data directories of servers still running, stopped synchronously if the process exits first. */
-const running = new Set<string>()
+const running = new Map<string, ChildProcess>()
 let exitHook = false
-function stopOnExit(data: string): void {
-  running.add(data)
+function stopOnExit(data: string, dir: string): void {
+  running.set(data, stopWhenGone(data, dir))
   if (exitHook) return
   exitHook = true
   process.once('exit', () => {
-    for (const dir of running) {
+    for (const [dir, sentinel] of running) {
+      // Stopped here, at once: the sentinel would otherwise outlive this process by up to a second.
+      endSentinel(sentinel)
       const args = [join(BIN, 'pg_ctl'), '-D', dir, '-m', 'immediate', 'stop']
       try {
         if (isRoot) execFileSync('runuser', ['-u', 'postgres', '--', ...args], { stdio: 'ignore' })
@@ -240,7 +270,7 @@ export async function startPgServer(
     await rm(dir, { recursive: true, force: true })
     throw error
   }
-  stopOnExit(data)
+  stopOnExit(data, dir)
   const server: PgServer = {
     host: '127.0.0.1',
     port,
@@ -252,6 +282,7 @@ export async function startPgServer(
     socketDir: join(dir, 'sock'),
     async stop() {
       await run(join(BIN, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => {})
+      endSentinel(running.get(data))
       running.delete(data)
       // `rm -rf`: about half the CPU of Node's recursive removal (lab/pg-bin.ts).
       removeTree(dir)

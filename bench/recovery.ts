@@ -58,7 +58,10 @@ const flags = parseFlags('bench/recovery.ts', {
     default: 1_000,
     help: 'writing on after the recovery, to measure the new writer’s settled rate',
   },
-  'warmup-ms': { default: 1_500, help: 'writing before the kill (the last second is the baseline rate)' },
+  'warmup-ms': {
+    default: 1_500,
+    help: 'writing before the kill (its last second, or all of it if shorter, is the baseline rate)',
+  },
   'promote-after-ms': { default: 200, help: "the lab's delay before promoting a reader" },
   'cap-ms': { default: 10_000, help: 'give up on a trial this long after the kill' },
   clients: { default: 'postgres-ha,postgres.js', help: 'which clients, comma-separated' },
@@ -94,7 +97,7 @@ interface RecoveryTrial {
   client: Kind
   oldWriter: string
   newWriter: string | null
-  /** Acknowledged writes per second in the second before the kill. */
+  /** Acknowledged writes per second in the second before the kill (the whole warm-up if shorter). */
   baselinePerSecond: number
   /** Of the 100 ms windows (10 ms apart) of the second before the kill: the share below 90 % of the baseline. */
   steadyWindowsBelow90: number
@@ -305,7 +308,7 @@ async function runRecoveryTrial(
     const injected = fault
     const all = () => loops.flatMap((l) => l.records)
     const acked = all().flatMap((r) => (r.inst !== undefined ? [r.endMs!] : []))
-    const baselinePerSecond = rate(acked, injected.faultMs - 1_000, injected.faultMs)
+    const baselinePerSecond = rate(acked, injected.faultMs - baselineMs(), injected.faultMs)
     const steady = steadyDips(acked, injected.faultMs, baselinePerSecond)
     const ready = await writerReady(lab, injected, flags['cap-ms'])
     const notifiedAt = nowMs()
@@ -409,13 +412,21 @@ function steadyDips(
   let n = 0
   let run = 0
   let longest = 0
-  for (let end = faultMs - 1_000 + windowMs; end <= faultMs; end += 10, n++) {
+  for (let end = faultMs - baselineMs() + windowMs; end <= faultMs; end += 10, n++) {
     if (rate(acks, end - windowMs, end) < 0.9 * baselinePerSecond) {
       below++
       longest = Math.max(longest, (run += 10))
     } else run = 0
   }
   return { share: n ? Math.round((below / n) * 100) / 100 : 0, longestMs: longest }
+}
+
+/**
+ * The span before the kill the baseline rate is taken over: the last second, or the whole warm-up
+ * when it is shorter (a smoke run), so that the rate is not diluted by time nothing was written in.
+ */
+function baselineMs(): number {
+  return Math.min(1_000, flags['warmup-ms'])
 }
 
 /** ms the process waited to run in `[fromMs, toMs)`: each tick's lateness beyond the CPU it used. */

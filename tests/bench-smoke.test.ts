@@ -76,12 +76,12 @@ const runs = {
     '1',
     '--writers',
     '5',
-    // Half a second of writing before each kill: the baseline rate is taken over all of it
-    // (bench/recovery.ts), a second more per client bought no check here.
+    // Half a second of writing before each kill (the baseline rate is taken over all of it, see
+    // bench/recovery.ts) and one throughput window after the recovery: more bought no check here.
     '--warmup-ms',
     '500',
     '--settle-ms',
-    '300',
+    '100',
   ]),
   idle: part('idle', ['--seconds', '2', '--clients', '3', '--settle-ms', '300']),
   denoBench:

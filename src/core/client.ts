@@ -167,7 +167,6 @@ export class HaClient implements Executor {
       },
       warmHost: (host: HostAddress, connections?: number) => driver.warmHost(host, connections),
       connectedHosts: () => driver.connectedHosts(),
-      connectionPeak: (host: HostAddress) => driver.connectionPeak(host),
       markHostDown: (host: HostAddress, reason: string) => this.#marks.markDown(host, reason),
       markHostUp: (host: HostAddress) => this.#marks.markUp(host),
       isHostDown: (host: HostAddress) => this.#marks.isDown(host),

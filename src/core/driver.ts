@@ -45,8 +45,6 @@ export interface Driver extends ConnectionFactory {
   warmHost(host: HostAddress, connections?: number): () => void
   /** Open user connections to `host`. */
   connectionCount(host: HostAddress): number
-  /** The most user connections to `host` that were open at once (0: none ever). */
-  connectionPeak(host: HostAddress): number
   /** Hosts with user connections open. */
   connectedHosts(): HostAddress[]
   /** Logs new user connections in as `user` from now on (the connect plugins resolved another one, e.g. from a secret). */

@@ -134,11 +134,6 @@ export interface PluginServices {
   warmHost(host: HostAddress, connections?: number): () => void
   /** Hosts this client has user connections open to. */
   connectedHosts(): HostAddress[]
-  /**
-   * The most user connections this client had open to `host` at once (0: none ever): how many
-   * connections its statements needed there, for instance on a writer that was just lost.
-   */
-  connectionPeak(host: HostAddress): number
   /** Records that `host` failed: no statement is routed to it until {@link markHostUp}. */
   markHostDown(host: HostAddress, reason: string): void
   /** Records that `host` answers again. */

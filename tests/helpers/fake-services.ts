@@ -134,7 +134,6 @@ export function fakeServices(input: FakeServicesInput = {}): FakeServices {
       return () => void state.released.push(hostKey(host))
     },
     connectedHosts: () => [],
-    connectionPeak: () => 0,
     markHostDown: (host: HostAddress) => void state.down.add(hostKey(host)),
     markHostUp: (host: HostAddress) => void state.down.delete(hostKey(host)),
     isHostDown: (host: HostAddress) => state.down.has(hostKey(host)),

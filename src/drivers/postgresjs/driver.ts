@@ -47,7 +47,6 @@ export function createPostgresJsDriver(options: PostgresJsDriverOptions): Postgr
     dropHost: (host, reason) => pools.abort(host, reason),
     warmHost: (host, connections) => pools.warm(host, connections),
     connectionCount: (host) => pools.connectionCount(host),
-    connectionPeak: (host) => pools.connectionPeak(host),
     connectedHosts: () => pools.hosts().filter((h) => pools.connectionCount(h) > 0),
     switchUser: (user) => pools.setUser(user),
   }

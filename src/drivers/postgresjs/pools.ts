@@ -88,8 +88,6 @@ export interface HostPools {
   hosts(): HostAddress[]
   /** Open sockets to `host` (all instances of this client). */
   connectionCount(host: HostAddress): number
-  /** The most sockets to `host` that were open at once (0: none ever). */
-  connectionPeak(host: HostAddress): number
   /**
    * Logs new pool connections in as `user` (plugins resolved it): every pool gets a fresh
    * instance for it and its old instance ends gracefully, letting its statements finish.
@@ -135,8 +133,6 @@ export interface PoolEntry extends SocketSet {
   dropReason?: string
   /** Dropped, and no socket opened since. */
   dropped?: boolean
-  /** The most sockets open at once. */
-  peak?: number
   /**
    * Opened by {@link HostPools.warm} and used by nothing else since: its release may close it.
    * A statement, LISTEN or reserved connection that took the pool meanwhile keeps it open.
@@ -370,7 +366,6 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
         // A new connection since the last drop is something the next drop must close.
         onSocketOpen: () => {
           partial.dropped = false
-          partial.peak = Math.max(partial.peak ?? 0, partial.sockets!.size)
         },
       }
       e = partial as PoolEntry
@@ -487,7 +482,6 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
       return new ConnectionDroppedError(hostKey(host), e.dropReason ?? 'dropped', { cause: error })
     },
     hosts: () => [...entries.values()].map((e) => e.address),
-    connectionPeak: (host) => entries.get(hostKey(host))?.peak ?? 0,
     connectionCount(host) {
       const e = entries.get(hostKey(host))
       if (!e) return 0

@@ -34,12 +34,6 @@ function triggerOf(kind: ErrorKind, ctx: ExecuteContext): Trigger | undefined {
 
 const describe = (h: HostAddress | undefined) => (h ? hostKey(h) : undefined)
 
-/**
- * How many of the hosts a writer search reaches get as many hand-over connections as the lost
- * writer had: the two readers of the common three-instance cluster; further ones get one each.
- */
-const WHOLE_POOL_HOSTS = 2
-
 /** What {@link failoverPlugin}'s recovery returns when the attempt is to run again. */
 const RETRY: unique symbol = Symbol('retry')
 
@@ -94,14 +88,14 @@ export function failoverPlugin(): HaPlugin {
     services.requestFastPolling('failover')
     const timeoutMs = options.failoverTimeoutMs
     let onlyReader: HostAddress | undefined
-    // The hand-over: each host the search reaches gets user connections while its role is being
-    // probed, so the statements waiting for the new writer find them open and authenticated
-    // instead of each logging in after the promotion (under load that login, tens of ms per
-    // connection, was the slow part of the ramp back to full throughput). The first hosts
-    // reached get as many as the lost writer's pool ever had open at once (what its statements
-    // needed; which host is promoted is not known until it is), the others one, so that a
-    // cluster of many readers is not flooded; failoverPrewarmPool: false, one each.
-    const demand = options.failoverPrewarmPool ? Math.max(1, failed ? services.connectionPeak(failed) : 1) : 1
+    // The hand-over: each host the search reaches gets one user connection while its role is
+    // being probed, so the first statement on the new writer finds it open and authenticated; the
+    // statements after it open the rest of the pool themselves. Not a whole pool: postgres.js
+    // hands its queued statements to the first connection that comes free once all of a pool's
+    // connections are open, so a burst of new parameterised statements (each new to a fresh
+    // connection: a describe round trip first) landed in one connection's pipeline and ran one
+    // after another (tests/failover-load, 100 concurrent statements: 30 of 48 on one connection,
+    // 4.9 s instead of 2.0 s), and readers that were not promoted took a whole pool per client.
     const warmed: { host: HostAddress; release: () => void }[] = []
     const found = await searchWriter({
       factory: services.factory,
@@ -111,9 +105,7 @@ export function failoverPlugin(): HaPlugin {
       preferred: () => services.topology()?.hosts.filter((h) => h.synchronous) ?? [],
       ...(undiscoverable(services, failed) ? { onlyHostIsReader: (h: HostAddress) => (onlyReader = h) } : {}),
       onReachable: (host) => {
-        if (sameHost(host, failed)) return
-        const connections = warmed.length < WHOLE_POOL_HOSTS ? demand : 1
-        warmed.push({ host, release: services.warmHost(host, connections) })
+        if (!sameHost(host, failed)) warmed.push({ host, release: services.warmHost(host) })
       },
       failed,
       probeIntervalMs: options.failoverProbeIntervalMs,

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { boolean, milliseconds } from '../../core/option-checks.ts'
+import { milliseconds } from '../../core/option-checks.ts'
 import type { OptionSpec } from '../../core/option-spec.ts'
 
 /**
@@ -19,21 +19,12 @@ export interface FailoverOptions {
   failoverTimeoutMs?: number
   /** Interval between rounds of writer probes during failover (default 20 ms). */
   failoverProbeIntervalMs?: number
-  /**
-   * While the writer search runs, open on each of the first two hosts it reaches as many of your
-   * pool's connections as the lost writer had open at once (at most `max`), so that the
-   * statements waiting for the new writer find them logged in (default `true`). `false`: one
-   * connection per host reached — fewer connections on readers that are not promoted (each client
-   * adds up to twice its peak during a failover), a slower ramp back to full throughput under load.
-   */
-  failoverPrewarmPool?: boolean
 }
 
 /** The `failover` plugin's options, resolved. */
 export interface ResolvedFailoverOptions {
   readonly failoverTimeoutMs: number
   readonly failoverProbeIntervalMs: number
-  readonly failoverPrewarmPool: boolean
 }
 
 /** Specs of the `failover` plugin's options. */
@@ -47,10 +38,5 @@ export const failoverOptionSpecs: Readonly<Record<keyof FailoverOptions, OptionS
     check: milliseconds(1, 60_000),
     default: 20,
     example: '20',
-  },
-  failoverPrewarmPool: {
-    check: boolean,
-    default: true,
-    example: 'false',
   },
 })

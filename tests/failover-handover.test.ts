@@ -6,6 +6,17 @@ import { FailoverSuccessError, type HaPlugin, postgresHa } from '../mod.ts'
 import { labClientOptions } from './helpers/ha.ts'
 import { sharedLab } from './helpers/shared-lab.ts'
 
+/** Resolves once `started` does; rejects if no hand-over connection was asked for within 15 s. */
+async function handOverStarted(started: Promise<unknown>): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  await Promise.race([
+    started,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error('no hand-over connection within 15 s')), 15_000)
+    }),
+  ]).finally(() => clearTimeout(timer))
+}
+
 test('failover: the first statement on the new writer finds a connection opened during the search', async () => {
   await using lab = await sharedLab({ nodes: 3, promoteAfterMs: 1500, endpointLagMs: 60_000 })
   const sql = postgresHa(lab.url('cluster'), labClientOptions())
@@ -74,18 +85,13 @@ test('failover: sql.end() during the hand-over resolves only once the connection
   let ended = false
   try {
     const busy = () => sql`select pg_sleep(0.2)`
-    // Four connections on the writer: the hand-over opens as many on the first hosts it reaches.
+    // Load on the writer before the failover, as in production; the hand-over opens one connection
+    // on each host the writer search reaches.
     await Promise.all(Array.from({ length: 4 }, () => busy()))
     old = (await lab.status()).writer!
     await lab.kill(old)
     const lost = sql`select 1`.catch((error: unknown) => error)
-    let timer: ReturnType<typeof setTimeout> | undefined
-    await Promise.race([
-      warmStarted,
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error('no hand-over connection within 15 s')), 15_000)
-      }),
-    ]).finally(() => clearTimeout(timer))
+    await handOverStarted(warmStarted)
     await sql.end()
     ended = true
     endedAt = Date.now()
@@ -131,13 +137,7 @@ test('failover: a read on a reader the hand-over warmed is not cut off when that
     old = (await lab.status()).writer!
     await lab.kill(old)
     const write = sql`select 1`.catch((error: unknown) => error)
-    let timer: ReturnType<typeof setTimeout> | undefined
-    await Promise.race([
-      warmStarted,
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error('no hand-over connection within 15 s')), 15_000)
-      }),
-    ]).finally(() => clearTimeout(timer))
+    await handOverStarted(warmStarted)
     // One long read on each reader (round robin), both started during the writer search: one of
     // the two readers is promoted, the other stays a healthy reader.
     const read = () =>

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { connect, createServer, type Server, type Socket } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { after, before, test } from 'node:test'
 import { inspect } from 'node:util'
 import { QueryTimeoutError, TransactionResolutionUnknownError } from '../src/core/errors.ts'
@@ -17,6 +17,7 @@ import { negotiateTls } from '../src/drivers/postgresjs/tls.ts'
 import { eventually } from './helpers/ha.ts'
 import { driverClient, passthroughExecutor } from './helpers/passthrough.ts'
 import { type PgServer, startPgServer } from './helpers/pg-server.ts'
+import { type SilentServer, silentServer as startSilentServer } from './helpers/silent-server.ts'
 
 let pg: PgServer
 const ends: Array<() => Promise<unknown>> = []
@@ -40,23 +41,13 @@ function client(options: Parameters<typeof driverClient>[1] = {}) {
 }
 
 /**
- * A TCP server that accepts connections and never answers (a black-holed database). It is closed
- * after the file's tests even when a test fails before its own `close()`: an open server keeps
- * the process alive, and a failed assertion must fail the file, not hang it.
+ * A silent server (see helpers/silent-server.ts), closed after the file's tests even when a test
+ * fails before its own `close()`.
  */
-async function silentServer(): Promise<{ port: number; close(): void }> {
-  const sockets = new Set<Socket>()
-  const server: Server = createServer((s) => {
-    sockets.add(s)
-    s.on('error', () => {})
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const close = () => {
-    for (const s of sockets) s.destroy()
-    server.close()
-  }
-  ends.push(async () => close())
-  return { port: (server.address() as { port: number }).port, close }
+async function silentServer(): Promise<SilentServer> {
+  const silent = await startSilentServer()
+  ends.push(async () => silent.close())
+  return silent
 }
 
 async function refusedPort(): Promise<number> {

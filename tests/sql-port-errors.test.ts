@@ -4,9 +4,10 @@
  * and the stack of a failed statement pointing at the line that made it.
  */
 import assert from 'node:assert/strict'
-import { createServer, type Socket } from 'node:net'
+import { createServer } from 'node:net'
 import { test } from 'node:test'
 import { postgresHa } from '../mod.ts'
+import { silentServer } from './helpers/silent-server.ts'
 import { singlePg } from './helpers/single-pg.ts'
 
 const db = singlePg()
@@ -26,21 +27,6 @@ async function refusedPort(): Promise<number> {
   return port
 }
 
-/** A server that accepts connections and never answers. */
-async function silentServer(): Promise<number> {
-  const sockets = new Set<Socket>()
-  const server = createServer((s) => {
-    sockets.add(s)
-    s.on('error', () => {})
-  })
-  server.on('close', () => {
-    for (const s of sockets) s.destroy()
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  db.closeAfter(server)
-  return (server.address() as { port: number }).port
-}
-
 test('errors: a refused first connect rejects with ECONNREFUSED, for a statement and for sql.begin', async () => {
   const port = await refusedPort()
   const sql = client(`postgres://app:pw@127.0.0.1:${port}/app`)
@@ -51,7 +37,7 @@ test('errors: a refused first connect rejects with ECONNREFUSED, for a statement
 })
 
 test("errors: a silent host times out with postgres.js's CONNECT_TIMEOUT, host:port in the message", async () => {
-  const port = await silentServer()
+  const { port } = db.closeAfter(await silentServer())
   const sql = client(`postgres://app:pw@127.0.0.1:${port}/app`, { connect_timeout: 0.2 })
   const t0 = performance.now()
   const error = (await sql`select 1`.catch((e: unknown) => e)) as { code?: string; message?: string }
@@ -62,32 +48,13 @@ test("errors: a silent host times out with postgres.js's CONNECT_TIMEOUT, host:p
   assert.ok(took < 1500, `took ${took} ms`)
 })
 
-/**
- * A server that answers the SSLRequest with `answer` ('S': go ahead with TLS, 'N': no TLS) and is
- * silent from then on: the connect stalls in the TLS handshake or in the login.
- */
-async function silentAfterSslAnswer(answer: 'S' | 'N'): Promise<number> {
-  const sockets = new Set<Socket>()
-  const server = createServer((s) => {
-    sockets.add(s)
-    s.on('error', () => {})
-    s.once('data', () => s.write(answer))
-  })
-  server.on('close', () => {
-    for (const s of sockets) s.destroy()
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  db.closeAfter(server)
-  return (server.address() as { port: number }).port
-}
-
 test("errors: a host silent in the TLS handshake or the login times out with postgres.js's CONNECT_TIMEOUT", async () => {
   // postgres.js's connect_timeout covers the whole connect, whatever step stalls, with one error.
   for (const [answer, ssl] of [
     ['S', 'require'],
     ['N', 'prefer'],
   ] as const) {
-    const port = await silentAfterSslAnswer(answer)
+    const { port } = db.closeAfter(await silentServer(answer))
     const sql = client(`postgres://app:pw@127.0.0.1:${port}/app`, { connect_timeout: 0.2, ssl })
     const t0 = performance.now()
     const error = (await sql`select 1`.catch((e: unknown) => e)) as { code?: string; message?: string }

@@ -5,7 +5,7 @@
  * timeouts and aborts. A socket host is one host like any other: failover moves off it.
  */
 import assert from 'node:assert/strict'
-import { connect, createServer, type Socket } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { test } from 'node:test'
 import postgres from 'postgres'
 import { postgresHa } from '../mod.ts'
@@ -13,6 +13,7 @@ import { settle } from './helpers/ha.ts'
 import { driverClient } from './helpers/passthrough.ts'
 import { startPgServer } from './helpers/pg-server.ts'
 import { runningOn } from './helpers/replicas.ts'
+import { silentServer } from './helpers/silent-server.ts'
 import { singlePg } from './helpers/single-pg.ts'
 
 const db = singlePg()
@@ -140,17 +141,7 @@ test('sockets: what the socket option throws fails the statement; reserve() gets
 })
 
 test('sockets: the connect timeout holds on a socket from the socket option', async () => {
-  const sockets = new Set<Socket>()
-  const silent = createServer((s) => {
-    sockets.add(s)
-    s.on('error', () => {})
-  })
-  silent.on('close', () => {
-    for (const s of sockets) s.destroy()
-  })
-  db.closeAfter(silent)
-  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
-  const port = (silent.address() as { port: number }).port
+  const { port } = db.closeAfter(await silentServer())
   const sql = client(`postgres://a:b@127.0.0.1:${port}/db`, {
     connect_timeout: 0.3,
     socket: (o: { host: string[]; port: number[] }) => connect(o.port[0]!, o.host[0]!),

@@ -3,7 +3,6 @@
  * starts before the file's tests and stops after them, and every client and TCP server a test
  * registers is ended and closed, whatever the test did.
  */
-import type { Server } from 'node:net'
 import { after, before } from 'node:test'
 import { type PgServer, startPgServer } from './pg-server.ts'
 
@@ -16,15 +15,18 @@ export interface SinglePg {
   readonly pg: PgServer
   /** Ends `sql` after the file's tests; returns it. */
   track<T extends Endable>(sql: T): T
-  /** Closes `server` after the file's tests; returns it. */
-  closeAfter<T extends Server>(server: T): T
+  /** Closes `server` (a `net.Server`, a silent server...) after the file's tests; returns it. */
+  closeAfter<T extends Closable>(server: T): T
 }
+
+/** What a test file may leave for the `after` hook to close. */
+type Closable = { close(): unknown }
 
 /** Registers the file's `before`/`after` hooks; call once at the top level of a test file. */
 export function singlePg(): SinglePg {
   let pg: PgServer | undefined
   const clients: Endable[] = []
-  const servers: Server[] = []
+  const servers: Closable[] = []
   before(async () => {
     pg = await startPgServer()
   })

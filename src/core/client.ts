@@ -165,7 +165,7 @@ export class HaClient implements Executor {
         if (driver.dropHost(host, reason))
           this.logger.debug('connections dropped', { host: hostKey(host), reason })
       },
-      warmHost: (host: HostAddress, connections?: number) => driver.warmHost(host, connections),
+      warmHost: (host: HostAddress) => driver.warmHost(host),
       connectedHosts: () => driver.connectedHosts(),
       markHostDown: (host: HostAddress, reason: string) => this.#marks.markDown(host, reason),
       markHostUp: (host: HostAddress) => this.#marks.markUp(host),

@@ -38,11 +38,10 @@ export interface Driver extends ConnectionFactory {
    */
   dropHost(host: HostAddress, reason: string): boolean
   /**
-   * Opens up to `connections` (default 1) user connections to `host` now (at most its pool's
-   * size), if there are none, so that the first statements there pay no connect; returns a
-   * release that closes them again if unused.
+   * Opens one user connection to `host` now, if there is none, so that the first statement there
+   * pays no connect; returns a release that closes it again if unused.
    */
-  warmHost(host: HostAddress, connections?: number): () => void
+  warmHost(host: HostAddress): () => void
   /** Open user connections to `host`. */
   connectionCount(host: HostAddress): number
   /** Hosts with user connections open. */

@@ -127,11 +127,10 @@ export interface PluginServices {
   /** Drops every connection of this client to `host` at once; statements on them reject. */
   abortHost(host: HostAddress, reason: string): void
   /**
-   * Opens up to `connections` (default 1) user connections to `host` now (at most its pool's
-   * size; none if this client has one there already), so that the first statements there pay no
-   * connect and authentication. Returns a release that closes them again if unused.
+   * Opens one user connection to `host` now (if this client has none), so that the first statement
+   * there pays no connect and authentication. Returns a release that closes it again if unused.
    */
-  warmHost(host: HostAddress, connections?: number): () => void
+  warmHost(host: HostAddress): () => void
   /** Hosts this client has user connections open to. */
   connectedHosts(): HostAddress[]
   /** Records that `host` failed: no statement is routed to it until {@link markHostUp}. */

@@ -77,13 +77,13 @@ export interface HostPools {
   /** Ends the pool of `host` gracefully and forgets it; its next `get` makes a new one. */
   close(host: HostAddress): Promise<void>
   /**
-   * Opens up to `connections` pool connections to `host` now (at most the pool's `max`), if it
-   * has none, so that its first statements find them open (failover: the hosts the writer search
-   * reaches). Returns a release that closes the pool again if nothing but the warm-up used it
-   * (the host did not become the writer, and no read, LISTEN or reservation went there meanwhile:
-   * closing would cut their statements off on a healthy host).
+   * Opens one pool connection to `host` now, if it has none, so that its first statement finds it
+   * open (failover: the hosts the writer search reaches). Returns a release that closes the pool
+   * again if nothing but the warm-up used it (the host did not become the writer, and no read,
+   * LISTEN or reservation went there meanwhile: closing would cut their statements off on a
+   * healthy host).
    */
-  warm(host: HostAddress, connections?: number): () => void
+  warm(host: HostAddress): () => void
   /** Hosts that have a pool. */
   hosts(): HostAddress[]
   /** Open sockets to `host` (all instances of this client). */
@@ -459,17 +459,14 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
         closing.delete(closed)
       }
     },
-    warm(host, connections = 1) {
+    warm(host) {
       if (ending || this.connectionCount(host) > 0) return () => {}
       const e = entry(host)
       e.warmOnly = true
-      const n = Math.max(1, Math.min(connections, Number(shared.max) || 1))
-      // The statements are what open (and authenticate) the connections, one each, all at once
-      // (postgres.js opens a closed connection for a statement that finds none idle); their
-      // answers are not needed.
-      for (let i = 0; i < n; i++) void e.sql`select 1`.catch(() => {})
+      // The statement is what opens (and authenticates) the connection; its answer is not needed.
+      void e.sql`select 1`.catch(() => {})
       return () => {
-        if (entries.get(hostKey(host)) === e && e.warmOnly && this.connectionCount(host) <= n)
+        if (entries.get(hostKey(host)) === e && e.warmOnly && this.connectionCount(host) <= 1)
           void this.close(host).catch(() => {})
       }
     },

@@ -117,16 +117,10 @@ test('failover: 100 concurrent statements through one failover all settle, none 
   const sql = postgresHa(lab.url('cluster'), labClientOptions({ max: 10 }))
   await sql`create table c (i int primary key)`
   const t0 = performance.now()
-  const where = sql`pg_backend_pid() as pid, aurora_db_instance_identifier() as instance`
   const pending = Array.from({ length: 100 }, (_, i) =>
-    settle(
-      i % 2
-        ? sql`select pg_sleep(0.3), ${i}::int as i, ${where}`
-        : sql`insert into c values (${i}) returning i, ${where}`,
-    ),
+    settle(i % 2 ? sql`select pg_sleep(0.3), ${i}::int as i` : sql`insert into c values (${i}) returning i`),
   )
   await new Promise((r) => setTimeout(r, 100))
-  const old = (await lab.status()).writer!
   await lab.kill('writer')
   const results = await Promise.all(pending)
   const took = performance.now() - t0
@@ -138,20 +132,6 @@ test('failover: 100 concurrent statements through one failover all settle, none 
   results.forEach((r, i) => {
     if (i % 2 === 0 && r.ok) assert.ok(inserted.has(i), `acknowledged insert ${i} is missing`)
   })
-  // The statements re-sent to the new writer are spread over its pool, not queued one after
-  // another on one connection (a hand-over that opened the whole pool before them made
-  // postgres.js pipeline 30 of 48 on one connection: 4.9 s instead of 2.0 s).
-  const perConnection = new Map<number, number>()
-  for (const r of results) {
-    const row = r.ok ? (r.value as unknown as { pid: number; instance: string }[])[0]! : undefined
-    if (row && row.instance !== old) perConnection.set(row.pid, (perConnection.get(row.pid) ?? 0) + 1)
-  }
-  const onNewWriter = [...perConnection.values()].reduce((a, b) => a + b, 0)
-  assert.ok(onNewWriter >= 10, `${onNewWriter} statements ran on the new writer`)
-  assert.ok(
-    Math.max(...perConnection.values()) <= onNewWriter / 2,
-    `one connection ran ${Math.max(...perConnection.values())} of the ${onNewWriter} statements on the new writer`,
-  )
   // The failover was shared: one event, whatever the number of failed statements.
   const [{ n }] = (await sql`select 1 as n`) as unknown as [{ n: number }]
   assert.equal(n, 1)

@@ -67,3 +67,28 @@ test('long statements: each running statement is watched once its own grace has 
   for (const e of events.filter((e) => e.what === 'long'))
     assert.ok(e.ageMs >= 59, `${e.name} long at ${e.ageMs} ms`)
 })
+
+test('long statements: statements ending out of order leave the others watched at their own grace, and close ends the watches', async () => {
+  const events: string[] = []
+  const tracker = longStatements<number>(40, systemRuntime, (i) => {
+    events.push(`long ${i}`)
+    return () => events.push(`end ${i}`)
+  })
+  const done = [0, 1, 2, 3, 4, 5].map((i) => tracker.start(i))
+  // The oldest, one in the middle and the newest end early; 1, 3 and 4 run on.
+  done[0]!()
+  done[2]!()
+  done[5]!()
+  done[2]!()
+  for (let i = 0; i < 200 && events.length < 3; i++) await sleep(5)
+  assert.deepEqual(events, ['long 1', 'long 3', 'long 4'])
+  done[3]!()
+  const again = tracker.start(6)
+  tracker.close()
+  // After close, late ends call nothing twice and a statement started before close is never long.
+  done[1]!()
+  done[3]!()
+  again()
+  await sleep(60)
+  assert.deepEqual(events, ['long 1', 'long 3', 'long 4', 'end 3', 'end 1', 'end 4'])
+})

@@ -1,8 +1,14 @@
 /**
  * Which running statements have run longer than a grace period, without a timer per statement:
- * statements are kept in start order, and one timer at a time is armed for the oldest one that is
- * not yet long. A statement that ends before its grace period costs an array push and a flag;
- * the timer wakes at most once per grace period while statements keep coming.
+ * running statements are linked in start order, and one timer at a time is armed for the oldest one
+ * that is not yet long. A statement that ends before its grace period costs a clock read, a small
+ * object and its unlinking; the timer wakes at most once per grace period while statements keep
+ * coming.
+ *
+ * An ended statement is unlinked at once, so nothing of it outlives its statement: entries kept
+ * until the next sweep (up to a grace period, thousands of statements on a busy client) survived
+ * the young generation's collections and were copied and promoted with every statement they
+ * referenced.
  *
  * @module
  */
@@ -13,10 +19,6 @@ import type { TimerHandle } from '../../runtime/timers.ts'
 export interface Tracked<T> {
   readonly item: T
   readonly startedMs: number
-  /** Set once the statement became long: what to call when it ends. */
-  end: (() => void) | undefined
-  long: boolean
-  ended: boolean
 }
 
 /** The tracker of one client's statements (see {@link longStatements}). */
@@ -29,6 +31,27 @@ export interface LongStatements<T> {
   end(entry: Tracked<T>): void
   /** Stops the timer and ends every long statement's watch. */
   close(): void
+}
+
+const RUNNING = 0
+const LONG = 1
+const ENDED = 2
+
+/** A class, so that every entry has one shape. */
+class Entry<T> implements Tracked<T> {
+  /** Neighbours in start order, while running and not yet long. */
+  prev: Entry<T> | undefined
+  next: Entry<T> | undefined = undefined
+  state: typeof RUNNING | typeof LONG | typeof ENDED = RUNNING
+  /** Set once the statement became long: what to call when it ends. */
+  stop: (() => void) | undefined = undefined
+  constructor(
+    readonly item: T,
+    readonly startedMs: number,
+    prev: Entry<T> | undefined,
+  ) {
+    this.prev = prev
+  }
 }
 
 /**
@@ -48,51 +71,64 @@ export function longStatements<T>(
   runtime: Runtime,
   onLong: (item: T) => (() => void) | undefined,
 ): LongStatements<T> {
-  // In start order: the first entry neither ended nor long is the next one to become long. An
-  // ending statement only flags its entry (no hashing, no removal); each sweep drops the ended.
-  let running: Tracked<T>[] = []
+  // Running and not yet long, oldest first: the head is the next one to become long.
+  let head: Entry<T> | undefined
+  let tail: Entry<T> | undefined
+  // Long and running (rare): `close()` ends their watches.
+  const long = new Set<Entry<T>>()
   let timer: TimerHandle | undefined
 
   const arm = (delayMs: number) => {
     timer = runtime.startTimer(sweep, delayMs)
   }
 
+  const unlink = (entry: Entry<T>) => {
+    const { prev, next } = entry
+    if (prev === undefined) head = next
+    else prev.next = next
+    if (next === undefined) tail = prev
+    else next.prev = prev
+    entry.prev = entry.next = undefined
+  }
+
   function sweep(): void {
     timer = undefined
     const t = runtime.now()
-    // Drops the ended in place: no new array and no callback per statement, every grace period.
-    let kept = 0
-    for (let i = 0; i < running.length; i++) {
-      const entry = running[i]!
-      if (!entry.ended) running[kept++] = entry
-    }
-    running.length = kept
-    for (const entry of running) {
-      if (entry.long) continue
+    for (let entry = head; entry !== undefined; entry = head) {
       const age = t - entry.startedMs
       if (age < graceMs) {
         arm(graceMs - age)
         return
       }
-      entry.long = true
-      entry.end = onLong(entry.item)
+      unlink(entry)
+      entry.state = LONG
+      long.add(entry)
+      entry.stop = onLong(entry.item)
     }
   }
 
   const track = (item: T): Tracked<T> => {
-    const entry: Tracked<T> = { item, startedMs: runtime.now(), end: undefined, long: false, ended: false }
-    running.push(entry)
+    const entry = new Entry(item, runtime.now(), tail)
+    if (tail === undefined) head = entry
+    else tail.next = entry
+    tail = entry
     // An armed timer is for an older statement; when it fires it re-arms for the next one.
     if (timer === undefined) arm(graceMs)
     return entry
   }
-  const end = (entry: Tracked<T>): void => {
-    if (entry.ended) return
-    entry.ended = true
-    const stop = entry.end
-    if (stop === undefined) return
-    entry.end = undefined
-    stop()
+  const end = (tracked: Tracked<T>): void => {
+    const entry = tracked as Entry<T>
+    if (entry.state === RUNNING) {
+      unlink(entry)
+      entry.state = ENDED
+      return
+    }
+    if (entry.state === ENDED) return
+    entry.state = ENDED
+    long.delete(entry)
+    const stop = entry.stop
+    entry.stop = undefined
+    stop?.()
   }
 
   return {
@@ -105,15 +141,12 @@ export function longStatements<T>(
     close() {
       runtime.stopTimer(timer)
       timer = undefined
-      const entries = running
-      running = []
-      for (const entry of entries) {
-        if (entry.ended) continue
-        entry.ended = true
-        const end = entry.end
-        entry.end = undefined
-        end?.()
+      while (head !== undefined) {
+        const entry = head
+        unlink(entry)
+        entry.state = ENDED
       }
+      for (const entry of [...long]) end(entry)
     },
   }
 }

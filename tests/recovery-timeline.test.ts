@@ -29,8 +29,9 @@ test('recovery timeline: acknowledgements, failures and writes in flight per bin
   const records = [
     { id: 1, startMs: kill - 15, endMs: kill + 2, inst: 'old' }, // in flight at the kill, old writer
     { id: 2, startMs: kill - 5, endMs: kill + 31, error: 'FailoverSuccessError' },
-    { id: 3, startMs: kill + 35, endMs: kill + 52, inst: 'new' },
-    { id: 4, startMs: kill + 36, endMs: kill + 57, inst: 'new' },
+    { id: 3, startMs: kill + 35, endMs: kill + 52, inst: 'new', pid: 7 },
+    { id: 4, startMs: kill + 36, endMs: kill + 57, inst: 'new', pid: 8 },
+    { id: 6, startMs: kill + 60, endMs: kill + 68, inst: 'new', pid: 7 },
     { id: 5, startMs: kill + 40 }, // still pending
   ]
   const sampler: ServerSampler = {
@@ -41,6 +42,7 @@ test('recovery timeline: acknowledgements, failures and writes in flight per bin
       ],
     ]),
     connectionStarts: new Map([['new', new Set([kill - 500, kill + 33, kill + 20])]]),
+    machine: [{ atMs: kill + 44, busy: 0.97, running: 5 }],
     stop: async () => {},
   }
   const t = buildTimeline({
@@ -84,4 +86,24 @@ test('recovery timeline: acknowledgements, failures and writes in flight per bin
   assert.equal(at(40).inRecovery, false)
   assert.equal(at(-10).inRecovery, true)
   assert.equal(at(20).conns, undefined) // no sample in that bin
+  // Writes 3 and 4: 17 and 21 ms from start to acknowledgement.
+  assert.equal(at(50).latencyMs, 19)
+  assert.equal(at(60).latencyMs, 8)
+  assert.equal(at(40).machineBusy, 0.97)
+  assert.equal(at(40).runnable, 5)
+  // By connection, in the bins' order: which connection carried which acknowledgement.
+  const bin = (ms: number) => t.bins.findIndex((b) => b.t === ms)
+  assert.deepEqual(
+    t.connections?.map((c) => ({
+      pid: c.pid,
+      firstAck: c.firstAck,
+      at50: c.acks[bin(50)],
+      at60: c.acks[bin(60)],
+    })),
+    [
+      { pid: 7, firstAck: 52, at50: 1, at60: 1 },
+      { pid: 8, firstAck: 57, at50: 1, at60: 0 },
+    ],
+  )
+  assert.equal(t.connections?.[0]?.acks.length, t.bins.length)
 })

@@ -32,6 +32,11 @@ export interface TimelineBin {
   errors: number
   /** Writes in flight at the end of the bin (started, not settled). */
   inFlight: number
+  /** The mean time from start to acknowledgement of the bin's new-writer acks (ms). */
+  latencyMs?: number
+  /** The machine: busy share of its CPUs and runnable threads, at its last sample in the bin. */
+  machineBusy?: number
+  runnable?: number
   /** The benchmark process's worst event-loop lag in the bin, and the CPU it used (ms). */
   lagMs?: number
   cpuMs?: number
@@ -56,6 +61,12 @@ export interface Timeline {
   /** Baseline acknowledgements per bin before the kill, for comparison with `bins[].acks`. */
   baselinePerBin: number
   bins: TimelineBin[]
+  /**
+   * The new writer's acknowledgements by the connection (server process) that carried them, in
+   * the same bins as `bins` (absent: the writes did not say): how the pool spread the writes
+   * while it filled.
+   */
+  connections?: { pid: number; firstAck: number; acks: number[] }[]
 }
 
 /**
@@ -92,16 +103,33 @@ export function buildTimeline(input: {
     inFlight: 0,
   }))
   const binOf = (at: number) => Math.floor((at - kill - fromMs) / binMs)
+  const latency = new Map<TimelineBin, number>()
+  const byPid = new Map<number, { pid: number; firstAck: number; acks: number[] }>()
   for (const r of records) {
     if (r.endMs !== undefined) {
-      const b = bins[binOf(r.endMs)]
-      if (b && input.isNewWriterAck(r)) b.acks++
+      const i = binOf(r.endMs)
+      const b = bins[i]
+      if (b && input.isNewWriterAck(r)) {
+        b.acks++
+        latency.set(b, (latency.get(b) ?? 0) + (r.endMs - r.startMs))
+        if (r.pid !== undefined) {
+          let c = byPid.get(r.pid)
+          if (!c) byPid.set(r.pid, (c = { pid: r.pid, firstAck: rel(r.endMs)!, acks: bins.map(() => 0) }))
+          c.firstAck = Math.min(c.firstAck, rel(r.endMs)!)
+          c.acks[i]!++
+        }
+      }
       if (b && r.error) b.errors++
     }
     // In flight at a bin's end: started before it and not settled by it.
     const first = Math.max(0, binOf(r.startMs))
     const last = r.endMs === undefined ? n : Math.min(n, binOf(r.endMs))
     for (let i = first; i < last; i++) bins[i]!.inFlight++
+  }
+  for (const [b, total] of latency) b.latencyMs = Math.round((total / b.acks) * 10) / 10
+  for (const m of sampler?.machine ?? []) {
+    const b = bins[binOf(m.atMs)]
+    if (b) Object.assign(b, { machineBusy: m.busy, runnable: m.running })
   }
   for (const tick of input.lag ?? []) {
     const b = bins[binOf(tick.atMs)]
@@ -145,6 +173,7 @@ export function buildTimeline(input: {
     checkpointsDone,
     baselinePerBin: Math.round((input.baselinePerSecond * binMs) / 100) / 10,
     bins,
+    ...(byPid.size ? { connections: [...byPid.values()].sort((a, b) => a.firstAck - b.firstAck) } : {}),
   }
 }
 

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { readFileSync } from 'node:fs'
 import postgres from 'postgres'
 import { sleep } from './report.ts'
 
@@ -36,10 +37,26 @@ export interface ServerSample {
   standbys: string[]
 }
 
+/**
+ * The whole machine at a sample (Linux `/proc/stat`): how busy its CPUs were since the previous
+ * one and how many threads were runnable at that instant. On a machine shared with other work,
+ * the servers and the client compete for the same cores: this tells a slow recovery of a
+ * starved machine from one of the client.
+ */
+export interface MachineSample {
+  atMs: number
+  /** Busy share of all CPUs since the previous sample, 0..1. */
+  busy: number
+  /** Runnable threads at that instant (`procs_running`, the sampler's own included). */
+  running: number
+}
+
 /** A running sampler. */
 export interface ServerSampler {
   /** Every sample so far, by instance id. */
   readonly samples: ReadonlyMap<string, readonly ServerSample[]>
+  /** The machine, sampled with the first instance (empty where `/proc/stat` is not readable). */
+  readonly machine: readonly MachineSample[]
   /** When each application connection started (epoch ms), by instance id. */
   readonly connectionStarts: ReadonlyMap<string, ReadonlySet<number>>
   stop(): Promise<void>
@@ -70,7 +87,9 @@ export async function startServerSampler(
   await Promise.all(conns.map((c) => c.sql`select 1`))
   let stopped = false
   const started = performance.now()
-  const loops = conns.map(async ({ id, sql }) => {
+  const machine: MachineSample[] = []
+  let lastCpu = readCpu()
+  const loops = conns.map(async ({ id, sql }, i) => {
     while (!stopped && performance.now() - started < options.maxMs) {
       const t = performance.now()
       try {
@@ -109,6 +128,16 @@ export async function startServerSampler(
           walBytes: row!.wal === null ? null : Number(row!.wal),
           standbys: row!.standbys as string[],
         })
+        if (i === 0 && lastCpu) {
+          const cpu = readCpu()
+          if (cpu && cpu.total > lastCpu.total)
+            machine.push({
+              atMs: performance.timeOrigin + performance.now(),
+              busy: Math.round(((cpu.busy - lastCpu.busy) / (cpu.total - lastCpu.total)) * 100) / 100,
+              running: cpu.running,
+            })
+          if (cpu) lastCpu = cpu
+        }
       } catch {
         // A killed instance: its samples simply end.
         break
@@ -120,10 +149,26 @@ export async function startServerSampler(
   return {
     samples,
     connectionStarts,
+    machine,
     async stop() {
       stopped = true
       await Promise.race([Promise.all(loops), sleep(2_000)])
       await Promise.all(conns.map((c) => c.sql.end({ timeout: 0 }).catch(() => {})))
     },
+  }
+}
+
+/** The CPU counters of `/proc/stat` (jiffies, all CPUs) and the runnable threads; undefined off Linux. */
+function readCpu(): { busy: number; total: number; running: number } | undefined {
+  try {
+    const text = readFileSync('/proc/stat', 'utf8')
+    const fields = text.slice(0, text.indexOf('\n')).trim().split(/\s+/).slice(1).map(Number)
+    // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0)
+    const idle = fields[3]! + fields[4]!
+    const running = Number(/^procs_running (\d+)$/m.exec(text)?.[1] ?? Number.NaN)
+    return { busy: total - idle, total, running }
+  } catch {
+    return undefined
   }
 }

@@ -17,6 +17,11 @@ export interface WriteRecord {
   endMs?: number
   /** The instance that committed it (from the row's default), when acknowledged. */
   inst?: string
+  /**
+   * The server process (`pg_backend_pid()`) that ran it, when acknowledged: which of the pool's
+   * connections carried it (a recovery's timeline shows how the writes spread over them).
+   */
+  pid?: number
   /** `errorClass` of its error, when it failed. */
   error?: string
 }
@@ -79,8 +84,9 @@ export function startWriteLoop(options: WriteLoopOptions): WriteLoop {
       const t = performance.now()
       try {
         const [row] =
-          await sql`insert into bench_writes (id, trial, client) values (${record.id}, ${trial}, ${client}) returning inst`
+          await sql`insert into bench_writes (id, trial, client) values (${record.id}, ${trial}, ${client}) returning inst, pg_backend_pid() as pid`
         record.inst = row!.inst as string
+        record.pid = row!.pid as number
       } catch (error) {
         record.error = errorClass(error)
       }

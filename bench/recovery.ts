@@ -32,7 +32,6 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import postgres from 'postgres'
-import { ADMIN_PASSWORD, ADMIN_USER } from '../lab/instance.ts'
 import type { Lab } from '../lab/mod.ts'
 import { parseFlags } from './lib/args.ts'
 import { labSettings, openBenchLab } from './lib/bench-lab.ts'
@@ -40,6 +39,7 @@ import { makeClient } from './lib/clients.ts'
 import { entry } from './lib/entry.ts'
 import { inject, restore, writerReady } from './lib/faults.ts'
 import { type LedgerCheck, verifyLedger } from './lib/ledger.ts'
+import { adminUrl, backendsLeft } from './lib/leftovers.ts'
 import { type LagTick, type LoopLag, startLoopLag } from './lib/loop-lag.ts'
 import { isRecoveryWrite } from './lib/recovery.ts'
 import { buildTimeline, formatTimeline, type Timeline } from './lib/recovery-timeline.ts'
@@ -79,6 +79,9 @@ for (const k of kinds)
 const started = performance.now()
 const startedAt = new Date().toISOString()
 const TARGET_MS = 200
+const PLAIN_APPLICATION = 'bench plain postgres.js'
+/** How each postgres-ha client's `end()` went, and what it left on the lab (checked before the exit). */
+const haEnds: HaEnd[] = []
 // A rejection nobody handles would end the process before the JSON is out: it is counted (a
 // defect of the client under test, a missed target) and the run goes on.
 const unhandled: string[] = []
@@ -135,106 +138,124 @@ interface RecoveryTrial {
 }
 
 progress('recovery', `lab up; postgres-ha from ${entry.file}; ${flags.writers} writers; clients ${kinds}`)
-await using lab = await openBenchLab({ promoteAfterMs: flags['promote-after-ms'] })
+/** Write ids, unique across the run. */
 let id = 0
-const trials: RecoveryTrial[] = []
-const timelines: { trial: number; client: Kind; timeline: Timeline }[] = []
-const runs = flags.trials * kinds.length
-let run = 0
-for (let trial = 1; trial <= flags.trials; trial++) {
-  // Alternating the order: neither client always meets the lab right after a restore.
-  const order = trial % 2 ? kinds : [...kinds].reverse()
-  for (const kind of order) {
-    const { result: r, timeline } = await runRecoveryTrial(lab, trial, kind, ++run === runs)
-    trials.push(r)
-    if (timeline) timelines.push({ trial, client: kind, timeline })
-    progress(
-      'recovery',
-      `#${trial} ${kind}: ${r.baselinePerSecond} writes/s before (${Math.round(r.steadyWindowsBelow90 * 100)} % of its windows < 90 %, longest dip ${r.steadyLongestDipMs} ms); ` +
-        `promotion ${r.promotionMs} ms; failover done ${r.failedOverMs} ms, first write ${r.firstWriteMs} ms and 90 % throughput ` +
-        `${r.recoveryMs} ms after writer-ready; settled at ${r.settledRatio}× the rate before; bench process waited ${r.stalledMs} ms to run ` +
-        `during the recovery (${r.steadyStalledMsPerSecond} ms/s before the kill); ` +
-        `lost ${r.ledger.lost}, duplicated ${r.ledger.duplicated}, errors ${JSON.stringify(r.errors)}`,
-    )
-    if (timeline && flags['print-timelines']) process.stderr.write(`${formatTimeline(timeline)}\n`)
+// In a block: the lab is down before the process ends itself below.
+{
+  await using lab = await openBenchLab({ promoteAfterMs: flags['promote-after-ms'] })
+  const trials: RecoveryTrial[] = []
+  const timelines: { trial: number; client: Kind; timeline: Timeline }[] = []
+  const runs = flags.trials * kinds.length
+  let run = 0
+  for (let trial = 1; trial <= flags.trials; trial++) {
+    // Alternating the order: neither client always meets the lab right after a restore.
+    const order = trial % 2 ? kinds : [...kinds].reverse()
+    for (const kind of order) {
+      const { result: r, timeline } = await runRecoveryTrial(lab, trial, kind, ++run === runs)
+      trials.push(r)
+      if (timeline) timelines.push({ trial, client: kind, timeline })
+      progress(
+        'recovery',
+        `#${trial} ${kind}: ${r.baselinePerSecond} writes/s before (${Math.round(r.steadyWindowsBelow90 * 100)} % of its windows < 90 %, longest dip ${r.steadyLongestDipMs} ms); ` +
+          `promotion ${r.promotionMs} ms; failover done ${r.failedOverMs} ms, first write ${r.firstWriteMs} ms and 90 % throughput ` +
+          `${r.recoveryMs} ms after writer-ready; settled at ${r.settledRatio}× the rate before; bench process waited ${r.stalledMs} ms to run ` +
+          `during the recovery (${r.steadyStalledMsPerSecond} ms/s before the kill); ` +
+          `lost ${r.ledger.lost}, duplicated ${r.ledger.duplicated}, errors ${JSON.stringify(r.errors)}`,
+      )
+      if (timeline && flags['print-timelines']) process.stderr.write(`${formatTimeline(timeline)}\n`)
+    }
   }
-}
-const of = (kind: Kind) => trials.filter((t) => t.client === kind)
-const field = (kind: Kind, f: keyof RecoveryTrial) => summarize(of(kind).map((t) => t[f] as number | null))
-const byClient = Object.fromEntries(
-  kinds.map((kind) => [
-    kind,
-    {
-      recoveryMs: field(kind, 'recoveryMs'),
-      failedOverMs: field(kind, 'failedOverMs'),
-      firstWriteMs: field(kind, 'firstWriteMs'),
-      settledRatio: field(kind, 'settledRatio'),
-      steadyWindowsBelow90: field(kind, 'steadyWindowsBelow90'),
-      steadyLongestDipMs: field(kind, 'steadyLongestDipMs'),
-      stalledMs: field(kind, 'stalledMs'),
-      steadyStalledMsPerSecond: field(kind, 'steadyStalledMsPerSecond'),
-      promotionMs: field(kind, 'promotionMs'),
-      baselinePerSecond: field(kind, 'baselinePerSecond'),
-      lost: of(kind).reduce((a, t) => a + t.ledger.lost, 0),
-      duplicated: of(kind).reduce((a, t) => a + t.ledger.duplicated, 0),
-    },
-  ]),
-)
-const ha = of('postgres-ha')
-const recovery = summarize(ha.map((t) => t.recoveryMs))
-const plain = summarize(of('postgres.js').map((t) => t.recoveryMs))
-const lost = trials.reduce((a, t) => a + t.ledger.lost, 0)
-const duplicated = trials.reduce((a, t) => a + t.ledger.duplicated, 0)
-const unrecovered = ha.filter((t) => t.recoveryMs === null).length
-const targets = [
-  target('recovery to 90 % throughput p50 (ms)', '≤', TARGET_MS, recovery.p50),
-  target('recovery to 90 % throughput p99 (ms)', '≤', TARGET_MS, recovery.p99),
-  target('trials that never recovered', '≤', 0, unrecovered),
-  target('lost writes', '≤', 0, lost),
-  target('duplicated writes', '≤', 0, duplicated),
-  target('unhandled rejections', '≤', 0, unhandled.length),
-]
-emit(
-  'recovery',
-  {
-    part: 'recovery',
-    runtime: runtimeInfo(),
-    machine: machineInfo(),
-    startedAt,
-    durationMs: Math.round(performance.now() - started),
-    entry,
-    lab: await labSettings(lab),
-    workload: `${flags.writers} concurrent write loops, one insert after another; writer killed after ${flags['warmup-ms']} ms; ${flags['window-ms']} ms throughput window; per trial one kill for each of ${kinds.join(' and ')} (order alternating); servers sampled every ${flags['sample-ms']} ms`,
-    trials: flags.trials,
-    // postgres-ha's, as before (summary.ts reads these).
-    recoveryMs: recovery,
-    failedOverMs: summarize(ha.map((t) => t.failedOverMs)),
-    firstWriteMs: summarize(ha.map((t) => t.firstWriteMs)),
-    settledRatio: summarize(ha.map((t) => t.settledRatio)),
-    promotionMs: summarize(trials.map((t) => t.promotionMs)),
-    baselinePerSecond: summarize(ha.map((t) => t.baselinePerSecond)),
-    byClient,
-    // postgres-ha's recovery ÷ plain postgres.js's re-pointed at writer-ready, same fault, same run.
-    vsPlainPostgresJs: {
-      p50: ratio(recovery.p50, plain.p50),
-      p99: ratio(recovery.p99, plain.p99),
-      // postgres-ha's recovery − plain's: the time postgres-ha adds (negative: it saves).
-      addedP50Ms: recovery.p50 !== null && plain.p50 !== null ? round(recovery.p50 - plain.p50) : null,
-    },
-    lost,
-    duplicated,
-    unhandledRejections: unhandled,
-    results: trials,
-    targets,
-    ...verdict(targets),
-  },
-  !flags['no-save'],
-)
-if (!flags['no-save'] && timelines.length)
-  writeFileSync(
-    join(resultsDir, `${runtimeInfo().name}-recovery-timelines.json`),
-    `${JSON.stringify(timelines)}\n`,
+  const of = (kind: Kind) => trials.filter((t) => t.client === kind)
+  const field = (kind: Kind, f: keyof RecoveryTrial) => summarize(of(kind).map((t) => t[f] as number | null))
+  const byClient = Object.fromEntries(
+    kinds.map((kind) => [
+      kind,
+      {
+        recoveryMs: field(kind, 'recoveryMs'),
+        failedOverMs: field(kind, 'failedOverMs'),
+        firstWriteMs: field(kind, 'firstWriteMs'),
+        settledRatio: field(kind, 'settledRatio'),
+        steadyWindowsBelow90: field(kind, 'steadyWindowsBelow90'),
+        steadyLongestDipMs: field(kind, 'steadyLongestDipMs'),
+        stalledMs: field(kind, 'stalledMs'),
+        steadyStalledMsPerSecond: field(kind, 'steadyStalledMsPerSecond'),
+        promotionMs: field(kind, 'promotionMs'),
+        baselinePerSecond: field(kind, 'baselinePerSecond'),
+        lost: of(kind).reduce((a, t) => a + t.ledger.lost, 0),
+        duplicated: of(kind).reduce((a, t) => a + t.ledger.duplicated, 0),
+      },
+    ]),
   )
+  const ha = of('postgres-ha')
+  const recovery = summarize(ha.map((t) => t.recoveryMs))
+  const plain = summarize(of('postgres.js').map((t) => t.recoveryMs))
+  const lost = trials.reduce((a, t) => a + t.ledger.lost, 0)
+  const duplicated = trials.reduce((a, t) => a + t.ledger.duplicated, 0)
+  const unrecovered = ha.filter((t) => t.recoveryMs === null).length
+  const targets = [
+    target('recovery to 90 % throughput p50 (ms)', '≤', TARGET_MS, recovery.p50),
+    target('recovery to 90 % throughput p99 (ms)', '≤', TARGET_MS, recovery.p99),
+    target('trials that never recovered', '≤', 0, unrecovered),
+    target('lost writes', '≤', 0, lost),
+    target('duplicated writes', '≤', 0, duplicated),
+    target('unhandled rejections', '≤', 0, unhandled.length),
+    target('postgres-ha clients not ended cleanly', '≤', 0, haEnds.filter((e) => !e.clean).length),
+  ]
+  emit(
+    'recovery',
+    {
+      part: 'recovery',
+      runtime: runtimeInfo(),
+      machine: machineInfo(),
+      startedAt,
+      durationMs: Math.round(performance.now() - started),
+      entry,
+      lab: await labSettings(lab),
+      workload: `${flags.writers} concurrent write loops, one insert after another; writer killed after ${flags['warmup-ms']} ms; ${flags['window-ms']} ms throughput window; per trial one kill for each of ${kinds.join(' and ')} (order alternating); servers sampled every ${flags['sample-ms']} ms`,
+      trials: flags.trials,
+      // postgres-ha's, as before (summary.ts reads these).
+      recoveryMs: recovery,
+      failedOverMs: summarize(ha.map((t) => t.failedOverMs)),
+      firstWriteMs: summarize(ha.map((t) => t.firstWriteMs)),
+      settledRatio: summarize(ha.map((t) => t.settledRatio)),
+      promotionMs: summarize(trials.map((t) => t.promotionMs)),
+      baselinePerSecond: summarize(ha.map((t) => t.baselinePerSecond)),
+      byClient,
+      // postgres-ha's recovery ÷ plain postgres.js's re-pointed at writer-ready, same fault, same run.
+      vsPlainPostgresJs: {
+        p50: ratio(recovery.p50, plain.p50),
+        p99: ratio(recovery.p99, plain.p99),
+        // postgres-ha's recovery − plain's: the time postgres-ha adds (negative: it saves).
+        addedP50Ms: recovery.p50 !== null && plain.p50 !== null ? round(recovery.p50 - plain.p50) : null,
+      },
+      lost,
+      duplicated,
+      unhandledRejections: unhandled,
+      // Each postgres-ha client's end(): resolved, and no backend of it left on any instance.
+      postgresHaEnds: haEnds.filter((e) => !e.clean),
+      results: trials,
+      targets,
+      ...verdict(targets),
+    },
+    !flags['no-save'],
+  )
+  if (!flags['no-save'] && timelines.length)
+    writeFileSync(
+      join(resultsDir, `${runtimeInfo().name}-recovery-timelines.json`),
+      `${JSON.stringify(timelines)}\n`,
+    )
+}
+
+// postgres.js keeps a reconnect timer of a connection that failed (its backoff, up to 20 s) past
+// its end(), and a timer firing then even connects again: the plain clients of the last trials
+// kept this process alive ~12 s after its JSON. Ended here, once every postgres-ha client has
+// shown it ended cleanly (its end() resolved, no backend of it left on the lab); otherwise the
+// process is left to end by itself, so a leak of postgres-ha's cannot hide behind the exit.
+if (haEnds.every((e) => e.clean)) process.exit()
+progress(
+  'recovery',
+  `postgres-ha clients that did not end cleanly: ${JSON.stringify(haEnds.filter((e) => !e.clean))}`,
+)
 
 /** A tagged-template `sql` whose target can be swapped while the loops run (plain postgres.js's re-pointing). */
 function switchable(initial: AnySql): { sql: AnySql; set(next: AnySql): AnySql } {
@@ -251,13 +272,6 @@ function switchable(initial: AnySql): { sql: AnySql; set(next: AnySql): AnySql }
   }
 }
 
-function adminUrl(url: string): string {
-  const u = new URL(url)
-  u.username = ADMIN_USER
-  u.password = ADMIN_PASSWORD
-  return u.toString()
-}
-
 async function runRecoveryTrial(
   lab: Lab,
   trial: number,
@@ -269,7 +283,8 @@ async function runRecoveryTrial(
   const ha = kind === 'postgres-ha' ? await makeClient(lab, 'postgres-ha') : undefined
   const plainSqls: postgres.Sql[] = []
   const plainOf = (url: string) => {
-    const sql = postgres(url, { onnotice: () => {} })
+    // Its own application_name, so that what postgres-ha left on the lab can be told from it.
+    const sql = postgres(url, { onnotice: () => {}, connection: { application_name: PLAIN_APPLICATION } })
     plainSqls.push(sql)
     return sql as unknown as AnySql
   }
@@ -390,7 +405,7 @@ async function runRecoveryTrial(
     await Promise.all(loops.map((l) => l.stop(100)))
     await sampler?.stop()
     lag?.stop()
-    if (ha) await Promise.race([ha.end().catch(() => {}), sleep(3_000)])
+    if (ha) haEnds.push(await endCleanly(lab, trial, ha))
     await Promise.all(plainSqls.map((s) => s.end({ timeout: 0 }).catch(() => {})))
     // The last trial's lab is torn down anyway: no need to bring the old writer back.
     if (fault && !last) await restore(lab, fault)
@@ -442,4 +457,29 @@ function since(t: number | undefined, from: number | undefined): number | null {
 
 function round(x: number): number {
   return Math.round(x * 10) / 10
+}
+
+/** How a postgres-ha client's `end()` went. */
+interface HaEnd {
+  trial: number
+  /** `end()` resolved within 3 s, and none of its backends was left on the lab 2 s later. */
+  clean: boolean
+  end: 'resolved' | 'timed out' | string
+  /** Its backends still connected, by instance. */
+  left: Record<string, number>
+}
+
+/** Ends a postgres-ha client and checks on the lab that it left no connection behind. */
+async function endCleanly(lab: Lab, trial: number, ha: { end(): Promise<void> }): Promise<HaEnd> {
+  const end = await Promise.race([
+    ha.end().then(
+      () => 'resolved',
+      (error: unknown) => `rejected: ${String(error)}`,
+    ),
+    sleep(3_000).then(() => 'timed out'),
+  ])
+  const left = await backendsLeft(lab, { exceptApplication: PLAIN_APPLICATION, waitMs: 2_000 }).catch(
+    (error: unknown) => ({ [`unknown (${String(error)})`]: 1 }),
+  )
+  return { trial, clean: end === 'resolved' && Object.keys(left).length === 0, end, left }
 }

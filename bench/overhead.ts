@@ -8,21 +8,29 @@
  * Shared machines are noisy, so the clients run in paired, interleaved rounds (see
  * `lib/paired.ts`): each round runs every workload on the three clients, taking turns in pieces of
  * an eighth of a batch (`--pieces`), in an order that goes through every permutation, so that a
- * change of the machine's load hits all three alike; every headline figure is the median over the rounds of
- * a per-round difference or ratio against the first raw client, with a distribution-free 95 %
- * confidence interval: throughput ratio (postgres-ha ÷ raw), added p50 and p99 latency, and added
- * client CPU time per statement (`process.cpuUsage` around each batch: the whole process, so
- * whatever postgres-ha does in the background during a batch counts too). The same figures for
- * the A/A pair (raw ÷ raw) show the floor: a difference inside the A/A spread is not shown to be
- * real.
+ * change of the machine's load hits all three alike — throughput ratio (postgres-ha ÷ raw), added
+ * p50 and p99 latency come from these pieces. Then each client runs one unbroken CPU batch
+ * (`--cpu-ops`; order through the permutations too) for the added client CPU time per statement
+ * (`process.cpuUsage` around the batch: the whole process, so whatever postgres-ha does in the
+ * background, and the garbage collections its allocations trigger, count). Not pieces for CPU: a
+ * young-generation collection takes 5-40 ms here and falls on whichever client runs when the
+ * nursery fills, a large share of a piece's ~6 ms of CPU. Every headline figure is the median over
+ * the rounds of a per-round difference or ratio against the first raw client, with a
+ * distribution-free 95 % confidence interval. The same figures for the A/A pair (raw ÷ raw) show
+ * the floor: a difference inside the A/A spread is not shown to be real.
+ *
+ * With `/usr/bin/taskset` and 2 CPUs or more, the process runs on one CPU and the lab (control
+ * plane, endpoint proxies, servers) on the others, the same for every client (`lib/pin.ts`,
+ * `pinning` in the JSON; `--no-pin` to leave it). A warm-up of `--warmup-ops` per client, workload
+ * and concurrency first.
  *
  * Targets, per workload: at 10 concurrent, throughput ratio ≥ 0.97 and added p50 ≤ 20 µs; at both
  * concurrencies, added CPU ≤ 2 µs per statement. `targetsMet` compares the medians with the
  * targets; `targetsDecided` says whether every interval lies on one side of its target.
  *
- * Usage: `node --import tsx bench/overhead.ts [--ops 1000] [--rounds 12] [--no-save]` (or `deno
- * run -A`, `bun`). `--ops` is per batch at 10 concurrent (a quarter of it at 1, a third for the
- * transaction).
+ * Usage: `node --import tsx bench/overhead.ts [--ops 1000] [--cpu-ops 2000] [--rounds 12]
+ * [--no-save]` (or `deno run -A`, `bun`). `--ops`, `--cpu-ops` and `--warmup-ops` are per batch at
+ * 10 concurrent (a quarter of it at 1, half for the 100-row select, a third for the transaction).
  *
  * @module
  */
@@ -32,6 +40,7 @@ import { labSettings, openBenchLab } from './lib/bench-lab.ts'
 import { entry, postgresHa } from './lib/entry.ts'
 import { type Batch, joinBatches, runBatch } from './lib/load.ts'
 import { type PairedFigure, pairedFigure, roundOrder } from './lib/paired.ts'
+import { type Pinning, pinBenchAndLab } from './lib/pin.ts'
 import { emit, machineInfo, progress, runtimeInfo } from './lib/report.ts'
 import { quantile } from './lib/stats.ts'
 import { type Target, target, verdict } from './lib/targets.ts'
@@ -44,6 +53,12 @@ const flags = parseFlags('bench/overhead.ts', {
     default: 8,
     help: "each batch runs as this many pieces, alternating with the other clients' pieces",
   },
+  'cpu-ops': {
+    default: 2_000,
+    help: 'operations per CPU batch at 10 concurrent (a quarter at 1): one unbroken stretch per client',
+  },
+  'warmup-ops': { default: 1_000, help: 'operations per client and workload before the first round' },
+  'no-pin': { default: false, help: 'do not pin the benchmark and the lab to separate CPUs' },
   'no-save': { default: false, help: 'do not write bench/results/<runtime>-overhead.json' },
 })
 const started = performance.now()
@@ -85,12 +100,23 @@ const WORKLOADS: Record<string, Workload> = {
 }
 const workloadNames = Object.keys(WORKLOADS)
 const batches: Record<string, Record<ClientName, Batch[]>> = {}
-const opsFor = (w: Workload, concurrency: number) =>
-  Math.max(10, Math.round(flags.ops * w.share * (concurrency === 1 ? 0.25 : 1)))
+const cpuBatches: Record<string, Record<ClientName, Batch[]>> = {}
+const scaled = (ops: number, w: Workload, concurrency: number) =>
+  Math.max(10, Math.round(ops * w.share * (concurrency === 1 ? 0.25 : 1)))
+const opsFor = (w: Workload, concurrency: number) => scaled(flags.ops, w, concurrency)
+const cpuOpsFor = (w: Workload, concurrency: number) => scaled(flags['cpu-ops'], w, concurrency)
 
 progress('overhead', `lab up; postgres-ha from ${entry.file}`)
 await using lab = await openBenchLab({ endpointLagMs: 0 })
 const writer = (await lab.status()).writer!
+// Before any client connects: a backend forked later inherits its postmaster's CPUs.
+const pinning: Pinning = flags['no-pin'] ? { pinned: false, reason: '--no-pin' } : pinBenchAndLab(lab.dir)
+progress(
+  'overhead',
+  pinning.pinned
+    ? `pinned: bench on CPU ${pinning.bench}, lab on ${pinning.lab}`
+    : `not pinned: ${pinning.reason}`,
+)
 const raw = postgres(lab.url(writer), { onnotice: () => {} })
 const rawAgain = postgres(lab.url(writer), { onnotice: () => {} })
 const ha = postgresHa(lab.url('cluster'))
@@ -99,12 +125,18 @@ try {
   await raw`create table if not exists bench_overhead (id bigint generated always as identity primary key, v int)`
   await raw`create table if not exists bench_rows (id int primary key, v int, note text)`
   await raw`insert into bench_rows select g, g * 7, 'row number ' || g from generate_series(1, 100) g on conflict do nothing`
-  // Warm every pool to 10 open connections, prepared statements and the JIT.
+  // Warm every pool to 10 open connections, prepared statements and the JIT's top tier, at both
+  // concurrencies (a cold path costs many times a warm one, and only the first client would pay).
   for (const name of CLIENTS)
-    for (const w of Object.values(WORKLOADS)) await runBatch(200, 10, (i) => w.run(clients[name], i))
+    for (const w of Object.values(WORKLOADS))
+      for (const c of CONCURRENCY)
+        await runBatch(scaled(flags['warmup-ops'], w, c), c, (i) => w.run(clients[name], i))
 
   for (const w of workloadNames)
-    for (const c of CONCURRENCY) batches[`${w}@${c}`] = { [RAW]: [], [AA]: [], [HA]: [] }
+    for (const c of CONCURRENCY) {
+      batches[`${w}@${c}`] = { [RAW]: [], [AA]: [], [HA]: [] }
+      cpuBatches[`${w}@${c}`] = { [RAW]: [], [AA]: [], [HA]: [] }
+    }
   for (let round = 0; round < rounds; round++) {
     for (const w of workloadNames)
       for (const c of CONCURRENCY) {
@@ -120,6 +152,14 @@ try {
             parts[name].push(await runBatch(n, c, (i) => workload.run(clients[name], done + i)))
         }
         for (const name of CLIENTS) batches[`${w}@${c}`]![name].push(joinBatches(parts[name]))
+        // CPU time in one unbroken stretch per client: a garbage collection (a scavenge costs
+        // milliseconds here) falls in the stretch of the client whose allocations triggered it,
+        // but for the one pending at the stretch's start; in pieces it fell on whichever client's
+        // piece ran at the time, and its share of a piece was large.
+        for (const name of roundOrder(CLIENTS, round))
+          cpuBatches[`${w}@${c}`]![name].push(
+            await runBatch(cpuOpsFor(workload, c), c, (i) => workload.run(clients[name], total + i)),
+          )
       }
     progress('overhead', `round ${round + 1}/${rounds}: ${summaryLine(round)}`)
   }
@@ -128,7 +168,11 @@ try {
   for (const w of workloadNames) {
     results[w] = {}
     for (const c of CONCURRENCY)
-      results[w]![`concurrency ${c}`] = compare(batches[`${w}@${c}`]!, WORKLOADS[w]!)
+      results[w]![`concurrency ${c}`] = compare(
+        batches[`${w}@${c}`]!,
+        cpuBatches[`${w}@${c}`]!,
+        WORKLOADS[w]!,
+      )
   }
   // Each target with the interval of its median and the A/A figure beside it.
   const targets: Target[] = []
@@ -162,6 +206,7 @@ try {
       durationMs: Math.round(performance.now() - started),
       entry,
       lab: await labSettings(lab),
+      pinning,
       clients: {
         [RAW]: 'postgres(writer instance endpoint), default options',
         [AA]: 'a second postgres(writer instance endpoint): the A/A pair, the floor of the measure',
@@ -170,8 +215,10 @@ try {
       workload:
         `${rounds} paired rounds; per round and client, a batch per workload and concurrency, ` +
         `run in ${Math.max(1, Math.round(flags.pieces))} pieces taking turns with the other clients ` +
-        `(${workloadNames.map((w) => `${w}: ${opsFor(WORKLOADS[w]!, 10)} @10, ${opsFor(WORKLOADS[w]!, 1)} @1`).join('; ')}); ` +
-        'client order through all permutations; figures are medians over rounds of per-round ' +
+        `(${workloadNames.map((w) => `${w}: ${opsFor(WORKLOADS[w]!, 10)} @10, ${opsFor(WORKLOADS[w]!, 1)} @1`).join('; ')}), ` +
+        'for throughput and latency; then a CPU batch per client in one unbroken stretch ' +
+        `(${workloadNames.map((w) => `${w}: ${cpuOpsFor(WORKLOADS[w]!, 10)} @10, ${cpuOpsFor(WORKLOADS[w]!, 1)} @1`).join('; ')}), ` +
+        'for CPU time; client order through all permutations; figures are medians over rounds of per-round ' +
         'differences or ratios against postgres.js, with order-statistic 95 % intervals (ci95)',
       results,
       targets,
@@ -215,18 +262,23 @@ function sortedMs(b: Batch): number[] {
   return Array.from(b.latencies).sort((x, y) => x - y)
 }
 
-/** Every client over all rounds of one workload at one concurrency, and the paired figures. */
-function compare(by: Record<ClientName, Batch[]>, w: Workload) {
-  const stats = (bs: Batch[]) => {
+/**
+ * Every client over all rounds of one workload at one concurrency, and the paired figures:
+ * throughput and latency from the interleaved batches `by`, CPU time from the unbroken `cpuBy`.
+ */
+function compare(by: Record<ClientName, Batch[]>, cpuBy: Record<ClientName, Batch[]>, w: Workload) {
+  const stats = (bs: Batch[], cpuBs: Batch[]) => {
     const all = bs.flatMap((b) => Array.from(b.latencies)).sort((a, b) => a - b)
     const wall = bs.reduce((a, b) => a + b.wallMs, 0)
-    const cpu = bs.every((b) => b.cpuMs !== null) ? bs.reduce((a, b) => a + b.cpuMs!, 0) : null
+    const cpuOps = cpuBs.reduce((a, b) => a + b.latencies.length, 0)
+    const cpu = cpuBs.every((b) => b.cpuMs !== null) ? cpuBs.reduce((a, b) => a + b.cpuMs!, 0) : null
     return {
       operations: all.length,
       throughputOps: Math.round((all.length / wall) * 1000),
       p50Us: Math.round(quantile(all, 0.5) * 1000),
       p99Us: Math.round(quantile(all, 0.99) * 1000),
-      cpuUsPerStatement: cpu === null ? null : round2((cpu * 1000) / all.length / w.statements),
+      cpuOperations: cpuOps,
+      cpuUsPerStatement: cpu === null ? null : round2((cpu * 1000) / cpuOps / w.statements),
     }
   }
   const perStatement = (ms: number | null, b: Batch) =>
@@ -241,7 +293,10 @@ function compare(by: Record<ClientName, Batch[]>, w: Workload) {
         0,
       )
     const cpu = (field: 'cpuMs' | 'userCpuMs') => {
-      const diffs = pairs.map(([r, h]) => perStatement(h[field], h) - perStatement(r[field], r))
+      const diffs = cpuBy[RAW].map((r, i) => {
+        const h = cpuBy[other][i]!
+        return perStatement(h[field], h) - perStatement(r[field], r)
+      })
       return diffs.every(Number.isFinite) ? pairedFigure(diffs, 2) : null
     }
     return {
@@ -260,9 +315,9 @@ function compare(by: Record<ClientName, Batch[]>, w: Workload) {
   }
   const vsRaw = against(HA)
   return {
-    [RAW]: stats(by[RAW]),
-    [HA]: stats(by[HA]),
-    [AA]: stats(by[AA]),
+    [RAW]: stats(by[RAW], cpuBy[RAW]),
+    [HA]: stats(by[HA], cpuBy[HA]),
+    [AA]: stats(by[AA], cpuBy[AA]),
     /** Medians over rounds: the headline figures (their intervals under `vsRaw`). */
     throughputRatio: vsRaw.throughputRatio.median,
     throughputRatioByRound: vsRaw.throughputRatioByRound,

@@ -76,7 +76,9 @@ const runs = {
     '--cap-ms',
     '3000',
   ]),
-  overhead: part('overhead', ['--ops', '40', '--rounds', '2']),
+  // Tiny batches (each at least 10 operations): with its CPU batches and warm-up, this run makes
+  // about 2,300 statements, fewer than the ~3,300 of `--ops 40` before the part had them.
+  overhead: part('overhead', ['--ops', '20', '--cpu-ops', '20', '--warmup-ops', '100', '--rounds', '2']),
   recovery: part('recovery', [
     '--trials',
     '1',
@@ -167,9 +169,15 @@ test('bench: overhead compares raw postgres.js with postgres-ha on four workload
       assert.ok(r.vsRaw.throughputRatio.ci95[0] <= r.throughputRatio, 'interval around the median')
       assert.ok(r.vsRaw.throughputRatio.ci95[1] >= r.throughputRatio, 'interval around the median')
       assert.equal(r.vsRaw.addedP50Us.byRound.length, 2)
+      // CPU from each client's unbroken batches, apart from the interleaved pieces.
+      assert.ok(r['postgres-ha'].cpuOperations >= 20, `${workload} ${concurrency} CPU batches`)
+      assert.equal(r['postgres-ha'].cpuOperations, r['postgres.js'].cpuOperations)
     }
   }
   assert.equal(doc.targets.length, 4 * 4)
+  assert.equal(typeof doc.pinning.pinned, 'boolean')
+  if (doc.pinning.pinned) assert.ok(doc.pinning.labProcesses > 0 && doc.pinning.bench !== doc.pinning.lab)
+  else assert.equal(typeof doc.pinning.reason, 'string')
   assert.equal(typeof doc.targetsDecided, 'boolean')
   assertVerdict(doc, doc.targets)
 })

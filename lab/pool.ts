@@ -7,6 +7,8 @@
  * but the lab's own, and the catalogs of every database exactly as they were at bring-up (tables,
  * functions, roles, databases, grants, settings, slots, prepared transactions). Objects a test made
  * in schema `public` are dropped first; anything else left over keeps the lab from being reused.
+ * A Patroni cluster (lab/patroni/control.ts `park`) is reused with whichever member leads, on
+ * whatever timeline: Patroni picks the leader itself, and its tests assume none.
  *
  * @module
  */
@@ -65,7 +67,9 @@ DECLARE r record;
 BEGIN
   FOR r IN SELECT c.relname, c.relkind FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') LOOP
+      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      -- Sequences last: an identity column's cannot be dropped before its table (which takes it along).
+      ORDER BY c.relkind = 'S' LOOP
     BEGIN
       EXECUTE format(CASE r.relkind WHEN 'v' THEN 'DROP VIEW IF EXISTS public.%I CASCADE'
         WHEN 'm' THEN 'DROP MATERIALIZED VIEW IF EXISTS public.%I CASCADE'
@@ -86,9 +90,21 @@ BEGIN
   END LOOP;
 END $$`
 
-/** The catalog digest of the database `sql` is connected to. */
-export async function fingerprint(sql: Sql): Promise<string> {
-  const [row] = await within(10_000, sql.unsafe(FINGERPRINT), 'catalog fingerprint')
+const SLOTS_LINE = "\n  UNION ALL SELECT 'slot ' || slot_name FROM pg_catalog.pg_replication_slots"
+if (!FINGERPRINT.includes(SLOTS_LINE)) throw new Error('lab/pool.ts: the fingerprint lists no slots')
+/** The same without replication slots: Patroni keeps one per other member on its leader. */
+const FINGERPRINT_NO_SLOTS = FINGERPRINT.replace(SLOTS_LINE, '')
+
+/**
+ * The catalog digest of the database `sql` is connected to; `slots: false` leaves replication slots
+ * out (a Patroni cluster's follow its leader: the leader's holds one per other member).
+ */
+export async function fingerprint(sql: Sql, { slots = true }: { slots?: boolean } = {}): Promise<string> {
+  const [row] = await within(
+    10_000,
+    sql.unsafe(slots ? FINGERPRINT : FINGERPRINT_NO_SLOTS),
+    'catalog fingerprint',
+  )
   return String(row!.digest)
 }
 
@@ -98,17 +114,19 @@ export async function dropPublic(sql: Sql): Promise<void> {
 }
 
 /**
- * Ends every client session but the lab's own (application_name `pgha-lab-control`) and waits until
- * they are gone: a session left by the last user could hold locks, LISTEN, or run a statement.
+ * Ends every client session but the lab's own (application_name `pgha-lab-control`, and those of
+ * `keep`: a cluster manager's) and waits until they are gone: a session left by the last user could
+ * hold locks, LISTEN, or run a statement.
  */
-export async function endSessions(sql: Sql, timeoutMs = 5_000): Promise<boolean> {
+export async function endSessions(sql: Sql, timeoutMs = 5_000, keep: string[] = []): Promise<boolean> {
   const deadline = Date.now() + timeoutMs
+  const kept = ['pgha-lab-control', ...keep]
   while (Date.now() < deadline) {
     const [row] = await within(
       2_000,
       sql`SELECT count(pg_catalog.pg_terminate_backend(pid))::int AS n FROM pg_catalog.pg_stat_activity
         WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()
-          AND application_name IS DISTINCT FROM 'pgha-lab-control'`,
+          AND NOT (coalesce(application_name, '') = ANY(${kept}::text[]))`,
       'ending sessions',
     )
     if (row!.n === 0) return true

@@ -1,11 +1,13 @@
 // A real Patroni cluster (etcd + 3 Patroni members, Debian packages `patroni etcd-server
 // etcd-client`): the lab's Patroni manager, and postgres-ha recovering from what Patroni does.
-// One cluster for the file: Patroni needs ~7 s (ttl) to replace a killed leader. Without the
+// One cluster for the file: Patroni needs ~7 s (ttl) to replace a killed leader. Under the suite's
+// runner the three runtimes' copies take turns on one cluster (tests/helpers/shared-lab.ts): its
+// start costs ~4 s of CPU, mostly Python. Nothing here assumes which member leads. Without the
 // packages every test is skipped, and `npm test` says so in one line.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import postgres from 'postgres'
-import { type Lab, type LabStatus, nowMs, startLab } from '../lab/mod.ts'
+import { type Lab, type LabStatus, nowMs } from '../lab/mod.ts'
 import { findPatroniBins, PATRONI_PACKAGES } from '../lab/patroni/config.ts'
 import {
   FailoverFailedError,
@@ -16,6 +18,7 @@ import {
 } from '../mod.ts'
 import { eventually, settle } from './helpers/ha.ts'
 import { sleep } from './helpers/lab.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
 
 const skip = findPatroniBins() === undefined
 if (skip) console.error(`patroni tests skipped: apt-get install -y ${PATRONI_PACKAGES}`)
@@ -24,7 +27,7 @@ let lab: Lab
 
 before(async () => {
   if (skip) return
-  lab = await startLab({ manager: 'patroni', nodes: 3 })
+  lab = await sharedLab({ manager: 'patroni', nodes: 3 })
 })
 
 after(async () => {

@@ -15,6 +15,7 @@ import type { ControlPlane } from '../control-plane.ts'
 import { EventLog } from '../events.ts'
 import { APP_PASSWORD, APP_USER, DATABASE, sleep, within } from '../instance.ts'
 import { chownR, copyAsServerUser, findPgBin, type PgBin, removeTree, serverUser } from '../pg-bin.ts'
+import { dropPublic, endSessions, fingerprint } from '../pool.ts'
 import { canListen, freePort } from '../ports.ts'
 import { alive, killTree, postmasterOf } from '../procs.ts'
 import { labRoot } from '../scratch.ts'
@@ -63,6 +64,8 @@ export class PatroniControl implements ControlPlane {
   private restPort = 0
   private chain: Promise<unknown> = Promise.resolve()
   private closed = false
+  /** The catalogs at bring-up (replication slots left out: they follow the leader). */
+  private pristine?: string
 
   constructor(
     readonly options: ControlOptions,
@@ -126,7 +129,8 @@ export class PatroniControl implements ControlPlane {
       return this.watcher.seen.get(first!.id) === 'writer'
     })
     for (const m of rest) this.startPatroni(m)
-    await this.waitForWriter(90_000)
+    const writer = await this.waitForWriter(90_000)
+    this.pristine = await fingerprint(this.watcher.admin(writer.id), { slots: false })
     this.watcher.started = true
     this.watcher.start()
     this.upMs = performance.now() - started
@@ -288,6 +292,82 @@ export class PatroniControl implements ControlPlane {
         else reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${out.trim()}`))
       })
     })
+  }
+
+  /**
+   * Readies the cluster for its next user (lab/pool.ts; a Patroni start costs ~4 s of CPU, mostly
+   * Python): true once every member runs, one leads with the others streaming and a synchronous
+   * standby named, no session is left but Patroni's and the lab's own, and the catalogs are as at
+   * bring-up once what tests made in `public` is dropped. Unlike the lab's own clusters, the leader
+   * may be another member than at bring-up, on a later timeline: Patroni picks the leader anyway.
+   */
+  async park(): Promise<boolean> {
+    const unfit = await this.unfitForNextUser()
+    if (unfit) this.log(`not parked: ${unfit}`)
+    else this.events.reset()
+    return unfit === undefined
+  }
+
+  /** Why the cluster cannot go to a next user as it is (after readying it), or undefined. */
+  private async unfitForNextUser(): Promise<string | undefined> {
+    if (this.closed || this.pristine === undefined) return 'closing, or not up'
+    if (!this.members.every((m) => m.state === 'running' && m.patroni && alive(m.patroni.pid)))
+      return 'a member is not running'
+    const writer = await this.waitForWriter(5_000).catch(() => undefined)
+    if (!writer) return 'no writer with every member streaming and a synchronous standby'
+    const res = await fetch(`http://${writer.id}:${this.restPort}/cluster`).catch(() => undefined)
+    const cluster = (await res?.json().catch(() => undefined)) as
+      | {
+          members?: { name: string; role: string; state: string; pending_restart?: boolean }[]
+          pause?: boolean
+        }
+      | undefined
+    const leader = this.members.find((m) => m.id === writer.id)!
+    const members = cluster?.members ?? []
+    const settled =
+      !cluster?.pause &&
+      members.length === this.members.length &&
+      members.every(
+        (m) =>
+          (m.state === 'running' || m.state === 'streaming') &&
+          !m.pending_restart &&
+          (m.role === 'leader') === (m.name === leader.name),
+      )
+    if (!settled) return `Patroni's view of the members is not settled: ${JSON.stringify(cluster)}`
+    // Patroni's own connections (over the socket) name themselves 'Patroni'.
+    for (const m of this.members)
+      if (!(await endSessions(this.watcher.admin(m.id), 5_000, ['Patroni'])))
+        return 'sessions of the last user would not end'
+    for (const m of this.members.filter((x) => x !== leader)) {
+      const [r] = await within(2_000, this.watcher.admin(m.id)`SELECT pg_is_in_recovery() AS standby`)
+      if (!r!.standby) return `${m.id} is not a standby`
+    }
+    const admin = this.watcher.admin(leader.id)
+    await dropPublic(admin)
+    if ((await fingerprint(admin, { slots: false })) !== this.pristine)
+      return 'the catalogs differ from bring-up'
+    // Every replica has replayed everything up to now (the drops included).
+    const [lsn] = await within(2_000, admin`SELECT pg_current_wal_lsn()::text AS lsn`)
+    for (const m of this.members.filter((x) => x !== leader)) {
+      const deadline = Date.now() + 5_000
+      for (;;) {
+        const [r] = await within(
+          2_000,
+          this.watcher.admin(
+            m.id,
+          )`SELECT coalesce(pg_last_wal_replay_lsn() >= ${lsn!.lsn}::pg_lsn, false) AS caught_up`,
+        )
+        if (r!.caught_up) break
+        if (Date.now() > deadline) return `${m.id} did not replay up to ${lsn!.lsn} in 5 s`
+        await sleep(20)
+      }
+    }
+    return undefined
+  }
+
+  /** A parked cluster taken by its next user: Patroni's timings are its own (no lab timings apply). */
+  async adopt(): Promise<void> {
+    await this.waitForWriter(10_000)
   }
 
   private unsupported(op: string): Promise<never> {

@@ -4,7 +4,8 @@
  * done is parked there instead of taken down, if it is as a fresh one (lab/pool.ts: same shape —
  * nodes, dialect, async — the timings being set anew for each user,
  * the first instance still the writer on timeline 1, everything running, streaming and unfaulted,
- * no session left, the catalogs as at bring-up once what tests made in `public` is dropped), and the
+ * no session left, the catalogs as at bring-up once what tests made in `public` is dropped; a Patroni
+ * cluster with whichever member leads), and the
  * next file asking for the same shape adopts it, after the same checks again, instead of starting
  * one: a lab start and stop cost ~0.65 s of CPU. Anywhere else, or when no parked lab fits, a fresh
  * lab starts as with `startLab`.
@@ -29,7 +30,6 @@ function shelfOf(options: LabOptions): string | undefined {
   const pool = process.env.PGHA_TEST_LAB_POOL
   if (!pool) return undefined
   if (options.dir !== undefined || options.port !== undefined || options.proxyStartupModule) return undefined
-  if (options.manager === 'patroni') return undefined
   // The timings are not part of the shape: an adopted lab takes its new user's (lab/control.ts).
   const {
     dir: _dir,

@@ -8,7 +8,7 @@
 
 import postgres from 'postgres'
 import type { HaEvents } from '../../core/events.ts'
-import type { ExecuteRequest, Executor, Lane } from '../../core/executor.ts'
+import type { Attempt, ExecuteRequest, Executor, Lane } from '../../core/executor.ts'
 import type { HostAddress } from '../../core/host.ts'
 import type { Logger } from '../../core/logger.ts'
 import type { ExecuteContext, Precheck } from '../../core/plugin.ts'
@@ -133,6 +133,12 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
   const leave = (reject: (error: unknown) => void) => {
     if (pending.delete(reject) && pending.size === 0 && onLanes === 0 && drained) drained()
   }
+  /** Work on the lane settled: its connection is free again. */
+  const offLane = () => {
+    onLanes--
+    capacity.done()
+    if (onLanes === 0 && pending.size === 0 && drained) drained()
+  }
 
   const capacity = createCapacity(Math.max(1, Number(pools.options.max) || 1))
 
@@ -189,9 +195,7 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     }
     settled(q: HaQuery, value: unknown): void {
       this.lane.settled()
-      onLanes--
-      capacity.done()
-      if (onLanes === 0 && pending.size === 0 && drained) drained()
+      offLane()
       q.resolve(value)
     }
     failed(q: HaQuery, error: unknown): void {
@@ -279,6 +283,84 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
       .catch((error) => input.logger?.warn('re-subscribe failed', { error: String(error) }))
   })
 
+  /**
+   * One attempt of a transaction on `host`: `sql.begin` on that host's pool, its body guarded.
+   * `rejectTx` is set once postgres-ha holds the transaction in `pending` (see `handOver`).
+   */
+  const transactionAttempt = (
+    mode: string,
+    body: (tx: postgres.TransactionSql) => unknown,
+    rejectTx: ((error: unknown) => void) | undefined,
+    host: HostAddress,
+    ctx: ExecuteContext,
+  ): Promise<unknown> => {
+    const entry = pools.entry(host)
+    const drops = entry.drops ?? 0
+    const guard = transactionGuard(host)
+    const guarded = guard.body(body)
+    // postgres.js owns the transaction while it runs (see `handOver`), unless end() gave up on it.
+    const handedOver = rejectTx !== undefined && pending.has(rejectTx)
+    if (handedOver) pending.set(rejectTx, true)
+    return entry.sql
+      .begin(mode, (tx) => {
+        // From here on the caller's function runs: never replay it.
+        ctx.sent = true
+        return guarded(tx)
+      })
+      .then(undefined, (error: unknown) => {
+        if (handedOver && pending.has(rejectTx)) pending.set(rejectTx, false)
+        guard.abandon(error)
+        // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
+        throw pools.explain(host, drops, guard.lost ?? error)
+      })
+  }
+
+  /**
+   * A transaction on the core's lane (capacity already counted): its first attempt starts now,
+   * with postgres.js owning it, so like a statement on the lane it is only counted in `onLanes`
+   * (no `pending` entry, no promise of ours around it); BEGIN is then a microtask away, as in
+   * postgres.js (a query made after `begin()` queues behind it). A failed first attempt becomes
+   * postgres-ha's again: it joins `pending` and carries on through the plugins.
+   */
+  const beginOnLane = (
+    mode: string,
+    body: (tx: postgres.TransactionSql) => unknown,
+    lane: Lane,
+  ): Promise<unknown> => {
+    onLanes++
+    let first: Promise<unknown>
+    try {
+      first = transactionAttempt(mode, body, undefined, lane.host, lane.ctx)
+    } catch (error) {
+      first = Promise.reject(error)
+    }
+    return first.then(
+      (value) => {
+        lane.settled()
+        offLane()
+        return value
+      },
+      (error) =>
+        new Promise<unknown>((resolve, rejectTx) => {
+          onLanes--
+          enter(rejectTx)
+          const retry: Attempt<unknown> = (host, ctx) => transactionAttempt(mode, body, rejectTx, host, ctx)
+          lane.failed(error, retry).then(
+            (value) => {
+              capacity.done()
+              leave(rejectTx)
+              resolve(value)
+            },
+            (failure) => {
+              capacity.done()
+              leave(rejectTx)
+              rejectTx(failure)
+            },
+          )
+        }),
+    )
+  }
+
   function begin(mode: unknown, fn?: unknown): Promise<unknown> {
     if (fn === undefined) {
       fn = mode
@@ -286,6 +368,13 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     }
     if (ended) return Promise.reject(endedError())
     const body = fn as (tx: postgres.TransactionSql) => unknown
+    const modeText = String(mode)
+    // A transaction holds a pool connection: it counts against `max` like a statement.
+    const counted = capacity.tryStatement()
+    if (counted) {
+      const lane = executor.lane?.(TRANSACTION)
+      if (lane) return beginOnLane(modeText, body, lane)
+    }
     // Settled by the transaction, or rejected by end({ timeout }) when it gives up on the
     // transaction before postgres.js does (`rejectTx`, what `pending` holds).
     return new Promise<unknown>((resolve, rejectTx) => {
@@ -300,52 +389,20 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
         leave(rejectTx)
         rejectTx(error)
       }
-      const attempt = (host: HostAddress, ctx: ExecuteContext): Promise<unknown> => {
-        const entry = pools.entry(host)
-        const drops = entry.drops ?? 0
-        const guard = transactionGuard(host)
-        const guarded = guard.body(body)
-        // postgres.js owns the transaction while it runs (see `handOver`), unless end() gave up on it.
-        const handedOver = pending.has(rejectTx)
-        if (handedOver) pending.set(rejectTx, true)
-        return entry.sql
-          .begin(String(mode), (tx) => {
-            // From here on the caller's function runs: never replay it.
-            ctx.sent = true
-            return guarded(tx)
-          })
-          .then(undefined, (error: unknown) => {
-            if (handedOver && pending.has(rejectTx)) pending.set(rejectTx, false)
-            guard.abandon(error)
-            // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
-            throw pools.explain(host, drops, guard.lost ?? error)
-          })
-      }
-      // On the core's lane, the first attempt starts now, without the chain's promises; BEGIN is
-      // then a microtask away, as in postgres.js (a query made after `begin()` queues behind it).
+      const attempt: Attempt<unknown> = (host, ctx) => transactionAttempt(modeText, body, rejectTx, host, ctx)
       const start = (): void => {
         const lane = executor.lane?.(TRANSACTION)
         if (!lane) {
           executor.execute(TRANSACTION, attempt).then(done, failed)
           return
         }
-        let first: Promise<unknown>
-        try {
-          first = attempt(lane.host, lane.ctx)
-        } catch (error) {
-          first = Promise.reject(error)
-        }
-        first.then(
-          (value) => {
-            lane.settled()
-            done(value)
-          },
-          (error) => lane.failed(error, attempt).then(done, failed),
-        )
+        // Counted in `onLanes` from here on (before `leave` could find nothing left to drain).
+        const onLane = beginOnLane(modeText, body, lane)
+        leave(rejectTx)
+        onLane.then(resolve, rejectTx)
       }
-      // A transaction holds a pool connection: it counts against `max` like a statement.
       try {
-        if (capacity.tryStatement()) start()
+        if (counted) start()
         // Started a microtask after the count lets it, not inside the settling of the statement
         // that freed the connection.
         else capacity.statement(() => void Promise.resolve().then(start).catch(failed))

@@ -9,12 +9,13 @@
  * `lib/paired.ts`): each round runs every workload on the three clients, taking turns in pieces of
  * an eighth of a batch (`--pieces`), in an order that goes through every permutation, so that a
  * change of the machine's load hits all three alike — throughput ratio (postgres-ha ÷ raw), added
- * p50 and p99 latency come from these pieces. Then each client runs one unbroken CPU batch
- * (`--cpu-ops`; order through the permutations too) for the added client CPU time per statement
- * (`process.cpuUsage` around the batch: the whole process, so whatever postgres-ha does in the
- * background, and the garbage collections its allocations trigger, count). Not pieces for CPU: a
- * young-generation collection takes 5-40 ms here and falls on whichever client runs when the
- * nursery fills, a large share of a piece's ~6 ms of CPU. Every headline figure is the median over
+ * p50 and p99 latency come from these pieces. Then each client runs one unbroken batch more
+ * (`--cpu-ops`; order through the permutations too): the added client CPU time per statement is
+ * over the pieces and that batch (`process.cpuUsage` around each: the whole process, so whatever
+ * postgres-ha does in the background, and the garbage collections its allocations trigger,
+ * count). A young-generation collection takes 5-40 ms here and in the pieces falls on whichever
+ * client runs when the nursery fills, a large share of a piece's ~6 ms of CPU; in the unbroken
+ * batch it is the client's own but for the one pending at its start. Every headline figure is the median over
  * the rounds of a per-round difference or ratio against the first raw client, with a
  * distribution-free 95 % confidence interval. The same figures for the A/A pair (raw ÷ raw) show
  * the floor: a difference inside the A/A spread is not shown to be real.
@@ -55,7 +56,7 @@ const flags = parseFlags('bench/overhead.ts', {
   },
   'cpu-ops': {
     default: 2_000,
-    help: 'operations per CPU batch at 10 concurrent (a quarter at 1): one unbroken stretch per client',
+    help: 'operations per unbroken batch at 10 concurrent (a quarter at 1), for CPU time with the pieces',
   },
   'warmup-ops': { default: 1_000, help: 'operations per client and workload before the first round' },
   'no-pin': { default: false, help: 'do not pin the benchmark and the lab to separate CPUs' },
@@ -109,6 +110,7 @@ const cpuOpsFor = (w: Workload, concurrency: number) => scaled(flags['cpu-ops'],
 progress('overhead', `lab up; postgres-ha from ${entry.file}`)
 await using lab = await openBenchLab({ endpointLagMs: 0 })
 const writer = (await lab.status()).writer!
+const machine = machineInfo() // before pinning, which leaves this process 1 CPU
 // Before any client connects: a backend forked later inherits its postmaster's CPUs.
 const pinning: Pinning = flags['no-pin'] ? { pinned: false, reason: '--no-pin' } : pinBenchAndLab(lab.dir)
 progress(
@@ -152,14 +154,17 @@ try {
             parts[name].push(await runBatch(n, c, (i) => workload.run(clients[name], done + i)))
         }
         for (const name of CLIENTS) batches[`${w}@${c}`]![name].push(joinBatches(parts[name]))
-        // CPU time in one unbroken stretch per client: a garbage collection (a scavenge costs
-        // milliseconds here) falls in the stretch of the client whose allocations triggered it,
-        // but for the one pending at the stretch's start; in pieces it fell on whichever client's
-        // piece ran at the time, and its share of a piece was large.
-        for (const name of roundOrder(CLIENTS, round))
-          cpuBatches[`${w}@${c}`]![name].push(
-            await runBatch(cpuOpsFor(workload, c), c, (i) => workload.run(clients[name], total + i)),
+        // CPU time: the pieces and one unbroken batch more per client. In the unbroken batch a
+        // garbage collection (a scavenge takes milliseconds here) falls on the client whose
+        // allocations triggered it, but for the one pending at its start; in the pieces it falls
+        // on whichever client's piece runs at the time, a large share of a piece. The pieces pair
+        // better with the machine's load changes, which weigh most at 1 in flight.
+        for (const name of roundOrder(CLIENTS, round)) {
+          const unbroken = await runBatch(cpuOpsFor(workload, c), c, (i) =>
+            workload.run(clients[name], total + i),
           )
+          cpuBatches[`${w}@${c}`]![name].push(joinBatches([batches[`${w}@${c}`]![name][round]!, unbroken]))
+        }
       }
     progress('overhead', `round ${round + 1}/${rounds}: ${summaryLine(round)}`)
   }
@@ -201,7 +206,7 @@ try {
     {
       part: 'overhead',
       runtime: runtimeInfo(),
-      machine: machineInfo(),
+      machine,
       startedAt,
       durationMs: Math.round(performance.now() - started),
       entry,
@@ -216,9 +221,9 @@ try {
         `${rounds} paired rounds; per round and client, a batch per workload and concurrency, ` +
         `run in ${Math.max(1, Math.round(flags.pieces))} pieces taking turns with the other clients ` +
         `(${workloadNames.map((w) => `${w}: ${opsFor(WORKLOADS[w]!, 10)} @10, ${opsFor(WORKLOADS[w]!, 1)} @1`).join('; ')}), ` +
-        'for throughput and latency; then a CPU batch per client in one unbroken stretch ' +
+        'for throughput and latency; then one unbroken batch more per client ' +
         `(${workloadNames.map((w) => `${w}: ${cpuOpsFor(WORKLOADS[w]!, 10)} @10, ${cpuOpsFor(WORKLOADS[w]!, 1)} @1`).join('; ')}), ` +
-        'for CPU time; client order through all permutations; figures are medians over rounds of per-round ' +
+        'for CPU time (over the pieces and that batch); client order through all permutations; figures are medians over rounds of per-round ' +
         'differences or ratios against postgres.js, with order-statistic 95 % intervals (ci95)',
       results,
       targets,
@@ -264,7 +269,8 @@ function sortedMs(b: Batch): number[] {
 
 /**
  * Every client over all rounds of one workload at one concurrency, and the paired figures:
- * throughput and latency from the interleaved batches `by`, CPU time from the unbroken `cpuBy`.
+ * throughput and latency from the interleaved batches `by`, CPU time from `cpuBy` (those and the
+ * unbroken batches).
  */
 function compare(by: Record<ClientName, Batch[]>, cpuBy: Record<ClientName, Batch[]>, w: Workload) {
   const stats = (bs: Batch[], cpuBs: Batch[]) => {

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { FailoverSuccessError, type HaPlugin, postgresHa } from '../mod.ts'
-import { labClientOptions } from './helpers/ha.ts'
+import { appBackends } from './helpers/backends.ts'
+import { eventually, labClientOptions } from './helpers/ha.ts'
 import { sharedLab } from './helpers/shared-lab.ts'
 
 /** Resolves once `started` does; rejects if no hand-over connection was asked for within 15 s. */
@@ -44,6 +45,55 @@ test('failover: the first statement on the new writer finds a connection opened 
       opened < failoverDoneAt,
       `the connection was opened ${opened - failoverDoneAt} ms after the failover ended: a fresh connect`,
     )
+  } finally {
+    await sql.end()
+  }
+})
+
+test('failover: the new writer takes as many connections logged in during the search as the old writer had open', async () => {
+  // After a writer is lost, the statements that waited open the new writer's pool at once. With
+  // only the one hand-over connection open there, each other connection waited for its own login
+  // (60-100 ms on a busy machine) and the pool's rate stayed at what one connection carries.
+  await using lab = await sharedLab({ nodes: 3, promoteAfterMs: 1500, endpointLagMs: 60_000 })
+  const sql = postgresHa(lab.url('cluster'), labClientOptions({ max: 4 }))
+  try {
+    // Four connections open on the writer at once.
+    await Promise.all(Array.from({ length: 4 }, () => sql`select pg_sleep(0.1)`))
+    let failoverDoneAt: number | undefined
+    sql.ha.on('failover', (e) => {
+      if (e.ok) failoverDoneAt = Date.now()
+    })
+    const old = (await lab.status()).writer!
+    await lab.kill(old)
+    const run = () =>
+      sql`select (select backend_start from pg_stat_activity where pid = pg_backend_pid()) as opened,
+        pg_backend_pid() as pid, (select aurora_db_instance_identifier()) as instance, pg_sleep(0.1)`
+    const rows = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        run().catch((error) => {
+          if (!(error instanceof FailoverSuccessError)) throw error
+          return run()
+        }),
+      ),
+    )
+    assert.ok(failoverDoneAt, 'a failover happened')
+    const doneAt = failoverDoneAt
+    for (const [row] of rows) assert.notEqual(row!.instance, old)
+    assert.equal(new Set(rows.map(([row]) => row!.pid)).size, 4, 'four connections ran the four statements')
+    const late = rows.map(([row]) => (row!.opened as Date).getTime() - doneAt).filter((ms) => ms > 0)
+    assert.deepEqual(late, [], 'connections logged in after the failover ended (ms after it)')
+    // The logins no connection took (those on the reader that was not promoted) are closed: no
+    // session of the client is left that never ran a statement (its last statement is empty).
+    let found: Record<string, string[]> = {}
+    const unused = () => Object.values(found).flatMap((list) => list.filter((b) => b.endsWith(' ')))
+    await eventually(
+      async () => {
+        found = await appBackends(lab)
+        return unused().length === 0
+      },
+      8_000,
+      'the logins made ahead and not taken to be closed',
+    ).catch(() => assert.fail(`sessions that never ran a statement: ${JSON.stringify(found)}`))
   } finally {
     await sql.end()
   }

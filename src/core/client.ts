@@ -165,7 +165,7 @@ export class HaClient implements Executor {
         if (driver.dropHost(host, reason))
           this.logger.debug('connections dropped', { host: hostKey(host), reason })
       },
-      warmHost: (host: HostAddress) => driver.warmHost(host),
+      warmHost: (host: HostAddress, like?: HostAddress) => driver.warmHost(host, like),
       connectedHosts: () => driver.connectedHosts(),
       markHostDown: (host: HostAddress, reason: string) => this.#marks.markDown(host, reason),
       markHostUp: (host: HostAddress) => this.#marks.markUp(host),

@@ -39,9 +39,11 @@ export interface Driver extends ConnectionFactory {
   dropHost(host: HostAddress, reason: string): boolean
   /**
    * Opens one user connection to `host` now, if there is none, so that the first statement there
-   * pays no connect; returns a release that closes it again if unused.
+   * pays no connect, and logs in ahead as many more as `like` (the lost writer) had open at once,
+   * for the pool's next connections; returns a release for when the failover is over, `kept` if
+   * `host` became the writer (else what it opened closes, if unused).
    */
-  warmHost(host: HostAddress): () => void
+  warmHost(host: HostAddress, like?: HostAddress): (kept?: boolean) => void
   /** Open user connections to `host`. */
   connectionCount(host: HostAddress): number
   /** Hosts with user connections open. */

@@ -45,7 +45,7 @@ export function createPostgresJsDriver(options: PostgresJsDriverOptions): Postgr
     connect: (request) => factory.connect(request),
     classify: (error) => factory.classify(error),
     dropHost: (host, reason) => pools.abort(host, reason),
-    warmHost: (host) => pools.warm(host),
+    warmHost: (host, like) => pools.warm(host, like),
     connectionCount: (host) => pools.connectionCount(host),
     connectedHosts: () => pools.hosts().filter((h) => pools.connectionCount(h) > 0),
     switchUser: (user) => pools.setUser(user),

@@ -17,6 +17,7 @@ import { isCancelRequest } from './cancel-request.ts'
 import { classify } from './classify.ts'
 import { postgresJsError } from './errors.ts'
 import { handOver, type LoggedIn, login } from './login.ts'
+import { createLoginStash, type LoginStash } from './login-stash.ts'
 import type { ParsedConnection } from './parse.ts'
 import { unrunQuery } from './query.ts'
 import { createSaltedPasswords, type SaltedPasswords } from './salted-passwords.ts'
@@ -78,12 +79,15 @@ export interface HostPools {
   close(host: HostAddress): Promise<void>
   /**
    * Opens one pool connection to `host` now, if it has none, so that its first statement finds it
-   * open (failover: the hosts the writer search reaches). Returns a release that closes the pool
-   * again if nothing but the warm-up used it (the host did not become the writer, and no read,
-   * LISTEN or reservation went there meanwhile: closing would cut their statements off on a
-   * healthy host).
+   * open (failover: the hosts the writer search reaches); and, when `like` (the lost writer) had
+   * more connections open at once, logs that many more in ahead, for the pool's next connections
+   * to take as postgres.js opens them (login-stash.ts). Returns a release to call once the
+   * failover is over: with `kept` (the host became the writer) the logins not taken yet close
+   * after a few seconds; without, they close at once, and so does the pool if nothing but the
+   * warm-up used it (no read, LISTEN or reservation went there meanwhile: closing would cut their
+   * statements off on a healthy host).
    */
-  warm(host: HostAddress): () => void
+  warm(host: HostAddress, like?: HostAddress): (kept?: boolean) => void
   /** Hosts that have a pool. */
   hosts(): HostAddress[]
   /** Open sockets to `host` (all instances of this client). */
@@ -138,6 +142,10 @@ export interface PoolEntry extends SocketSet {
    * A statement, LISTEN or reserved connection that took the pool meanwhile keeps it open.
    */
   warmOnly?: boolean
+  /** The pool instance's own open sockets (not the reserved or listening ones). */
+  own?: SocketSet
+  /** The most of them open at once: how many a failover hand-over logs in ahead elsewhere. */
+  peak?: number
 }
 
 /** What the `socket` function of one postgres.js instance needs to know about it. */
@@ -145,6 +153,8 @@ interface InstanceState {
   readonly user: string
   /** Ended or being destroyed: a connection whose hook settles now must not open a socket. */
   retired: boolean
+  /** Logins made ahead for this instance's next connections (see {@link HostPools.warm}). */
+  stash?: LoginStash
 }
 
 /**
@@ -236,6 +246,45 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     connecting: StartupOf | undefined,
   ) {
     const { host, port } = pool.address
+    // A login made ahead by the failover hand-over (see login-stash.ts), if one is ready.
+    let done = state.stash?.take()
+    if (!done) {
+      try {
+        done = await logIn(pool, state, sets, connecting)
+      } catch (error) {
+        return failedSocket(error, host, port)
+      }
+    }
+    if (state.retired) {
+      done.socket.destroy()
+      return failedSocket(destroyedError(host, port), host, port)
+    }
+    const budget = budgetMs() || DEFAULT_BUDGET_MS
+    return handOver(done, async (request) => {
+      const socket = await withBudget(
+        connected(openSocket(host, port, [], tls, budget, parsed.connector)),
+        budget,
+        host,
+        port,
+      )
+      await new Promise<void>((resolve) => {
+        socket.once('close', () => resolve())
+        socket.write(request)
+      })
+    })
+  }
+
+  /**
+   * One login through the connect plugins (see {@link loggedInSocket}): the logged-in socket, or
+   * the refusal as it is (a plugin's `credentialsUnavailable` error, the server's 28P01).
+   */
+  async function logIn(
+    pool: PoolEntry,
+    state: InstanceState,
+    sets: SocketSet[],
+    connecting: StartupOf | undefined,
+  ): Promise<LoggedIn> {
+    const { host, port } = pool.address
     const budget = budgetMs() || DEFAULT_BUDGET_MS
     let done: LoggedIn | undefined
     let abandoned = false
@@ -278,27 +327,15 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     } catch (error) {
       abandoned = true
       done?.socket.destroy()
-      return failedSocket(error, host, port)
+      throw error
     }
     if (!done || state.retired) {
       done?.socket.destroy()
-      const error = state.retired
+      throw state.retired
         ? destroyedError(host, port)
         : connectionError('CONNECTION_ENDED', 'the pool was ended', host, port)
-      return failedSocket(error, host, port)
     }
-    return handOver(done, async (request) => {
-      const socket = await withBudget(
-        connected(openSocket(host, port, [], tls, budget, parsed.connector)),
-        budget,
-        host,
-        port,
-      )
-      await new Promise<void>((resolve) => {
-        socket.once('close', () => resolve())
-        socket.write(request)
-      })
-    })
+    return done
   }
 
   /**
@@ -380,7 +417,13 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
   /** Gives an entry a fresh postgres.js instance (for the current user); returns the one it had. */
   function attachInstance(e: PoolEntry): postgres.Sql | undefined {
     const previous = e.sql as postgres.Sql | undefined
-    const sql = makeInstance(e, [e])
+    const own: SocketSet = (e.own ??= {
+      sockets: new Set(),
+      onSocketOpen: () => {
+        e.peak = Math.max(e.peak ?? 0, own.sockets.size)
+      },
+    })
+    const sql = makeInstance(e, [e, own])
     const { handler, canceller } = unrunQuery(sql)
     Object.assign(e, { sql, handler, canceller })
     return previous
@@ -410,6 +453,7 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
     const timer =
       state && timeout !== null ? startTimer(() => (state.retired = true), timeout * 1000) : undefined
     if (state && timeout === 0) state.retired = true
+    state?.stash?.expire(0)
     await sql.end({ timeout: timeout ?? undefined })
     stopTimer(timer)
     if (state) state.retired = true
@@ -459,14 +503,33 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
         closing.delete(closed)
       }
     },
-    warm(host) {
-      if (ending || this.connectionCount(host) > 0) return () => {}
+    warm(host, like) {
+      if (ending) return () => {}
+      const open = this.connectionCount(host)
       const e = entry(host)
-      e.warmOnly = true
-      // The statement is what opens (and authenticates) the connection; its answer is not needed.
-      void e.sql`select 1`.catch(() => {})
-      return () => {
-        if (entries.get(hostKey(host)) === e && e.warmOnly && this.connectionCount(host) <= 1)
+      if (open === 0) {
+        e.warmOnly = true
+        // The statement is what opens (and authenticates) the connection; its answer is not needed.
+        void e.sql`select 1`.catch(() => {})
+      }
+      const state = states.get(e.sql)
+      const wanted = Math.min(Number(shared.max) || 1, (like && entries.get(hostKey(like))?.peak) || 1)
+      const ahead = connectHook && state ? wanted - Math.max(1, open) : 0
+      if (ahead > 0) {
+        const stash = (state!.stash ??= createLoginStash())
+        for (let i = 0; i < ahead; i++) stash.add(logIn(e, state!, [e, e.own!], undefined))
+      }
+      return (kept) => {
+        const stashed = state?.stash?.size ?? 0
+        if (kept) return state?.stash?.expire(STASH_KEPT_MS)
+        state?.stash?.expire(0)
+        // Logins closed just now are still counted until their sockets are destroyed.
+        if (
+          open === 0 &&
+          entries.get(hostKey(host)) === e &&
+          e.warmOnly &&
+          this.connectionCount(host) - stashed <= 1
+        )
           void this.close(host).catch(() => {})
       }
     },
@@ -525,8 +588,12 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
   }
 
   async function endEntry(e: PoolEntry, timeout: number | null): Promise<void> {
+    const stash = states.get(e.sql)?.stash
     await Promise.all([endInstance(e.sql, e, timeout), ...[...e.dedicated].map((d) => d.end())])
+    // A login made ahead may still be under way (its instance is retired now: no new socket):
+    // destroying its socket ends it, and the pool's end waits for that.
     destroySockets(e)
+    await stash?.settled()
   }
 }
 
@@ -540,6 +607,12 @@ export function createHostPools(opts: HostPoolsOptions): HostPools {
 function destroyedError(host: string, port: number): Error {
   return postgresJsError('CONNECTION_DESTROYED', host, port)
 }
+
+/**
+ * How long the logins a failover hand-over made ahead on the new writer wait for the pool's
+ * connections to take them: the statements that waited for the failover open them at once.
+ */
+const STASH_KEPT_MS = 5_000
 
 /** When the connect timeout is off (0), the connect plugins still get a deadline. */
 const DEFAULT_BUDGET_MS = 30_000

@@ -89,14 +89,18 @@ export function failoverPlugin(): HaPlugin {
     const timeoutMs = options.failoverTimeoutMs
     let onlyReader: HostAddress | undefined
     // The hand-over: each host the search reaches gets one user connection while its role is
-    // being probed, so the first statement on the new writer finds it open and authenticated; the
-    // statements after it open the rest of the pool themselves. Not a whole pool: postgres.js
-    // hands its queued statements to the first connection that comes free once all of a pool's
-    // connections are open, so a burst of new parameterised statements (each new to a fresh
-    // connection: a describe round trip first) landed in one connection's pipeline and ran one
-    // after another (tests/failover-load, 100 concurrent statements: 30 of 48 on one connection,
-    // 4.9 s instead of 2.0 s), and readers that were not promoted took a whole pool per client.
-    const warmed: { host: HostAddress; release: () => void }[] = []
+    // being probed, so the first statement on the new writer finds it open and authenticated, and
+    // as many logins made ahead as the lost writer had connections open at once: the statements
+    // after the first open the rest of the pool themselves, as postgres.js always does, and each
+    // of those connections takes a login instead of waiting for its own (on a busy machine the
+    // pool's rate stayed at what its one open connection carried for 60-100 ms). Not a whole pool
+    // of open connections: postgres.js hands its queued statements to the first connection that
+    // comes free once all of a pool's connections are open, so a burst of new parameterised
+    // statements (each new to a fresh connection: a describe round trip first) landed in one
+    // connection's pipeline and ran one after another (tests/failover-load, 100 concurrent
+    // statements: 30 of 48 on one connection, 4.9 s instead of 2.0 s). Logins on the hosts that
+    // were not promoted close when the search ends.
+    const warmed: { host: HostAddress; release: (kept?: boolean) => void }[] = []
     const found = await searchWriter({
       factory: services.factory,
       runtime: services.runtime,
@@ -105,7 +109,7 @@ export function failoverPlugin(): HaPlugin {
       preferred: () => services.topology()?.hosts.filter((h) => h.synchronous) ?? [],
       ...(undiscoverable(services, failed) ? { onlyHostIsReader: (h: HostAddress) => (onlyReader = h) } : {}),
       onReachable: (host) => {
-        if (!sameHost(host, failed)) warmed.push({ host, release: services.warmHost(host) })
+        if (!sameHost(host, failed)) warmed.push({ host, release: services.warmHost(host, failed) })
       },
       failed,
       probeIntervalMs: options.failoverProbeIntervalMs,
@@ -114,7 +118,7 @@ export function failoverPlugin(): HaPlugin {
       signal: services.endSignal,
     })
     const tookMs = clock.now() - started
-    for (const w of warmed) if (!found || !sameHost(w.host, found)) w.release()
+    for (const w of warmed) w.release(found !== undefined && sameHost(w.host, found))
     if (!found) {
       const error = onlyReader
         ? onlyReaderError(onlyReader, tookMs)

@@ -2,6 +2,7 @@
 // opened while the writer search was still probing, not on one it has to open and authenticate.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import postgres from 'postgres'
 import { FailoverSuccessError, type HaPlugin, postgresHa } from '../mod.ts'
 import { appBackends } from './helpers/backends.ts'
 import { eventually, labClientOptions } from './helpers/ha.ts'
@@ -94,6 +95,58 @@ test('failover: the new writer takes as many connections logged in during the se
       8_000,
       'the logins made ahead and not taken to be closed',
     ).catch(() => assert.fail(`sessions that never ran a statement: ${JSON.stringify(found)}`))
+  } finally {
+    await sql.end()
+  }
+})
+
+test('failover: a login made ahead that the server ended while it waited is not handed to a connection', async () => {
+  // A session the server closed (here pg_terminate_backend; a restart, idle_session_timeout) must
+  // not reach postgres.js as a connection: its first statement would fail on a healthy writer.
+  await using lab = await sharedLab({ nodes: 3, promoteAfterMs: 1500, endpointLagMs: 60_000 })
+  const sql = postgresHa(lab.url('cluster'), labClientOptions({ max: 4 }))
+  try {
+    await Promise.all(Array.from({ length: 4 }, () => sql`select pg_sleep(0.1)`))
+    const failedOver = new Promise<void>((resolve) =>
+      sql.ha.on('failover', (e) => {
+        if (e.ok) resolve()
+      }),
+    )
+    // In flight at the kill: they fail over (FailoverSuccessError), and nothing else runs until
+    // the logins made ahead were ended below.
+    const lost = Array.from({ length: 4 }, () => sql`select pg_sleep(1)`.catch((error: unknown) => error))
+    const old = (await lab.status()).writer!
+    await lab.kill(old)
+    await failedOver
+    for (const error of await Promise.all(lost))
+      assert.ok(error instanceof FailoverSuccessError, String(error))
+    const to = sql.ha.writer()!
+    const writer = (await lab.status()).nodes.find((n) => n.host === to.host && n.port === to.port)!.id
+    assert.notEqual(writer, old)
+    // The logins made ahead: the client's sessions on the new writer that never ran a statement.
+    const own = postgres(lab.url(writer), { max: 1, onnotice: () => {} })
+    try {
+      const unused = () => own`select count(*)::int as n from pg_stat_activity where usename = current_user
+        and pid <> pg_backend_pid() and backend_type = 'client backend' and query = ''`
+      const [{ n: parked }] = (await unused()) as unknown as [{ n: number }]
+      assert.ok(parked >= 1, 'logins made ahead wait on the new writer')
+      await own`select pg_terminate_backend(pid) from pg_stat_activity where usename = current_user
+        and pid <> pg_backend_pid() and backend_type = 'client backend' and query = ''`
+      await eventually(
+        async () => ((await unused()) as unknown as [{ n: number }])[0].n === 0,
+        5_000,
+        'the ended sessions to be gone',
+      )
+    } finally {
+      await own.end({ timeout: 1 })
+    }
+    const rows = await Promise.all(
+      Array.from(
+        { length: 4 },
+        () => sql`select (select aurora_db_instance_identifier()) as instance, pg_sleep(0.1)`,
+      ),
+    )
+    for (const [row] of rows) assert.equal(row!.instance, writer)
   } finally {
     await sql.end()
   }

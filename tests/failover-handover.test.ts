@@ -100,6 +100,87 @@ test('failover: the new writer takes as many connections logged in during the se
   }
 })
 
+test('failover: with failoverLoginsAhead: false the hand-over opens one connection per host it reaches, no logins ahead', async () => {
+  // Logins made ahead hold up to max - 1 sessions per client on every host the search reaches,
+  // readers included, for the whole search: a reader with a tight max_connections (or pgbouncer)
+  // cannot give them. Off, each host reached gets only the one hand-over connection, and the new
+  // writer's other connections log in after the failover. Same load as the test above.
+  await using lab = await sharedLab({ nodes: 3, promoteAfterMs: 1500, endpointLagMs: 60_000 })
+  let old: string | undefined
+  let failoverDoneAt: number | undefined
+  // Every user login (the connect plugins run for logins made ahead too) on a host other than the
+  // lost writer, from the kill until the failover ended, by host.
+  const logins: Record<string, number> = {}
+  const counter: HaPlugin = {
+    name: 'login-counter',
+    connect(ctx, next) {
+      if (
+        old !== undefined &&
+        failoverDoneAt === undefined &&
+        ctx.purpose === 'user' &&
+        ctx.host.host !== old
+      ) {
+        const key = `${ctx.host.host}:${ctx.host.port}`
+        logins[key] = (logins[key] ?? 0) + 1
+      }
+      return next()
+    },
+  }
+  const sql = postgresHa(
+    lab.url('cluster'),
+    labClientOptions({
+      max: 4,
+      failoverLoginsAhead: false,
+      plugins: ['connectionTracker', 'failover', 'hostMonitoring', counter],
+    }),
+  )
+  try {
+    // Four connections open on the writer at once: with logins ahead, each host reached would get
+    // three of them besides its hand-over connection.
+    await Promise.all(Array.from({ length: 4 }, () => sql`select pg_sleep(0.1)`))
+    sql.ha.on('failover', (e) => {
+      if (e.ok) failoverDoneAt = Date.now()
+    })
+    old = (await lab.status()).writer!
+    await lab.kill(old)
+    const run = () =>
+      sql`select (select backend_start from pg_stat_activity where pid = pg_backend_pid()) as opened,
+        pg_backend_pid() as pid, (select aurora_db_instance_identifier()) as instance, pg_sleep(0.1)`
+    const rows = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        run().catch((error) => {
+          if (!(error instanceof FailoverSuccessError)) throw error
+          return run()
+        }),
+      ),
+    )
+    assert.ok(failoverDoneAt, 'a failover happened')
+    const doneAt = failoverDoneAt
+    for (const [row] of rows) assert.notEqual(row!.instance, old)
+    // Client side: the hosts the search reached (the instance id is its address) got one login each.
+    assert.ok(
+      Object.keys(logins).length >= 1,
+      `no hand-over connection was opened: ${JSON.stringify(logins)}`,
+    )
+    for (const [host, n] of Object.entries(logins))
+      assert.ok(
+        n <= 1,
+        `${n} logins on ${host} during the search (logins made ahead): ${JSON.stringify(logins)}`,
+      )
+    // Server side: of the new writer's connections that ran the four statements, only the
+    // hand-over connection was logged in before the failover ended.
+    const early = new Set(
+      rows.filter(([row]) => (row!.opened as Date).getTime() <= doneAt).map(([row]) => row!.pid),
+    )
+    assert.ok(
+      early.size <= 1,
+      `${early.size} connections on the new writer logged in before the failover ended`,
+    )
+  } finally {
+    await sql.end()
+  }
+})
+
 test('failover: a login made ahead that the server ended while it waited is not handed to a connection', async () => {
   // A session the server closed (here pg_terminate_backend; a restart, idle_session_timeout) must
   // not reach postgres.js as a connection: its first statement would fail on a healthy writer.

@@ -72,6 +72,16 @@ test('options: wrong types and values are refused', () => {
   assert.match(invalid({ readerHostSelectorStrategy: 'fastest' }).message, /roundRobin/)
 })
 
+test('options: failoverLoginsAhead is a boolean, true by default; anything else is refused naming it', () => {
+  assert.equal(parseOptions(undefined).ha.failoverLoginsAhead, true)
+  assert.equal(parseOptions({ failoverLoginsAhead: false }).ha.failoverLoginsAhead, false)
+  const e = invalid({ failoverLoginsAhead: 'no' })
+  assert.equal(e.option, 'failoverLoginsAhead')
+  assert.match(e.message, /Invalid option failoverLoginsAhead: got "no"; expected true or false\./)
+  assert.match(e.message, /Example: failoverLoginsAhead: false/)
+  assert.equal(invalid({ failoverLoginsAhead: 0 }).option, 'failoverLoginsAhead')
+})
+
 test('options: an unknown option suggests the closest known one', () => {
   const e = invalid({ failoverTimeoutMS: 1000 })
   assert.equal(e.option, 'failoverTimeoutMS')

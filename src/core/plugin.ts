@@ -129,8 +129,9 @@ export interface PluginServices {
   /**
    * Opens one user connection to `host` now (if this client has none), so that the first statement
    * there pays no connect and authentication, and logs in ahead as many more as `like` (the lost
-   * writer) had open at once, for the pool's next connections. Returns a release for when the
-   * failover is over: `kept` when `host` became the writer; otherwise what it opened closes if unused.
+   * writer) had open at once, for the pool's next connections; none without `like`. Returns a
+   * release for when the failover is over: `kept` when `host` became the writer; otherwise what it
+   * opened closes if unused.
    */
   warmHost(host: HostAddress, like?: HostAddress): (kept?: boolean) => void
   /** Hosts this client has user connections open to. */

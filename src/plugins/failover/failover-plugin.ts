@@ -99,7 +99,10 @@ export function failoverPlugin(): HaPlugin {
     // statements (each new to a fresh connection: a describe round trip first) landed in one
     // connection's pipeline and ran one after another (tests/failover-load, 100 concurrent
     // statements: 30 of 48 on one connection, 4.9 s instead of 2.0 s). Logins on the hosts that
-    // were not promoted close when the search ends.
+    // were not promoted close when the search ends. With failoverLoginsAhead: false the lost
+    // writer is not named, so no logins are made ahead: each of them holds a session on a reader
+    // for the whole search, which a reader with a tight max_connections (or pgbouncer) cannot give.
+    const like = options.failoverLoginsAhead ? failed : undefined
     const warmed: { host: HostAddress; release: (kept?: boolean) => void }[] = []
     const found = await searchWriter({
       factory: services.factory,
@@ -109,7 +112,7 @@ export function failoverPlugin(): HaPlugin {
       preferred: () => services.topology()?.hosts.filter((h) => h.synchronous) ?? [],
       ...(undiscoverable(services, failed) ? { onlyHostIsReader: (h: HostAddress) => (onlyReader = h) } : {}),
       onReachable: (host) => {
-        if (!sameHost(host, failed)) warmed.push({ host, release: services.warmHost(host, failed) })
+        if (!sameHost(host, failed)) warmed.push({ host, release: services.warmHost(host, like) })
       },
       failed,
       probeIntervalMs: options.failoverProbeIntervalMs,

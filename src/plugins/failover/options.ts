@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { milliseconds } from '../../core/option-checks.ts'
+import { boolean, milliseconds } from '../../core/option-checks.ts'
 import type { OptionSpec } from '../../core/option-spec.ts'
 
 /**
@@ -19,12 +19,22 @@ export interface FailoverOptions {
   failoverTimeoutMs?: number
   /** Interval between rounds of writer probes during failover (default 20 ms). */
   failoverProbeIntervalMs?: number
+  /**
+   * Whether the failover hand-over logs sessions in ahead on each host the writer search reaches,
+   * as many as the lost writer's pool had open at once, so that the new writer's pool does not
+   * wait for logins after the failover (default `true`). Each counts against that server's
+   * `max_connections` while the search runs: up to `max` − 1 per client on every host reached,
+   * readers included. `false`: only the one hand-over connection per host, and the pool's other
+   * connections log in after the failover (a slower ramp under load).
+   */
+  failoverLoginsAhead?: boolean
 }
 
 /** The `failover` plugin's options, resolved. */
 export interface ResolvedFailoverOptions {
   readonly failoverTimeoutMs: number
   readonly failoverProbeIntervalMs: number
+  readonly failoverLoginsAhead: boolean
 }
 
 /** Specs of the `failover` plugin's options. */
@@ -38,5 +48,10 @@ export const failoverOptionSpecs: Readonly<Record<keyof FailoverOptions, OptionS
     check: milliseconds(1, 60_000),
     default: 20,
     example: '20',
+  },
+  failoverLoginsAhead: {
+    check: boolean,
+    default: true,
+    example: 'false',
   },
 })

@@ -167,16 +167,18 @@ test('read-lag: a hot-standby conflict (40001) on a reader is an ordinary error 
   const w = admin(status.writer!)
   await w`create table conflict_t as select g from generate_series(1, 1000) as g`
   await w`grant select on conflict_t to ${w(status.user)}`
-  const settings = async (feedback: 'on' | 'off', delay: string) => {
+  const settings = async (set: (a: postgres.Sql) => Promise<unknown>) => {
     for (const id of readers) {
       const a = admin(id)
-      await a.unsafe(`alter system set hot_standby_feedback = ${feedback}`)
-      await a.unsafe(`alter system set max_standby_streaming_delay = '${delay}'`)
+      await set(a)
       await a`select pg_reload_conf()`
     }
   }
   // Cancel a conflicting query at once (the lab normally protects them with feedback).
-  await settings('off', '0')
+  await settings(async (a) => {
+    await a`alter system set hot_standby_feedback = off`
+    await a`alter system set max_standby_streaming_delay = 0`
+  })
   try {
     await eventually(
       async () => (await sql.ha.reader`select to_regclass('conflict_t') is not null as ok`)[0]!.ok === true,
@@ -198,7 +200,12 @@ test('read-lag: a hot-standby conflict (40001) on a reader is an ordinary error 
     assert.equal(trouble, 0, 'a recovery conflict is no host failure')
     assert.equal((await sql.ha.reader`select pg_is_in_recovery() as r`)[0]!.r, true)
   } finally {
-    await settings('on', '30s')
+    // Reset, not set back: the lab's own settings again, and no postgresql.auto.conf entry left,
+    // which would keep the lab from being handed to the next file (lab/pool.ts).
+    await settings(async (a) => {
+      await a`alter system reset hot_standby_feedback`
+      await a`alter system reset max_standby_streaming_delay`
+    })
   }
 })
 

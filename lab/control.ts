@@ -108,9 +108,9 @@ export class Control implements ControlPlane {
   }
 
   /**
-   * Readies the lab for its next user (lab/pool.ts says when a lab qualifies): true once it is as a
-   * fresh one (its event log emptied, its writer no longer probed until `adopt`), false when it
-   * must be taken down instead.
+   * Readies the lab for its next user (lab/pool.ts says when a lab qualifies): true once it is a
+   * working cluster as at bring-up, whichever instance is the writer (its event log emptied, its
+   * writer no longer probed until `adopt`), false when it must be taken down instead.
    */
   async park(): Promise<boolean> {
     const c = this.c
@@ -122,12 +122,12 @@ export class Control implements ControlPlane {
       !c.closed &&
       !c.lost &&
       !c.settling &&
-      c.writer === ids[0] &&
+      c.writer !== null &&
       members.length === ids.length &&
       members.every(
         (m, i) =>
           m.inst.id === ids[i] &&
-          m.role === (i === 0 ? 'writer' : 'reader') &&
+          m.role === (m.inst.id === c.writer ? 'writer' : 'reader') &&
           m.state === 'running' &&
           m.inst.running &&
           !m.inst.frozen &&
@@ -138,11 +138,12 @@ export class Control implements ControlPlane {
     // No pending promotion or endpoint move; the probe stops until the next user adopts the lab.
     c.clearTimers()
     this.health.stop()
-    const writer = members[0]!
+    const writer = members.find((m) => m.inst.id === c.writer)!
+    const readers = members.filter((m) => m !== writer)
     for (const m of members) if (!(await endSessions(m.inst.admin))) return false
     // Every reader still a standby (none promoted behind the lab's back), replaying, with no slot or
     // ALTER SYSTEM setting of its own (neither is replicated from the writer).
-    for (const m of members.slice(1)) {
+    for (const m of readers) {
       const [r] = await within(
         2_000,
         m.inst.admin`SELECT pg_is_in_recovery() AS standby,
@@ -152,14 +153,6 @@ export class Control implements ControlPlane {
       )
       if (!r!.standby || r!.paused || r!.own !== 0) return false
     }
-    // Timeline 1: no reader was ever promoted (a writer that came back before any promotion is
-    // the same server it was).
-    const [w] = await within(
-      2_000,
-      writer.inst
-        .admin`SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS tli`,
-    )
-    if (w!.tli !== 1) return false
     // Every reader streams from it before anything is written: a commit waits for a sync standby.
     await this.lifecycle.waitForWriter(5_000)
     await dropPublic(writer.inst.admin)
@@ -167,7 +160,7 @@ export class Control implements ControlPlane {
     await within(5_000, this.table.write(true), 'the topology table write')
     // Every reader has replayed everything up to now (the drops included).
     const [lsn] = await writer.inst.admin`SELECT pg_current_wal_lsn()::text AS lsn`
-    for (const m of members.slice(1)) {
+    for (const m of readers) {
       const deadline = Date.now() + 5_000
       for (;;) {
         const [r] = await within(

@@ -1,14 +1,16 @@
 /**
  * What makes a lab fit to be handed to its next user (a test file run after the one that started
  * it, `tests/helpers/shared-lab.ts`): a lab start costs ~0.65 s of CPU (three template copies,
- * three servers, a daemon), and the suite started ~55 per runtime. A lab is reused only when the
- * next user cannot tell it from a fresh one: the same shape, the first instance still the writer on
- * timeline 1 (no promotion ever happened), every instance running, streaming, unfaulted, no session
- * but the lab's own, and the catalogs of every database exactly as they were at bring-up (tables,
- * functions, roles, databases, grants, settings, slots, prepared transactions). Objects a test made
- * in schema `public` are dropped first; anything else left over keeps the lab from being reused.
- * A Patroni cluster (lab/patroni/control.ts `park`) is reused with whichever member leads, on
- * whatever timeline: Patroni picks the leader itself, and its tests assume none.
+ * three servers, a daemon), and the suite started ~55 per runtime. A lab is reused only as a
+ * working cluster of the same shape: every instance running, one writer and every other a standby
+ * streaming from it, unfaulted, no session but the lab's own, and the catalogs of every database
+ * exactly as they were at bring-up (tables, functions, roles, databases, grants, settings, slots,
+ * prepared transactions). Objects a test made in schema `public` are dropped first; anything else
+ * left over keeps the lab from being reused. The writer may be another instance than at bring-up,
+ * on a later timeline (the last user failed over and brought the old writer back as a reader):
+ * test files take the writer from `lab.status()`, and requiring the first instance on timeline 1
+ * kept about half the labs of a run (those of every failover test) from being handed on. A Patroni
+ * cluster (lab/patroni/control.ts `park`) is reused on the same terms.
  *
  * @module
  */

@@ -1,14 +1,13 @@
 /**
  * `startLab` for test files that can take a lab another test file has finished with. Under the
  * suite's runner (which sets PGHA_TEST_LAB_POOL to a folder of its own run), a lab whose user is
- * done is parked there instead of taken down, if it is as a fresh one (lab/pool.ts: same shape —
- * nodes, dialect, async — the timings being set anew for each user,
- * the first instance still the writer on timeline 1, everything running, streaming and unfaulted,
- * no session left, the catalogs as at bring-up once what tests made in `public` is dropped; a Patroni
- * cluster with whichever member leads), and the
+ * done is parked there instead of taken down, if it is a working cluster as at bring-up
+ * (lab/pool.ts: same shape — nodes, dialect, async — the timings being set anew for each user,
+ * everything running, streaming and unfaulted, one writer, not necessarily the first instance, no
+ * session left, the catalogs as at bring-up once what tests made in `public` is dropped), and the
  * next file asking for the same shape adopts it, after the same checks again, instead of starting
- * one: a lab start and stop cost ~0.65 s of CPU. Anywhere else, or when no parked lab fits, a fresh
- * lab starts as with `startLab`.
+ * one: a lab start and stop cost ~0.65 s of CPU. Take the writer from `lab.status()`, never assume
+ * one. Anywhere else, or when no parked lab fits, a fresh lab starts as with `startLab`.
  */
 import { createHash } from 'node:crypto'
 import {

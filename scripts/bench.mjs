@@ -2,6 +2,8 @@
 // `npm run bench`: every benchmark part on node, deno and bun, then a summary table across runtimes.
 // Usage: node scripts/bench.mjs [--runtimes node,deno,bun] [--parts failover,baseline,overhead,read-scaling,recovery,idle,deno-bench]
 //        [--trials 10] [--baseline-trials 3] [--recovery-trials 5] [--idle-seconds 60] [--bench-iterations 3]
+//        [--overhead-rounds 12]: more rounds narrow the overhead part's intervals (about 1/√rounds)
+//        and take as much longer (about 3 to 5 minutes per runtime at 12 on a loaded 2-core machine)
 //        npm run bench -- --manager patroni [--runtimes ...] [--trials 5]: only the Patroni part
 //        (bench/patroni.ts: postgres-ha beside postgres.js multi-host on a real Patroni cluster).
 // First `npm run build`: Node and Bun measure the built dist/ (what npm users run), Deno the
@@ -26,6 +28,7 @@ const options = {
   trials: 10,
   'baseline-trials': 3,
   'recovery-trials': 5,
+  'overhead-rounds': 12,
   'idle-seconds': 60,
   'bench-iterations': 3,
   manager: 'lab',
@@ -49,7 +52,8 @@ for (let i = 0; i < argv.length; i++) {
 function usage(message) {
   console.error(
     `${message}\nusage: node scripts/bench.mjs [--runtimes ${ALL_RUNTIMES}] [--parts ${ALL_PARTS}] ` +
-      '[--trials 10] [--baseline-trials 3] [--recovery-trials 5] [--idle-seconds 60] [--bench-iterations 3]',
+      '[--trials 10] [--baseline-trials 3] [--recovery-trials 5] [--overhead-rounds 12] [--idle-seconds 60] ' +
+      '[--bench-iterations 3]',
   )
   process.exit(2)
 }
@@ -120,14 +124,18 @@ if (options.manager === 'patroni') {
 const partArgs = {
   failover: ['--trials', String(options.trials)],
   baseline: ['--trials', String(options['baseline-trials'])],
-  overhead: [],
+  overhead: ['--rounds', String(options['overhead-rounds'])],
   'read-scaling': [],
   recovery: ['--trials', String(options['recovery-trials'])],
   idle: ['--seconds', String(options['idle-seconds'])],
 }
 
 /** Parts that take longer than the default 5 minutes on a busy 2-core machine. */
-const partTimeoutMs = { overhead: 900_000, recovery: 600_000, 'read-scaling': 600_000 }
+const partTimeoutMs = {
+  overhead: 900_000 * Math.max(1, options['overhead-rounds'] / 12),
+  recovery: 600_000,
+  'read-scaling': 600_000,
+}
 
 const partRun = (runtime, part, extra = {}) => {
   const [cmd, args] = command(runtime, `bench/${part}.ts`, partArgs[part])

@@ -92,6 +92,11 @@ test(`${ROUNDS} topology changes: pools of hosts that left are closed, nothing a
     assertNoneAccumulated(before, activeResources())
   } finally {
     await sql.end()
+    // The lab's own function back, so that the lab can go to the next file (lab/pool.ts).
+    await admins.get(writer)!.unsafe(`
+      DROP FUNCTION pg_catalog.aurora_replica_status();
+      ALTER FUNCTION pg_catalog.aurora_replica_status_real() RENAME TO aurora_replica_status;
+      DROP TABLE lab_internal.replica_status, lab_internal.hidden;`)
     for (const admin of admins.values()) await admin.end()
     crashes.stop()
   }

@@ -26,6 +26,9 @@ const times = (
     : `${r.atLeast ? '≥ ' : ''}${r.ratio}×${r.unrecovered ? ` (${r.unrecovered}/${r.trials} never)` : ''}`
 const yes = (b: boolean | undefined) => (b === undefined ? '—' : b ? 'met' : '**missed**')
 const decided = (b: boolean | undefined) => (b === undefined ? '—' : b ? 'yes' : 'no')
+/** Where the overhead part ran: its CPU and the lab's, or why it was not pinned. */
+const pinned = (p: { pinned: boolean; bench?: string; lab?: string; reason?: string } | undefined) =>
+  !p ? '—' : p.pinned ? `bench on CPU ${p.bench}, lab on ${p.lab}` : `not pinned (${p.reason})`
 /** An A/A figure of the overhead part: median [95 % interval]. */
 const aaCell = (f: { median: number; ci95: [number, number] } | null | undefined) =>
   f ? `${f.median} [${f.ci95[0]}, ${f.ci95[1]}]` : '—'
@@ -123,6 +126,7 @@ if (overheadRows.length) {
     '',
     `Targets (ratio ≥ 0.97 and added p50 ≤ 20 µs at 10 concurrent, added CPU ≤ 2 µs per statement): ${RUNTIMES.map((r) => `${r} ${yes(load(r, 'overhead')?.targetsMet)}`).join(', ')}`,
     `Every target's 95 % interval on one side of it (met or missed beyond the noise): ${RUNTIMES.map((r) => `${r} ${decided(load(r, 'overhead')?.targetsDecided)}`).join(', ')}`,
+    `Overhead part's CPUs (taskset): ${RUNTIMES.map((r) => `${r}: ${pinned(load(r, 'overhead')?.pinning)}`).join('; ')}`,
     '',
   )
 }

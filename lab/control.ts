@@ -155,6 +155,34 @@ export class Control implements ControlPlane {
     }
     // Every reader streams from it before anything is written: a commit waits for a sync standby.
     await this.lifecycle.waitForWriter(5_000)
+    // Replication as at bring-up: one streaming walsender per reader on the writer, under the
+    // reader's name, and each reader's receiver on the writer's timeline under that name. The pg
+    // dialect takes a standby's lag only from exactly one row of that name (read-lag's wait for it
+    // timed out once on a lab adopted after failovers, cause not pinned down). At most 5 s.
+    const expected = readers.map((m) => `${m.inst.appName} streaming`).sort()
+    const replicationSettled = async () => {
+      const [w] = await within(
+        2_000,
+        writer.inst
+          .admin`SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS tli,
+          array(SELECT application_name::text || ' ' || state FROM pg_stat_replication) AS rows`,
+      )
+      if (JSON.stringify([...(w!.rows as string[])].sort()) !== JSON.stringify(expected)) return false
+      for (const m of readers) {
+        const [r] = await within(
+          2_000,
+          m.inst.admin`SELECT status, received_tli,
+            substring(conninfo from 'application_name=([^ ]+)') AS name FROM pg_stat_wal_receiver`,
+        )
+        if (r?.status !== 'streaming' || r.received_tli !== w!.tli || r.name !== m.inst.appName) return false
+      }
+      return true
+    }
+    const settleBy = Date.now() + 5_000
+    while (!(await replicationSettled())) {
+      if (Date.now() > settleBy) return false
+      await sleep(50)
+    }
     await dropPublic(writer.inst.admin)
     if ((await fingerprint(writer.inst.admin)) !== this.pristine) return false
     await within(5_000, this.table.write(true), 'the topology table write')

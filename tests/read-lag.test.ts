@@ -62,7 +62,14 @@ after(async () => {
 test('read-lag: a paused reader gets no reads within ~1 s of its lag passing maxReplicaLagMs; back once it catches up', async () => {
   const [paused, healthy] = readers as [string, string]
   const aurora = client(lab.url('cluster'), { maxReplicaLagMs: 500 })
-  const plain = client(allInstancesUrl(lab, status), { dialect: 'pg', maxReplicaLagMs: 500 })
+  // The writer listed first: the pg dialect measures lag only while its topology connection (on
+  // the first host that answers) is the writer's, and a lab another file handed on after a failover
+  // has another writer than its first instance.
+  const writerFirst = {
+    ...status,
+    nodes: [...status.nodes].sort((a, b) => Number(b.role === 'writer') - Number(a.role === 'writer')),
+  }
+  const plain = client(allInstancesUrl(lab, writerFirst), { dialect: 'pg', maxReplicaLagMs: 500 })
   for (const c of [aurora, plain]) await c.ha.reader.unsafe(WHO)
   const lagOf = (c: PostgresHaSql, id: string) => c.ha.topology()?.readers.find((h) => h.host === id)?.lagMs
   // The pg dialect matches each standby to its pg_stat_replication row (the lab's are `n12`, from 127.0.0.1).

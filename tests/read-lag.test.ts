@@ -62,9 +62,8 @@ after(async () => {
 test('read-lag: a paused reader gets no reads within ~1 s of its lag passing maxReplicaLagMs; back once it catches up', async () => {
   const [paused, healthy] = readers as [string, string]
   const aurora = client(lab.url('cluster'), { maxReplicaLagMs: 500 })
-  // The writer listed first: the pg dialect measures lag only while its topology connection (on
-  // the first host that answers) is the writer's, and a lab another file handed on after a failover
-  // has another writer than its first instance.
+  // The writer listed first, as in a fresh lab (a lab another file handed on after a failover has
+  // another writer than its first instance); a standby listed first is tests/pg-lag-standby-first.
   const writerFirst = {
     ...status,
     nodes: [...status.nodes].sort((a, b) => Number(b.role === 'writer') - Number(a.role === 'writer')),

@@ -15,6 +15,7 @@ import {
   readIdentity,
   STANDBY_IDENTITY_QUERY,
   type StandbyIdentity,
+  type WriterQuery,
 } from './standby-lag.ts'
 
 const UNKNOWN: StandbyIdentity = Object.freeze({ role: 'unknown', slotName: null, applicationName: null })
@@ -43,11 +44,19 @@ export const pgDialect: Dialect = Object.freeze({
     )
     const claimers = context.initialHosts.filter((_, i) => identities[i]!.role === 'writer')
     const writer = await electWriter(claimers, conn, context)
+    // Lag is the writer's to tell (its pg_stat_replication). The topology connection is on the
+    // first listed host that answers, which after a failover is often a standby (the old writer
+    // back as one): then the writer is asked over its probe connection, or every reader's lag
+    // would stay unknown and maxReplicaLagMs / lowestLag would have nothing to go on.
     // Lag needs pg_monitor; without it the hosts and roles still stand.
-    const lags =
-      own.role === 'writer' && sameHost(conn.host, writer)
-        ? await lagOf(conn, identities).catch(() => identities.map(() => undefined))
-        : identities.map(() => undefined)
+    const source: WriterQuery | undefined = !writer
+      ? undefined
+      : own.role === 'writer' && sameHost(conn.host, writer)
+        ? conn
+        : { query: <Row>(text: string) => context.probe<Row>(writer, text) }
+    const lags = source
+      ? await lagOf(source, identities).catch(() => identities.map(() => undefined))
+      : identities.map(() => undefined)
     return context.initialHosts.flatMap((h, i) => {
       const role = identities[i]!.role
       // A primary that lost the election is left out: it is no standby of the writer.

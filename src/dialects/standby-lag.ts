@@ -56,6 +56,9 @@ export async function readIdentity(conn: DbConnection): Promise<StandbyIdentity>
   return identityOf(await conn.query<IdentityRow>(STANDBY_IDENTITY_QUERY))
 }
 
+/** Where {@link lagOf} reads the writer's `pg_stat_replication`: its connection or a probe of it. */
+export type WriterQuery = Pick<DbConnection, 'query'>
+
 /**
  * The writer's lag for each identity (`undefined` when it cannot be matched to exactly one
  * `pg_stat_replication` row: guessing would put another standby's lag on it).
@@ -66,7 +69,7 @@ export async function readIdentity(conn: DbConnection): Promise<StandbyIdentity>
  * ```
  */
 export async function lagOf(
-  writer: DbConnection,
+  writer: WriterQuery,
   identities: readonly StandbyIdentity[],
 ): Promise<Array<number | undefined>> {
   if (!identities.some((i) => i.role === 'reader')) return identities.map(() => undefined)

@@ -219,6 +219,27 @@ test('patroni: one host given, dialect patroni — the topology shows every memb
   }
 })
 
+test('patroni: a replica given as the one host — every replica still gets its lag in ms from the leader', {
+  skip,
+}, async () => {
+  const status = await lab.status()
+  const replica = status.nodes.find((n) => n.role === 'reader')!
+  // The topology connection goes to the host given: a replica, as after a failover the old leader is.
+  const sql = postgresHa(
+    lab.url(replica.id),
+    clientOptions({ dialect: 'patroni', patroniRestPort: status.patroni!.restPort }),
+  )
+  try {
+    const t = (await sql.ha.refreshTopology())!
+    assert.equal(t.writer?.host, status.writer)
+    assert.equal(t.readers.length, 2)
+    for (const r of t.readers)
+      assert.equal(typeof r.lagMs, 'number', `lag of ${r.host} from the leader's pg_stat_replication`)
+  } finally {
+    await sql.end()
+  }
+})
+
 test('patroni: switchover while writing — nothing lost or duplicated, one host or all given', {
   skip,
 }, async () => {

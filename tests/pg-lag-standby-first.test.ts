@@ -41,12 +41,13 @@ test('pg dialect: with a standby listed first, each reader still has its lag, an
     nodes: [...status.nodes].sort((a, b) => Number(a.role === 'writer') - Number(b.role === 'writer')),
   }
   assert.notEqual(standbyFirst.nodes[0]!.role, 'writer')
-  sql = postgresHa(
+  const client = postgresHa(
     allInstancesUrl(lab, standbyFirst),
     labClientOptions({ dialect: 'pg', maxReplicaLagMs: 500 }),
   )
-  await sql.ha.reader.unsafe(WHO)
-  const lagOf = (id: string) => sql!.ha.topology()?.readers.find((h) => h.host === id)?.lagMs
+  sql = client
+  await client.ha.reader.unsafe(WHO)
+  const lagOf = (id: string) => client.ha.topology()?.readers.find((h) => h.host === id)?.lagMs
   await eventually(() => readers.every((id) => lagOf(id) !== undefined), 5_000, 'a lag for each reader')
 
   const [paused, healthy] = readers
@@ -63,7 +64,7 @@ test('pg dialect: with a standby listed first, each reader still has its lag, an
     await lagPassed(writer, paused, 500)
     await eventually(() => (lagOf(paused) ?? 0) > 500, 3_000, 'the client learns the lag')
     for (let i = 0; i < 20; i++) {
-      const [row] = await sql.ha.reader.unsafe(WHO)
+      const [row] = await client.ha.reader.unsafe(WHO)
       assert.equal(row!.id, healthy, 'a reader over maxReplicaLagMs gets no reads')
     }
   } finally {

@@ -90,6 +90,12 @@ export async function readPatroniCluster(
   }
 }
 
+/** A row of {@link PATRONI_LAG_QUERY}. */
+interface LagRow {
+  application_name: string
+  lag_ms: number
+}
+
 /**
  * The Patroni dialect.
  *
@@ -112,12 +118,15 @@ export const patroniDialect: Dialect = Object.freeze({
       leaderRole = sameHost(address, conn.host) ? await readRole(conn) : await context.probeRole(address)
     }
     const lagMs = new Map<string, number>()
-    if (
-      claimed &&
-      leaderRole === 'writer' &&
-      sameHost({ host: claimed.host, port: Number(claimed.port) }, conn.host)
-    ) {
-      const rows = await conn.query<{ application_name: string; lag_ms: number }>(PATRONI_LAG_QUERY)
+    if (claimed && leaderRole === 'writer') {
+      const address = { host: claimed.host, port: Number(claimed.port) }
+      // The leader's pg_stat_replication, over the topology connection when it is the leader's,
+      // else over the leader's probe connection: after a failover the topology connection is
+      // often on the old leader, back as a replica, and the lag in ms would go unknown. Lag is an
+      // extra there: a leader that does not answer leaves it to Patroni's lag in bytes.
+      const rows = sameHost(address, conn.host)
+        ? await conn.query<LagRow>(PATRONI_LAG_QUERY)
+        : await context.probe<LagRow>(address, PATRONI_LAG_QUERY).catch((): LagRow[] => [])
       for (const r of rows) lagMs.set(r.application_name, Number(r.lag_ms))
     }
     return members.map((m) => {

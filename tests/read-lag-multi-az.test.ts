@@ -92,3 +92,19 @@ test('read-lag-multi-az: a paused standby gets no reads within ~1 s of its lag p
     await sql.end({ timeout: 1 })
   }
 })
+
+test("read-lag-multi-az: a client given a standby's URL still gets each standby's lag, from the writer", async () => {
+  // The topology connection goes to the standby given; its own pg_stat_replication is empty.
+  const sql = postgresHa(
+    lab.url(readers[0]!),
+    labClientOptions({ maxReplicaLagMs: 500, clusterInstanceHostPattern: status.instanceHostPattern }),
+  )
+  try {
+    await sql.ha.reader.unsafe(WHO)
+    assert.equal(monitorOf(sql.ha.clusterId)?.dialect?.name, 'rds-multi-az-pg')
+    const lagOf = (id: string) => sql.ha.topology()?.readers.find((h) => h.host === id)?.lagMs
+    await eventually(() => readers.every((id) => lagOf(id) !== undefined), 5_000, 'the lag of both standbys')
+  } finally {
+    await sql.end()
+  }
+})

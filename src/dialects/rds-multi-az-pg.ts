@@ -7,7 +7,13 @@
 import type { DbConnection } from '../core/connection-factory.ts'
 import { type Dialect, isInstanceId, type TopologyContext } from '../core/dialect.ts'
 import { type HostInfo, sameHost } from '../core/host.ts'
-import { identityOf, lagOf, STANDBY_IDENTITY_QUERY, type StandbyIdentity } from './standby-lag.ts'
+import {
+  identityOf,
+  lagOf,
+  STANDBY_IDENTITY_QUERY,
+  type StandbyIdentity,
+  type WriterQuery,
+} from './standby-lag.ts'
 
 /** Identifies this client in `show_topology`, as the AWS drivers do with theirs. */
 export const MULTI_AZ_TOPOLOGY_QUERY = "SELECT id, endpoint, port FROM rds_tools.show_topology('postgres-ha')"
@@ -64,20 +70,26 @@ export const rdsMultiAzPgDialect: Dialect = Object.freeze({
 })
 
 /**
- * show_topology() has no lag: when read on the writer, each standby's replay lag comes from the
- * writer's pg_stat_replication, matched by what the standby calls itself (see standby-lag.ts).
+ * show_topology() has no lag: each standby's replay lag comes from the writer's
+ * pg_stat_replication (over the topology connection when it is the writer's, else over the
+ * writer's probe connection), matched by what the standby calls itself (see standby-lag.ts).
  */
 async function withLag(conn: DbConnection, context: TopologyContext, hosts: HostInfo[]): Promise<HostInfo[]> {
-  if (!hosts.some((h) => h.role === 'reader')) return hosts
+  const writer = hosts.find((h) => h.role === 'writer')
+  if (!writer || !hosts.some((h) => h.role === 'reader')) return hosts
   const self = hosts.find((h) => sameHost(h, conn.host))
-  if (self && self.role !== 'writer') return hosts
   try {
     // Through the cluster endpoint (the usual URL) the connection is to no listed instance: the
-    // endpoint leads to the writer, but only the server can say that it does now.
-    if (!self) {
-      const [row] = await conn.query<{ standby: boolean }>(IN_RECOVERY_QUERY)
-      if (row?.standby !== false) return hosts
-    }
+    // endpoint leads to the writer, but only the server can say that it does now. On a standby
+    // (a reader's URL, the reader endpoint, a cluster endpoint whose DNS has not moved yet) the
+    // writer is asked over its probe connection: the standby's pg_stat_replication is empty, and
+    // every reader's lag would go unknown.
+    const onWriter =
+      self?.role === 'writer' ||
+      (!self && (await conn.query<{ standby: boolean }>(IN_RECOVERY_QUERY))[0]?.standby === false)
+    const source: WriterQuery = onWriter
+      ? conn
+      : { query: <Row>(text: string) => context.probe<Row>(writer, text) }
     const identities = await Promise.all(
       hosts.map(
         (h): Promise<StandbyIdentity> =>
@@ -88,7 +100,7 @@ async function withLag(conn: DbConnection, context: TopologyContext, hosts: Host
                 .then(identityOf),
       ),
     )
-    const lags = await lagOf(conn, identities)
+    const lags = await lagOf(source, identities)
     return hosts.map((h, i) => (h.role === 'writer' ? h : { ...h, lagMs: lags[i] }))
   } catch {
     // Lag is an extra: a standby that does not answer, or no pg_monitor, leaves it unknown.

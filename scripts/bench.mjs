@@ -11,7 +11,8 @@
 // Each part prints one JSON document (saved to bench/results/<runtime>-<part>.json); their progress
 // goes to stderr as it happens. failover, overhead and recovery run one process at a time; the idle parts of
 // the three runtimes run together, alongside the baselines (idle clients do nothing, by design).
-// The default run takes about 8 minutes on a 2-core machine (7.7 min measured).
+// The default run took 7.7 min on a 2-core machine before the overhead and recovery parts grew;
+// those two alone now take about 7 min on the quiet 2-core machine (7.2 min: 12 rounds, 5 trials).
 import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'

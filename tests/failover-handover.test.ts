@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import postgres from 'postgres'
-import { FailoverSuccessError, type HaPlugin, postgresHa } from '../mod.ts'
+import { FailoverSuccessError, type HaPlugin, type PostgresHaSql, postgresHa } from '../mod.ts'
 import { appBackends } from './helpers/backends.ts'
 import { eventually, labClientOptions } from './helpers/ha.ts'
 import { sharedLab } from './helpers/shared-lab.ts'
@@ -19,6 +19,23 @@ async function handOverStarted(started: Promise<unknown>): Promise<void> {
   ]).finally(() => clearTimeout(timer))
 }
 
+/**
+ * Four statements at once, each run again once on FailoverSuccessError (the failover contract):
+ * for each, the backend that ran it, when that backend logged in, and on which instance.
+ */
+function fourStatementsRetried(sql: PostgresHaSql) {
+  const run = () =>
+    sql`select (select backend_start from pg_stat_activity where pid = pg_backend_pid()) as opened,
+      pg_backend_pid() as pid, (select aurora_db_instance_identifier()) as instance, pg_sleep(0.1)`
+  return Promise.all(
+    Array.from({ length: 4 }, () =>
+      run().catch((error) => {
+        if (!(error instanceof FailoverSuccessError)) throw error
+        return run()
+      }),
+    ),
+  )
+}
 test('failover: the first statement on the new writer finds a connection opened during the search', async () => {
   await using lab = await sharedLab({ nodes: 3, promoteAfterMs: 1500, endpointLagMs: 60_000 })
   const sql = postgresHa(lab.url('cluster'), labClientOptions())
@@ -66,17 +83,7 @@ test('failover: the new writer takes as many connections logged in during the se
     })
     const old = (await lab.status()).writer!
     await lab.kill(old)
-    const run = () =>
-      sql`select (select backend_start from pg_stat_activity where pid = pg_backend_pid()) as opened,
-        pg_backend_pid() as pid, (select aurora_db_instance_identifier()) as instance, pg_sleep(0.1)`
-    const rows = await Promise.all(
-      Array.from({ length: 4 }, () =>
-        run().catch((error) => {
-          if (!(error instanceof FailoverSuccessError)) throw error
-          return run()
-        }),
-      ),
-    )
+    const rows = await fourStatementsRetried(sql)
     assert.ok(failoverDoneAt, 'a failover happened')
     const doneAt = failoverDoneAt
     for (const [row] of rows) assert.notEqual(row!.instance, old)
@@ -143,17 +150,7 @@ test('failover: with failoverLoginsAhead: false the hand-over opens one connecti
     })
     old = (await lab.status()).writer!
     await lab.kill(old)
-    const run = () =>
-      sql`select (select backend_start from pg_stat_activity where pid = pg_backend_pid()) as opened,
-        pg_backend_pid() as pid, (select aurora_db_instance_identifier()) as instance, pg_sleep(0.1)`
-    const rows = await Promise.all(
-      Array.from({ length: 4 }, () =>
-        run().catch((error) => {
-          if (!(error instanceof FailoverSuccessError)) throw error
-          return run()
-        }),
-      ),
-    )
+    const rows = await fourStatementsRetried(sql)
     assert.ok(failoverDoneAt, 'a failover happened')
     const doneAt = failoverDoneAt
     for (const [row] of rows) assert.notEqual(row!.instance, old)

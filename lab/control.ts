@@ -22,7 +22,7 @@ import { APP_PASSWORD, APP_USER, DATABASE, sleep, within } from './instance.ts'
 import { Lifecycle } from './lifecycle.ts'
 import { FIRST_OCTET, Membership, newMember } from './membership.ts'
 import { chownR, findPgBin, removeTree } from './pg-bin.ts'
-import { dropPublic, endSessions, fingerprint } from './pool.ts'
+import { dropPublic, endSessions, fingerprint, replayedUpToNow } from './pool.ts'
 import { freePort } from './ports.ts'
 import { Promotion } from './promotion.ts'
 import { labRoot } from './scratch.ts'
@@ -187,19 +187,11 @@ export class Control implements ControlPlane {
     if ((await fingerprint(writer.inst.admin)) !== this.pristine) return false
     await within(5_000, this.table.write(true), 'the topology table write')
     // Every reader has replayed everything up to now (the drops included).
-    const [lsn] = await writer.inst.admin`SELECT pg_current_wal_lsn()::text AS lsn`
-    for (const m of readers) {
-      const deadline = Date.now() + 5_000
-      for (;;) {
-        const [r] = await within(
-          2_000,
-          m.inst.admin`SELECT coalesce(pg_last_wal_replay_lsn() >= ${lsn!.lsn}::pg_lsn, false) AS caught_up`,
-        )
-        if (r!.caught_up) break
-        if (Date.now() > deadline) return false
-        await sleep(20)
-      }
-    }
+    const behind = await replayedUpToNow(
+      writer.inst.admin,
+      readers.map((m) => ({ id: m.inst.id, admin: m.inst.admin })),
+    )
+    if (behind) return false
     this.endpoints.resolveNow()
     this.events.reset()
     return true

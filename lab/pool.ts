@@ -136,3 +136,29 @@ export async function endSessions(sql: Sql, timeoutMs = 5_000, keep: string[] = 
   }
   return false
 }
+
+/**
+ * Waits until every reader has replayed the writer's WAL up to now (what the last user wrote and
+ * what parking dropped), each for at most `timeoutMs`. Returns the id of the first reader that did
+ * not, with the position it fell short of, or undefined when all did.
+ */
+export async function replayedUpToNow(
+  writer: Sql,
+  readers: readonly { id: string; admin: Sql }[],
+  timeoutMs = 5_000,
+): Promise<string | undefined> {
+  const [lsn] = await within(2_000, writer`SELECT pg_current_wal_lsn()::text AS lsn`)
+  for (const { id, admin } of readers) {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const [r] = await within(
+        2_000,
+        admin`SELECT coalesce(pg_last_wal_replay_lsn() >= ${lsn!.lsn}::pg_lsn, false) AS caught_up`,
+      )
+      if (r!.caught_up) break
+      if (Date.now() > deadline) return `${id} did not replay up to ${lsn!.lsn} in ${timeoutMs} ms`
+      await sleep(20)
+    }
+  }
+  return undefined
+}

@@ -15,7 +15,7 @@ import type { ControlPlane } from '../control-plane.ts'
 import { EventLog } from '../events.ts'
 import { APP_PASSWORD, APP_USER, DATABASE, sleep, within } from '../instance.ts'
 import { chownR, copyAsServerUser, findPgBin, type PgBin, removeTree, serverUser } from '../pg-bin.ts'
-import { dropPublic, endSessions, fingerprint } from '../pool.ts'
+import { dropPublic, endSessions, fingerprint, replayedUpToNow } from '../pool.ts'
 import { canListen, freePort } from '../ports.ts'
 import { alive, killTree, postmasterOf } from '../procs.ts'
 import { labRoot } from '../scratch.ts'
@@ -347,22 +347,10 @@ export class PatroniControl implements ControlPlane {
     if ((await fingerprint(admin, { slots: false })) !== this.pristine)
       return 'the catalogs differ from bring-up'
     // Every replica has replayed everything up to now (the drops included).
-    const [lsn] = await within(2_000, admin`SELECT pg_current_wal_lsn()::text AS lsn`)
-    for (const m of this.members.filter((x) => x !== leader)) {
-      const deadline = Date.now() + 5_000
-      for (;;) {
-        const [r] = await within(
-          2_000,
-          this.watcher.admin(
-            m.id,
-          )`SELECT coalesce(pg_last_wal_replay_lsn() >= ${lsn!.lsn}::pg_lsn, false) AS caught_up`,
-        )
-        if (r!.caught_up) break
-        if (Date.now() > deadline) return `${m.id} did not replay up to ${lsn!.lsn} in 5 s`
-        await sleep(20)
-      }
-    }
-    return undefined
+    return await replayedUpToNow(
+      admin,
+      this.members.filter((x) => x !== leader).map((m) => ({ id: m.id, admin: this.watcher.admin(m.id) })),
+    )
   }
 
   /** A parked cluster taken by its next user: Patroni's timings are its own (no lab timings apply). */

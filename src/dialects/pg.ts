@@ -12,6 +12,7 @@ import { electWriter } from './split-brain.ts'
 import {
   identityOf,
   lagOf,
+  probeOf,
   readIdentity,
   STANDBY_IDENTITY_QUERY,
   type StandbyIdentity,
@@ -53,7 +54,7 @@ export const pgDialect: Dialect = Object.freeze({
       ? undefined
       : own.role === 'writer' && sameHost(conn.host, writer)
         ? conn
-        : { query: <Row>(text: string) => context.probe<Row>(writer, text) }
+        : probeOf(context, writer)
     const lags = source
       ? await lagOf(source, identities).catch(() => identities.map(() => undefined))
       : identities.map(() => undefined)

@@ -10,6 +10,7 @@ import { type HostInfo, sameHost } from '../core/host.ts'
 import {
   identityOf,
   lagOf,
+  probeOf,
   STANDBY_IDENTITY_QUERY,
   type StandbyIdentity,
   type WriterQuery,
@@ -87,9 +88,7 @@ async function withLag(conn: DbConnection, context: TopologyContext, hosts: Host
     const onWriter =
       self?.role === 'writer' ||
       (!self && (await conn.query<{ standby: boolean }>(IN_RECOVERY_QUERY))[0]?.standby === false)
-    const source: WriterQuery = onWriter
-      ? conn
-      : { query: <Row>(text: string) => context.probe<Row>(writer, text) }
+    const source: WriterQuery = onWriter ? conn : probeOf(context, writer)
     const identities = await Promise.all(
       hosts.map(
         (h): Promise<StandbyIdentity> =>

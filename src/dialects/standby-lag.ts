@@ -9,7 +9,8 @@
  * @module
  */
 import type { DbConnection } from '../core/connection-factory.ts'
-import type { HostRole } from '../core/host.ts'
+import type { TopologyContext } from '../core/dialect.ts'
+import type { HostAddress, HostRole } from '../core/host.ts'
 
 /**
  * A host's role and, on a standby, how the writer knows it. `conninfo` is visible to superusers
@@ -58,6 +59,14 @@ export async function readIdentity(conn: DbConnection): Promise<StandbyIdentity>
 
 /** Where {@link lagOf} reads the writer's `pg_stat_replication`: its connection or a probe of it. */
 export type WriterQuery = Pick<DbConnection, 'query'>
+
+/**
+ * The writer asked over its probe connection, for when the topology connection is on a standby
+ * (whose `pg_stat_replication` is empty).
+ */
+export function probeOf(context: TopologyContext, writer: HostAddress): WriterQuery {
+  return { query: <Row>(text: string) => context.probe<Row>(writer, text) }
+}
 
 /**
  * The writer's lag for each identity (`undefined` when it cannot be matched to exactly one

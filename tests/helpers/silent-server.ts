@@ -6,12 +6,10 @@
  * @module
  */
 import { createServer, type Socket } from 'node:net'
+import { type LoopbackServer, listenOnLoopback } from './loopback-server.ts'
 
 /** A silent server; `close()` also destroys the connections it accepted. */
-export interface SilentServer {
-  readonly port: number
-  close(): void
-}
+export type SilentServer = LoopbackServer
 
 /**
  * Starts a silent server. Close it in a hook that runs when a test fails too: an open server
@@ -30,12 +28,5 @@ export async function silentServer(sslAnswer?: 'S' | 'N'): Promise<SilentServer>
     s.on('error', () => {})
     if (sslAnswer) s.once('data', () => s.write(sslAnswer))
   })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  return {
-    port: (server.address() as { port: number }).port,
-    close() {
-      for (const s of sockets) s.destroy()
-      server.close()
-    },
-  }
+  return listenOnLoopback(server, sockets)
 }

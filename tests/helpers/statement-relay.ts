@@ -7,15 +7,13 @@
  * @module
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
+import { type LoopbackServer, listenOnLoopback } from './loopback-server.ts'
 
 /** What the relay does with a chunk a client sent: pass it to the server, or hold it back. */
 export type ChunkVerdict = 'pass' | 'hold'
 
 /** A running relay: clients connect to `port`; `close()` ends every relayed connection. */
-export interface StatementRelay {
-  readonly port: number
-  close(): void
-}
+export type StatementRelay = LoopbackServer
 
 /** Starts a relay to `127.0.0.1:port`; `onChunk` sees each client chunk as latin1 text. */
 export async function statementRelay(
@@ -37,12 +35,5 @@ export async function statementRelay(
       if (!up.destroyed) up.write(chunk)
     })
   })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  return {
-    port: (server.address() as { port: number }).port,
-    close() {
-      for (const s of sockets) s.destroy()
-      server.close()
-    },
-  }
+  return listenOnLoopback(server, sockets)
 }

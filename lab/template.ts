@@ -21,7 +21,7 @@ import { alive } from './procs.ts'
 import { removeOrphanSegments } from './shared-memory.ts'
 
 /** Bump when the template's contents change. */
-const TEMPLATE_VERSION = 1
+const TEMPLATE_VERSION = 2
 
 const HBA = `# written by the postgres-ha lab
 local all all trust
@@ -78,6 +78,10 @@ export async function ensureTemplate(bin: PgBin, root: string, log: (m: string) 
       '-E',
       'UTF8',
       '--locale=C',
+      // 1 MB WAL segments, not 16: each failover starts a timeline, and with it a new segment that
+      // the new writer and each reader zero-fill and pg_rewind copies whole to the old writer;
+      // 16 MB each time cost ~0.3 s of CPU per failover and rejoin (failover-kill: 5.7 → 4.2 s).
+      '--wal-segsize=1',
       '--no-sync',
     ])
     writeFileSync(join(instance.dataDir, 'pg_hba.conf'), HBA)

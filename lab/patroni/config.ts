@@ -147,6 +147,8 @@ export function memberConfig(
         unix_socket_directories: m.home,
         // The lab loses processes, never the OS (see lab/instance.ts).
         fsync: 'off',
+        // Its pg_rewind's file listing was JIT-compiled on each rewind (see lab/instance.ts).
+        jit: 'off',
         wal_receiver_status_interval: '1s',
         wal_retrieve_retry_interval: '50ms',
         log_min_messages: 'warning',

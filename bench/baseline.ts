@@ -60,10 +60,10 @@ progress(
   'baseline',
   `lab up (endpointLagMs ${flags['endpoint-lag-ms']}, promoteAfterMs ${flags['promote-after-ms']})`,
 )
-await using lab = await openBenchLab({
-  promoteAfterMs: flags['promote-after-ms'],
-  endpointLagMs: flags['endpoint-lag-ms'],
-})
+await using lab = await openBenchLab(
+  { promoteAfterMs: flags['promote-after-ms'], endpointLagMs: flags['endpoint-lag-ms'] },
+  { handOn: true },
+)
 let id = 0
 const nextId = () => ++id
 const report: Partial<Record<Scenario, ScenarioReport>> = {}

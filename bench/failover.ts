@@ -37,10 +37,10 @@ interface ScenarioReport extends ScenarioSummary {
 }
 
 progress('failover', `lab up (promoteAfterMs ${flags['promote-after-ms']})`)
-await using lab = await openBenchLab({
-  promoteAfterMs: flags['promote-after-ms'],
-  endpointLagMs: flags['endpoint-lag-ms'],
-})
+await using lab = await openBenchLab(
+  { promoteAfterMs: flags['promote-after-ms'], endpointLagMs: flags['endpoint-lag-ms'] },
+  { handOn: true },
+)
 let id = 0
 const nextId = () => ++id
 const report: Partial<Record<Scenario, ScenarioReport>> = {}

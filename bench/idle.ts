@@ -20,7 +20,8 @@ const census = installTimerCensus()
 const { postgresHa } = await import('../mod.ts')
 const { activeMonitorCount, monitorOf } = await import('../src/core/monitor-registry.ts')
 const { hostMonitorCount } = await import('../src/plugins/host-monitoring/host-monitor.ts')
-const { startLab } = await import('../lab/mod.ts')
+// Under the test suite's runner, labs taken from and handed back to its pool (bench/lib/bench-lab.ts).
+const { sharedLab } = await import('../tests/helpers/shared-lab.ts')
 const { parseFlags } = await import('./lib/args.ts')
 const { countBackends, POOL_MARKER } = await import('./lib/backends.ts')
 const { emit, machineInfo, progress, runtimeInfo, sleep } = await import('./lib/report.ts')
@@ -36,8 +37,8 @@ const startedAt = new Date().toISOString()
 const many = Math.max(1, Math.round(flags.clients))
 
 progress('idle', 'two labs up')
-await using one = await startLab({ nodes: 3, endpointLagMs: 0 })
-await using several = await startLab({ nodes: 3, endpointLagMs: 0 })
+await using one = await sharedLab({ nodes: 3, endpointLagMs: 0 })
+await using several = await sharedLab({ nodes: 3, endpointLagMs: 0 })
 type Sql = ReturnType<typeof postgresHa>
 const clients: Sql[] = []
 const activeResources = () => {

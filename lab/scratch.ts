@@ -2,7 +2,7 @@
  * Where a lab's folder goes when the caller names none: in RAM (a tmpfs, `/dev/shm`) when the
  * machine has one with room, else `.lab/` in the repository.
  *
- * Why RAM: a lab copies the template data directory (~1,300 files, 46 MB) once per instance at
+ * Why RAM: a lab copies the template data directory (~1,300 files, 35 MB) once per instance at
  * start and deletes them at down. On the shared 2-core CI machine, with several labs starting at
  * once, that file churn on the disk took 8 s per copy and 6 s per removal (the journal, not the
  * bytes), more than everything else a lab start does; on tmpfs it takes well under a second. The
@@ -21,7 +21,7 @@ import { alive } from './procs.ts'
 
 /** `statfs` f_type of a tmpfs. */
 const TMPFS_MAGIC = 0x01021994
-/** A lab uses ~150 MB (three 46 MB copies plus WAL); leave the machine plenty. */
+/** A lab uses ~120 MB (three 35 MB copies plus WAL); leave the machine plenty. */
 const MIN_FREE_BYTES = 2 * 1024 ** 3
 
 let cached: string | undefined

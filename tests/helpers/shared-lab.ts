@@ -103,10 +103,12 @@ const RESTORE_MS = 15_000
  */
 async function restore(lab: Lab): Promise<boolean> {
   const status = await lab.status()
-  if (status.manager !== 'lab' || status.nodes.length !== status.options.nodes) return false
   const whole = (nodes: typeof status.nodes) =>
     nodes.every((n) => n.state === 'running' && n.fault === 'none')
-  if (whole(status.nodes)) return true
+  // A Patroni cluster is Patroni's to mend (its own park checks it as it is); a lab with a reader
+  // added or removed is no longer of its shape.
+  if (status.manager !== 'lab' || whole(status.nodes)) return true
+  if (status.nodes.length !== status.options.nodes) return false
   let timer: ReturnType<typeof setTimeout> | undefined
   const bound = new Promise<false>((resolve) => {
     timer = setTimeout(() => resolve(false), RESTORE_MS)

@@ -8,10 +8,14 @@
  * as its own end, and the restart failed with "could not bind ... Address already in use" (seen
  * in a loaded CI run). Below that range no outgoing connection ever gets a port by itself.
  *
+ * A port handed out stays reserved machine-wide for the process that asked (port-reservations.ts):
+ * while a lab's server is down, another lab's port search on the machine must not take its port.
+ *
  * @module
  */
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { releasePort, reservePort } from './port-reservations.ts'
 
 /** Used where the kernel's range cannot be read (not Linux): Linux's default range starts at 32768. */
 const DEFAULT_EPHEMERAL_START = 32768
@@ -30,17 +34,26 @@ export function ephemeralStart(): number {
   }
 }
 
+/** A range of ports: `low` included, `high` excluded. */
+export interface PortRange {
+  low: number
+  high: number
+}
+
 /**
- * A TCP port free on `host`, chosen at random below the ephemeral range (see the module doc);
- * falls back to one the OS picks when that range is too small or full.
+ * A TCP port free on `host` and reserved for this process until it exits or calls `releasePort`,
+ * chosen at random in `range` (default: below the ephemeral range, see the module doc); falls
+ * back to one the OS picks (not reserved) when that range is too small or full.
  */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const high = ephemeralStart()
-  const low = Math.min(LOWEST, Math.max(1025, high - 10_000))
-  if (high - low >= 100)
+export async function freePort(host = '127.0.0.1', range?: PortRange): Promise<number> {
+  const high = range?.high ?? ephemeralStart()
+  const low = range?.low ?? Math.min(LOWEST, Math.max(1025, high - 10_000))
+  if (range ? high > low : high - low >= 100)
     for (let i = 0; i < TRIES; i++) {
       const port = low + Math.floor(Math.random() * (high - low))
+      if (!reservePort(port)) continue
       if (await canListen(host, port)) return port
+      releasePort(port)
     }
   return osPort(host)
 }

@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import postgres from 'postgres'
 import { ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, DATABASE, Instance } from './instance.ts'
 import { chownR, type PgBin, runAs } from './pg-bin.ts'
+import { releasePort } from './port-reservations.ts'
 import { freePort } from './ports.ts'
 import { alive } from './procs.ts'
 import { removeOrphanSegments } from './shared-memory.ts'
@@ -116,6 +117,7 @@ export async function ensureTemplate(bin: PgBin, root: string, log: (m: string) 
     return path
   } finally {
     await instance.kill().catch(() => {})
+    releasePort(instance.pgPort)
     rmSync(tmp, { recursive: true, force: true })
   }
 }

@@ -2,11 +2,16 @@
 // instance killed at once.
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
+import { readLabFile } from '../lab/client.ts'
 import { type Lab, startLab } from '../lab/mod.ts'
+import { portHolders, releasePort } from '../lab/port-reservations.ts'
+import { canListen, freePort } from '../lab/ports.ts'
 import { restoreNode } from './helpers/ha.ts'
 import { AURORA, client, processesIn, roles, settlesWithin, sleep } from './helpers/lab.ts'
 
 let lab: Lab | undefined
+/** The lab's server ports, once read. */
+let ports: number[] = []
 // The last test takes the lab down and checks; this also does when a test before it failed.
 after(() => lab?.down())
 
@@ -141,6 +146,33 @@ test('lab: switchover promotes the chosen reader and the old writer rejoins', as
   }
 })
 
+test('lab: a killed reader keeps its port: no port search on the machine hands it out, and it restarts on it', async () => {
+  const l = need()
+  const lab = readLabFile(l.dir)!
+  const id = (await l.status()).nodes.find((n) => n.role === 'reader')!.id
+  const port = lab.processes.find((p) => p.id === id)!.pgPort
+  ports = lab.processes.map((p) => p.pgPort)
+  await l.kill(id)
+  try {
+    // Nothing listens on it now: a bind test alone would hand it to the next lab that asks.
+    assert.equal(await canListen('127.0.0.1', port), true)
+    assert.deepEqual(portHolders(port), [lab.pid], 'the lab daemon holds the port of its killed server')
+    // From this process, as another lab's or a scratch server's port search would be.
+    for (let i = 0; i < 5; i++) {
+      const got = await freePort('127.0.0.1', { low: port, high: port + 1 })
+      releasePort(got)
+      assert.notEqual(got, port, "the killed server's port was handed out")
+    }
+    await l.start(id)
+    const node = (await l.status()).nodes.find((n) => n.id === id)!
+    assert.deepEqual([node.role, node.state], ['reader', 'running'])
+    assert.equal(readLabFile(l.dir)!.processes.find((p) => p.id === id)!.pgPort, port)
+    assert.equal(await canListen('127.0.0.1', port), false, 'the restarted server listens on its port')
+  } finally {
+    await restoreNode(l, id)
+  }
+})
+
 test('lab: every instance killed at once, then started in any order: one writer, every other instance streams', async () => {
   const l = need()
   // Bounded: the bug this guards against (a reader coming back as a second primary) was a race.
@@ -189,4 +221,18 @@ test('lab: faults lab goes down without leftovers', async () => {
     await sleep(100)
   }
   assert.deepEqual(left, [])
+  // Its ports are free for the next lab once its daemon is gone.
+  let held: number[] = []
+  for (let i = 0; i < 50; i++) {
+    held = ports.filter((p) => portHolders(p).length > 0)
+    if (held.length === 0) break
+    await sleep(100)
+  }
+  assert.deepEqual(held, [])
+  const port = ports[0]
+  if (port !== undefined) {
+    const got = await freePort('127.0.0.1', { low: port, high: port + 1 })
+    releasePort(got)
+    assert.equal(got, port)
+  }
 })

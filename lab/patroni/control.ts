@@ -16,6 +16,7 @@ import { EventLog } from '../events.ts'
 import { APP_PASSWORD, APP_USER, DATABASE, sleep, within } from '../instance.ts'
 import { chownR, copyAsServerUser, findPgBin, type PgBin, removeTree, serverUser } from '../pg-bin.ts'
 import { dropPublic, endSessions, fingerprint, replayedUpToNow } from '../pool.ts'
+import { releasePort } from '../port-reservations.ts'
 import { canListen, freePort } from '../ports.ts'
 import { alive, killTree, postmasterOf } from '../procs.ts'
 import { labRoot } from '../scratch.ts'
@@ -47,6 +48,7 @@ async function portFreeOn(hosts: string[], avoid: number[] = []): Promise<number
     if (avoid.includes(port)) continue
     const ok = await Promise.all(hosts.slice(1).map((h) => canListen(h, port)))
     if (ok.every(Boolean)) return port
+    releasePort(port)
   }
   throw new Error(`found no port free on ${hosts.join(', ')} after 20 attempts`)
 }

@@ -22,6 +22,7 @@ import {
 } from 'node:fs'
 import { basename, join } from 'node:path'
 import { forceDown } from '../../lab/client.ts'
+import { within } from '../../lab/instance.ts'
 import { adoptLab, daemonConfig, type Lab, type LabOptions, parkLab, startLab } from '../../lab/mod.ts'
 import { alive } from '../../lab/procs.ts'
 
@@ -109,10 +110,6 @@ async function restore(lab: Lab): Promise<boolean> {
   // added or removed is no longer of its shape.
   if (status.manager !== 'lab' || whole(status.nodes)) return true
   if (status.nodes.length !== status.options.nodes) return false
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const bound = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), RESTORE_MS)
-  })
   const work = (async () => {
     if (status.nodes.some((n) => n.state === 'frozen' || n.fault !== 'none')) await lab.heal()
     for (const n of (await lab.status()).nodes)
@@ -120,14 +117,8 @@ async function restore(lab: Lab): Promise<boolean> {
     await lab.waitForWriter({ timeoutMs: 10_000 })
     return whole((await lab.status()).nodes)
   })()
-  work.catch(() => {})
-  try {
-    return await Promise.race([work, bound])
-  } catch {
-    return false
-  } finally {
-    clearTimeout(timer)
-  }
+  // Past the bound (or failed), the lab goes down; a later failure of `work` is handled by the race.
+  return await within(RESTORE_MS, work, 'restoring the lab').catch(() => false)
 }
 
 /** `lab` whose `down()` parks it on `shelf` when it qualifies, and takes it down otherwise. */

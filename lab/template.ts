@@ -45,19 +45,35 @@ CREATE TABLE lab_internal.instances (
 );
 `
 
+/**
+ * Removes the half-built templates in `templates` of processes killed while building one (in RAM,
+ * they would stay). A build's folder is named `.tmp-<pid>-…` after the process that makes it.
+ */
+export function removeAbandonedBuilds(templates: string): void {
+  try {
+    for (const entry of readdirSync(templates)) {
+      const pid = /^\.tmp-(\d+)-/.exec(entry)?.[1]
+      if (pid && !alive(Number(pid))) rmSync(join(templates, entry), { recursive: true, force: true })
+    }
+  } catch {}
+}
+
+/** Moves a finished template's data directory to `path`; one another process made meanwhile is used. */
+export function moveIntoPlace(built: string, path: string): void {
+  try {
+    renameSync(built, path)
+  } catch (e) {
+    if (!existsSync(join(path, 'PG_VERSION'))) throw e
+  }
+}
+
 /** Returns the template path for `bin`, creating it when missing. */
 export async function ensureTemplate(bin: PgBin, root: string, log: (m: string) => void): Promise<string> {
   const name = `pg${bin.version}-${bin.embedded ? 'embedded' : 'system'}-v${TEMPLATE_VERSION}`
   const path = join(root, 'templates', name)
   if (existsSync(join(path, 'PG_VERSION'))) return path
   log(`creating the template ${path} (once per PostgreSQL version)`)
-  // Half-built templates of processes killed while building one (in RAM, they would stay).
-  try {
-    for (const entry of readdirSync(join(root, 'templates'))) {
-      const pid = /^\.tmp-(\d+)-/.exec(entry)?.[1]
-      if (pid && !alive(Number(pid))) rmSync(join(root, 'templates', entry), { recursive: true, force: true })
-    }
-  } catch {}
+  removeAbandonedBuilds(join(root, 'templates'))
   // initdb needs a free System V segment: reclaim any that killed servers left (shared-memory.ts).
   removeOrphanSegments()
   const tmp = join(root, 'templates', `.tmp-${process.pid}-${Date.now()}`)
@@ -108,12 +124,7 @@ export async function ensureTemplate(bin: PgBin, root: string, log: (m: string) 
     await labDb.unsafe(SETUP_DATABASE)
     await labDb.end()
     await instance.stop()
-    try {
-      renameSync(instance.dataDir, path)
-    } catch (e: any) {
-      // Another lab created it at the same time: use theirs.
-      if (!existsSync(join(path, 'PG_VERSION'))) throw e
-    }
+    moveIntoPlace(instance.dataDir, path)
     return path
   } finally {
     await instance.kill().catch(() => {})

@@ -14,23 +14,14 @@
 
 import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import {
-  chownSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs'
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
 import { copyAsServerUser } from '../pg-bin.ts'
 import { freePort } from '../ports.ts'
-import { alive } from '../procs.ts'
 import { labRoot } from '../scratch.ts'
+import { moveIntoPlace, removeAbandonedBuilds } from '../template.ts'
 
 /** A running scratch server. */
 export interface ScratchPostgres {
@@ -92,11 +83,7 @@ async function template(bin: string, asUser: string | undefined, owner?: [number
   const path = join(root, `scratch-${tag}-v${TEMPLATE_VERSION}`)
   if (existsSync(join(path, 'PG_VERSION'))) return path
   mkdirSync(root, { recursive: true, mode: 0o755 })
-  // `.tmp-<pid>-` as lab/template.ts names its own: a half-built one of a killed process is removed.
-  for (const entry of readdirSync(root)) {
-    const pid = /^\.tmp-(\d+)-/.exec(entry)?.[1]
-    if (pid && !alive(Number(pid))) rmSync(join(root, entry), { recursive: true, force: true })
-  }
+  removeAbandonedBuilds(root)
   const staging = join(root, `.tmp-${process.pid}-${Date.now()}-scratch`)
   mkdirSync(staging, { mode: 0o700 })
   try {
@@ -110,12 +97,7 @@ async function template(bin: string, asUser: string | undefined, owner?: [number
       ['-D', data, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--no-sync'],
       asUser,
     )
-    try {
-      renameSync(data, path)
-    } catch (e) {
-      // Another process made it at the same time: use theirs.
-      if (!existsSync(join(path, 'PG_VERSION'))) throw e
-    }
+    moveIntoPlace(data, path)
     return path
   } finally {
     rmSync(staging, { recursive: true, force: true })

@@ -27,6 +27,7 @@ import postgres from 'postgres'
 import { startPgServer } from '../tests/helpers/pg-server.ts'
 import { parseFlags } from './lib/args.ts'
 import { emit, machineInfo, progress, runtimeInfo } from './lib/report.ts'
+import { trackerCost } from './lib/tracker-cost.ts'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const flags = parseFlags('bench/layer.ts', {
@@ -170,6 +171,10 @@ try {
     }
     progress('layer', `${name}: ${JSON.stringify(results[name])}`)
   }
+  // One piece of the layer on its own, the piece most often suspected: the host-monitoring
+  // tracker's track and end of a statement, clock read included.
+  results['host-monitoring tracker'] = trackerCost(flags.rounds)
+  progress('layer', `host-monitoring tracker: ${JSON.stringify(results['host-monitoring tracker'])}`)
   emit(
     'layer',
     {
@@ -180,7 +185,9 @@ try {
       workload:
         `${flags.rounds} alternating batches per client at 10 in flight: select $1 (${flags.statements} ` +
         `statements a batch) and a 3-statement transaction (${workloads.transaction.ops} a batch); ` +
-        'the writer pool and postgres.js begin replaced by stand-ins that answer at once, on both sides',
+        'the writer pool and postgres.js begin replaced by stand-ins that answer at once, on both sides; ' +
+        'the host-monitoring tracker alone (its source): track and end per statement, 10 in flight, ' +
+        'against the same loop without it (bench/lib/tracker-cost.ts)',
       results,
     },
     !flags['no-save'],

@@ -5,19 +5,25 @@
  * @module
  */
 import { appendFileSync } from 'node:fs'
-import { type LabEvent, nowMs } from './types.ts'
+import { CLOCK_SLACK_MS, nowMs } from './clock.ts'
+import type { LabEvent } from './types.ts'
 
 /** Filter of `waitForEvent`. */
 export interface EventQuery {
   type: string
-  /** Only events at or after this epoch time (default 0: any). */
+  /**
+   * Only events at or after this time of {@link nowMs} (default 0: any), less the clocks' slack
+   * between processes ({@link CLOCK_SLACK_MS}): an event caused after a reading taken in another
+   * process is never missed.
+   */
   afterMs?: number
   node?: string
   timeoutMs?: number
 }
 
 function matches(e: LabEvent, q: EventQuery): boolean {
-  return e.type === q.type && e.atMs >= (q.afterMs ?? 0) && (q.node === undefined || e.node === q.node)
+  const after = q.afterMs === undefined ? 0 : q.afterMs - CLOCK_SLACK_MS
+  return e.type === q.type && e.atMs >= after && (q.node === undefined || e.node === q.node)
 }
 
 export class EventLog {

@@ -6,11 +6,12 @@
  *
  * @module
  */
+
+import { nowMs } from './clock.ts'
 import type { Cluster, Member } from './cluster.ts'
 import type { Endpoints } from './endpoints.ts'
 import { adminSql, type Sql, within } from './instance.ts'
 import type { TopologyTable } from './topology-table.ts'
-import { nowMs } from './types.ts'
 
 export class Health {
   private probeSql?: { id: string; sql: Sql }

@@ -25,6 +25,7 @@ import type { LabFile } from './daemon.ts'
 import { labRoot, staleLabs } from './scratch.ts'
 import type { LabEvent, LabNode, LabOptions, LabStatus } from './types.ts'
 
+export { CLOCK_SLACK_MS, nowMs } from './clock.ts'
 export type { StartupHandler } from './proxy.ts'
 export type {
   LabDialect,
@@ -36,7 +37,6 @@ export type {
   LabTargets,
   PatroniLabInfo,
 } from './types.ts'
-export { nowMs } from './types.ts'
 
 /** Which endpoint `url()` points at: the cluster endpoint, the reader endpoint, or an instance id. */
 export type LabTarget = 'cluster' | 'reader' | (string & {})

@@ -5,12 +5,13 @@
  *
  * @module
  */
+
+import { nowMs } from './clock.ts'
 import type { Cluster, Member } from './cluster.ts'
 import type { Endpoints } from './endpoints.ts'
 import type { Health } from './health.ts'
 import { sleep, within } from './instance.ts'
 import type { TopologyTable } from './topology-table.ts'
-import { nowMs } from './types.ts'
 
 export class Promotion {
   constructor(

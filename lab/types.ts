@@ -134,8 +134,3 @@ export interface LabStatus {
   pgBin: string
   targets: LabTargets
 }
-
-/** Epoch milliseconds with sub-millisecond precision, comparable across processes. */
-export function nowMs(): number {
-  return performance.timeOrigin + performance.now()
-}

@@ -53,10 +53,8 @@ export function emit(part: string, doc: unknown, write = true): string {
   return file
 }
 
-/** Epoch milliseconds with a fraction: the lab's event clock (`performance.timeOrigin + now()`). */
-export function nowMs(): number {
-  return performance.timeOrigin + performance.now()
-}
+/** The lab's event clock (lab/clock.ts): benchmark times compare with the lab's events. */
+export { nowMs } from '../../lab/clock.ts'
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 

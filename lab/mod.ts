@@ -10,7 +10,7 @@
  *
  * await using lab = await startLab({ nodes: 3 })
  * const sql = postgres(lab.url('cluster'))
- * const before = performance.timeOrigin + performance.now()
+ * const before = nowMs()
  * await lab.kill('writer')
  * const ready = await lab.waitForEvent('writer-ready', { afterMs: before })
  * await sql.end()

@@ -1,6 +1,7 @@
 // Graceful switchover, all hosts down, and reader failover.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { nowMs } from '../lab/mod.ts'
 import { FailoverFailedError, FailoverSuccessError, postgresHa } from '../mod.ts'
 import { labClientOptions, settle } from './helpers/ha.ts'
 import { labAdmins, runningOn } from './helpers/replicas.ts'
@@ -54,7 +55,7 @@ test('failover: a write refused as read-only (25006) by a demoted writer fails o
   try {
     await sql`create table w (id int primary key)`
     const old = (await lab.status()).writer!
-    const before = performance.timeOrigin + performance.now()
+    const before = nowMs()
     await lab.switchover()
     // The old writer comes back as a reader; the client's routing still points at it.
     await lab.waitForEvent('reader-rejoined', { afterMs: before, node: old, timeoutMs: 20_000 })

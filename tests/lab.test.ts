@@ -2,7 +2,7 @@
 // no acknowledged commit lost, endpoint lag, rejoin, cleanup, CLI usage errors.
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
-import { type Lab, type LabEvent, startLab } from '../lab/mod.ts'
+import { type Lab, type LabEvent, nowMs, startLab } from '../lab/mod.ts'
 import { ephemeralStart } from '../lab/ports.ts'
 import { segments } from '../lab/shared-memory.ts'
 import { AURORA, client, processesIn, runCli, sleep } from './helpers/lab.ts'
@@ -177,7 +177,7 @@ test('lab: kill writer promotes a reader that accepts writes and has every ackno
         writer = (await r.unsafe(AURORA.topology)).find((x) => x.is_writer)?.server_id
         if (writer === ready.node) break
         await sleep(20)
-      } while (performance.timeOrigin + performance.now() < deadline)
+      } while (nowMs() < deadline)
       assert.equal(writer, ready.node, `reader ${node.id} still reports writer ${writer}`)
     } finally {
       await r.end({ timeout: 0 })

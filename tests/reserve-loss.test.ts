@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import postgres from 'postgres'
-import type { Lab } from '../lab/mod.ts'
+import { type Lab, nowMs } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
 import { eventually, labClientOptions, settle } from './helpers/ha.ts'
 import { labAdmins, runningOn } from './helpers/replicas.ts'
@@ -167,7 +167,7 @@ test('reserve: its writer switched over and rejoined as a reader — the reserva
       reader: boolean
     }>
     assert.equal(reader, false)
-    const before = performance.timeOrigin + performance.now()
+    const before = nowMs()
     await lab.switchover()
     await lab.waitForEvent('reader-rejoined', { afterMs: before, node: old, timeoutMs: 30_000 })
     await lab.waitForWriter({ timeoutMs: 20_000 })

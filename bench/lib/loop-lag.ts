@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { nowMs } from './report.ts'
 
 /** One tick: epoch ms, how late it fired, CPU ms used since the previous tick. */
 export interface LagTick {
@@ -39,7 +40,7 @@ export function startLoopLag(options: { everyMs: number; maxMs: number }): LoopL
     const used = process.cpuUsage(cpu)
     cpu = process.cpuUsage()
     ticks.push({
-      atMs: performance.timeOrigin + now,
+      atMs: nowMs(),
       lateMs: Math.round((now - due) * 10) / 10,
       cpuMs: Math.round((used.user + used.system) / 100) / 10,
     })

@@ -12,7 +12,7 @@
  */
 import { readFileSync } from 'node:fs'
 import postgres from 'postgres'
-import { sleep } from './report.ts'
+import { nowMs, sleep } from './report.ts'
 
 /** One sample of one instance; times are epoch ms of the server's clock (the same machine's). */
 export interface ServerSample {
@@ -132,7 +132,7 @@ export async function startServerSampler(
           const cpu = readCpu()
           if (cpu && cpu.total > lastCpu.total)
             machine.push({
-              atMs: performance.timeOrigin + performance.now(),
+              atMs: nowMs(),
               busy: Math.round(((cpu.busy - lastCpu.busy) / (cpu.total - lastCpu.total)) * 100) / 100,
               running: cpu.running,
             })

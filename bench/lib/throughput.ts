@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { nowMs } from './report.ts'
 
 /**
  * Acknowledgements per second in `[fromMs, toMs)`.
@@ -66,7 +67,7 @@ export function recoveryWatch<R extends { endMs?: number }>(
   sources: readonly (readonly R[])[],
   counts: (record: R) => boolean,
   options: { baselinePerSecond: number; fromMs: number; windowMs: number; fraction?: number },
-  now: () => number = () => performance.timeOrigin + performance.now(),
+  now: () => number = nowMs,
 ): () => number | undefined {
   const cursors = sources.map(() => 0)
   let recent: number[] = []

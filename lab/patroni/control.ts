@@ -10,6 +10,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { nowMs } from '../clock.ts'
 import type { ControlOptions } from '../cluster.ts'
 import type { ControlPlane } from '../control-plane.ts'
 import { EventLog } from '../events.ts'
@@ -232,7 +233,7 @@ export class PatroniControl implements ControlPlane {
   async start(id: string): Promise<void> {
     const m = this.member(id)
     if (m.patroni && alive(m.patroni.pid)) throw new Error(`${m.id} is already running`)
-    const before = performance.timeOrigin + performance.now()
+    const before = nowMs()
     const release = this.watcher.expectChange()
     try {
       // A killed predecessor's segment would leak once its postmaster.pid is gone (shared-memory.ts).
@@ -256,7 +257,7 @@ export class PatroniControl implements ControlPlane {
     const leader = this.member('writer')
     const candidate = id ? this.member(id) : undefined
     if (candidate === leader) throw new Error(`${id} is already the writer`)
-    const before = performance.timeOrigin + performance.now()
+    const before = nowMs()
     this.events.emit('switchover', leader.id, { to: candidate?.id ?? null })
     const release = this.watcher.expectChange()
     try {

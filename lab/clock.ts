@@ -22,6 +22,14 @@
  */
 export const CLOCK_SLACK_MS = 2
 
+/**
+ * Whether a time stamped by {@link nowMs} in one process (`atMs`) may be at or after `afterMs`,
+ * read in another: the one comparison of lab times across processes, with the clocks' slack.
+ */
+export function atOrAfter(atMs: number, afterMs: number): boolean {
+  return atMs >= afterMs - CLOCK_SLACK_MS
+}
+
 /** A reading function over the given wall clock (whole ms) and monotonic clock (ms); see {@link nowMs}. */
 export function epochClock(wall: () => number, monotonic: () => number): () => number {
   let offset = wall() - monotonic()

@@ -5,16 +5,16 @@
  * @module
  */
 import { appendFileSync } from 'node:fs'
-import { CLOCK_SLACK_MS, nowMs } from './clock.ts'
+import { atOrAfter, nowMs } from './clock.ts'
 import type { LabEvent } from './types.ts'
 
 /** Filter of `waitForEvent`. */
 export interface EventQuery {
   type: string
   /**
-   * Only events at or after this time of {@link nowMs} (default 0: any), less the clocks' slack
-   * between processes ({@link CLOCK_SLACK_MS}): an event caused after a reading taken in another
-   * process is never missed.
+   * Only events at or after this time of {@link nowMs} (default: any), compared by
+   * {@link atOrAfter}, which allows for the clocks' slack between processes: an event caused after
+   * a reading taken in another process is never missed.
    */
   afterMs?: number
   node?: string
@@ -22,8 +22,11 @@ export interface EventQuery {
 }
 
 function matches(e: LabEvent, q: EventQuery): boolean {
-  const after = q.afterMs === undefined ? 0 : q.afterMs - CLOCK_SLACK_MS
-  return e.type === q.type && e.atMs >= after && (q.node === undefined || e.node === q.node)
+  return (
+    e.type === q.type &&
+    (q.afterMs === undefined || atOrAfter(e.atMs, q.afterMs)) &&
+    (q.node === undefined || e.node === q.node)
+  )
 }
 
 export class EventLog {

@@ -25,7 +25,7 @@ import type { LabFile } from './daemon.ts'
 import { labRoot, staleLabs } from './scratch.ts'
 import type { LabEvent, LabNode, LabOptions, LabStatus } from './types.ts'
 
-export { CLOCK_SLACK_MS, nowMs } from './clock.ts'
+export { atOrAfter, CLOCK_SLACK_MS, nowMs } from './clock.ts'
 export type { StartupHandler } from './proxy.ts'
 export type {
   LabDialect,

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { readLabFile } from '../lab/client.ts'
-import { type Lab, nowMs, startLab } from '../lab/mod.ts'
+import { atOrAfter, type Lab, nowMs, startLab } from '../lab/mod.ts'
 import { portHolders, releasePort } from '../lab/port-reservations.ts'
 import { canListen, freePort } from '../lab/ports.ts'
 import { restoreNode } from './helpers/ha.ts'
@@ -202,7 +202,7 @@ test('lab: every instance killed at once, then started in any order: one writer,
       what,
     )
     // A writer is lost only by the kill, and never "unresponsive" while it was being brought back.
-    const lost = (await l.events()).filter((e) => e.type === 'writer-lost' && e.atMs >= t)
+    const lost = (await l.events()).filter((e) => e.type === 'writer-lost' && atOrAfter(e.atMs, t))
     assert.deepEqual(
       lost.map((e) => e.detail?.reason),
       ['killed'],

@@ -9,6 +9,7 @@
  */
 import { longStatements } from '../../src/plugins/host-monitoring/long-statements.ts'
 import { systemRuntime } from '../../src/runtime/runtime.ts'
+import { quantile } from './stats.ts'
 
 /** ns per statement: the median over `rounds` of (with the tracker − without), and the loop's own. */
 export interface TrackerCost {
@@ -59,7 +60,6 @@ export function trackerCost(rounds: number): TrackerCost {
       added.push(withTracker() - bare)
       loop.push(bare)
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!
     return {
       addedNsPerStatement: Math.round(median(added) * 10) / 10,
       loopNsPerStatement: Math.round(median(loop) * 10) / 10,
@@ -68,3 +68,9 @@ export function trackerCost(rounds: number): TrackerCost {
     tracker.close()
   }
 }
+
+const median = (xs: number[]) =>
+  quantile(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  )

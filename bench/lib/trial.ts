@@ -62,6 +62,12 @@ export interface TrialOptions {
   nextId: () => number
   /** Steady writes before the fault. */
   warmupMs?: number
+  /**
+   * After `warmupMs`, the longest wait for every client to have a few acknowledged writes (default
+   * 5 s): a client that cannot write before the fault (postgres.js multi-host on a list that starts
+   * with a standby, see bench/lib/clients.ts) makes the warm-up last this long.
+   */
+  warmupWaitMs?: number
   /** Writes after the last client's first one on the new writer, to see that they keep landing. */
   tailMs?: number
   /** Give up waiting for a write on the new writer this long after the fault. */
@@ -82,21 +88,26 @@ export interface TrialOptions {
  * ```
  */
 export async function runTrial(options: TrialOptions): Promise<TrialResult[]> {
-  const { lab, scenario, trial, nextId, warmupMs = 200, tailMs = 50, capMs } = options
+  const { lab, scenario, trial, nextId, warmupMs = 200, warmupWaitMs = 5_000, tailMs = 50, capMs } = options
   const clients: ClientUnderTest[] = []
   const loops: WriteLoop[] = []
   let fault: Injected | undefined
   try {
-    for (const c of options.clients) {
-      const client = await c.make()
-      clients.push(client)
-      const maxMs = warmupMs + capMs + 5_000
-      loops.push(startWriteLoop({ sql: client.sql, trial, client: c.label, nextId, maxMs }))
-    }
+    // Every client made before any loop starts: a client slow to connect must not use up the
+    // time of the loops started before it.
+    for (const c of options.clients) clients.push(await c.make())
+    // A loop's own bound only stops a runaway loop (the trial stops them all): it covers every
+    // phase of the trial, the longest warm-up included, so a loop never ends while its client's
+    // first write on the new writer is still awaited.
+    const maxMs = warmupMs + warmupWaitMs + capMs + tailMs + LOOP_BOUND_SLACK_MS
+    for (const [i, client] of clients.entries())
+      loops.push(startWriteLoop({ sql: client.sql, trial, client: options.clients[i]!.label, nextId, maxMs }))
     await sleep(warmupMs)
     // Steady writes before the fault on a slow machine too: each loop has a few acknowledged
-    // writes (bounded: 5 s), so "no write lost" is checked on writes that happened.
-    for (let i = 0; i < 100 && loops.some((l) => acknowledged(l.records) < WARM_WRITES); i++) await sleep(50)
+    // writes (bounded in time), so "no write lost" is checked on writes that happened.
+    const warmUntil = performance.now() + warmupWaitMs
+    while (performance.now() < warmUntil && loops.some((l) => acknowledged(l.records) < WARM_WRITES))
+      await sleep(50)
     options.marks?.start()
     fault = await inject(lab, scenario)
     const injected = fault
@@ -143,8 +154,8 @@ export function describeTrial(r: TrialResult): string {
   const ms = (x: number | null) => (x === null ? '—' : `${x} ms`)
   return (
     `${r.scenario} #${r.trial} ${r.client}: promotion ${ms(r.promotionMs)}, first write ${ms(r.firstWriteMs)}, ` +
-    `driver-added ${ms(r.driverAddedMs)}, detected ${ms(r.detectedMs)}, lost ${r.ledger.lost}, ` +
-    `duplicated ${r.ledger.duplicated}, errors ${JSON.stringify(r.errors)}`
+    `driver-added ${ms(r.driverAddedMs)}, detected ${ms(r.detectedMs)}, writes ${r.writes}, ` +
+    `lost ${r.ledger.lost}, duplicated ${r.ledger.duplicated}, errors ${JSON.stringify(r.errors)}`
   )
 }
 
@@ -153,6 +164,8 @@ const since = (t: number | undefined, from: number | undefined) =>
   t === undefined || from === undefined ? null : round(t - from)
 
 const WARM_WRITES = 12
+/** Beyond the trial's phases, for the stop's own wait and a loaded machine's late timers. */
+const LOOP_BOUND_SLACK_MS = 5_000
 const acknowledged = (records: readonly WriteRecord[]) => records.filter((r) => r.inst !== undefined).length
 
 /** Polls the records for the first acknowledged write after the fault on another instance. */

@@ -1,6 +1,8 @@
 /**
  * A throwaway server outlives no test process: one the runner kills (a file timeout, a silence)
- * runs no exit hook, and its servers used to run on for good.
+ * runs no exit hook, and its servers used to run on for good. Both kinds: the driver tests' single
+ * server (tests/helpers/pg-server.ts) and the authentication tests' scratch server
+ * (lab/aws/scratch-postgres.ts), whose folders are in RAM.
  */
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
@@ -22,8 +24,14 @@ const refuses = (port: number) =>
     socket.once('error', () => resolve(true))
   })
 
-test('pg-server: a killed test process leaves no server running and no folder behind', async () => {
-  const script = await sameRuntimeProcess(join(repoRoot, 'tests', 'fixtures', 'pg-server-then-hang.ts'))
+for (const [kind, fixture] of [
+  ['pg-server', 'pg-server-then-hang.ts'],
+  ['scratch server', 'scratch-postgres-then-hang.ts'],
+] as const)
+  test(`${kind}: a killed test process leaves no server running and no folder behind`, () => orphan(fixture))
+
+async function orphan(fixture: string): Promise<void> {
+  const script = await sameRuntimeProcess(join(repoRoot, 'tests', 'fixtures', fixture))
   const child = spawn(script.command, script.args, { stdio: ['ignore', 'pipe', 'inherit'] })
   try {
     const started = await new Promise<{ port: number; socketDir: string }>((resolve, reject) => {
@@ -52,4 +60,4 @@ test('pg-server: a killed test process leaves no server running and no folder be
     child.kill('SIGKILL')
     script.done()
   }
-})
+}

@@ -1,7 +1,12 @@
 /**
  * A throwaway single PostgreSQL server on 127.0.0.1 for the authentication tests: its own data
- * directory in a temp folder, a random free port, password authentication on TCP, removed on
- * `stop()`. As root it runs as the `postgres` user (PostgreSQL refuses to run as root).
+ * directory in a folder of its own, a random free port, password authentication on TCP, removed on
+ * `stop()` or, at the latest, when the process that started it is gone (lab/server-watch.ts). As
+ * root it runs as the `postgres` user (PostgreSQL refuses to run as root).
+ *
+ * The folder is beside the lab's (in RAM where there is a tmpfs, lab/scratch.ts), not in the
+ * system's temp folder: on this CI machine's disk the copy of the template cost 0.57 s of CPU
+ * (3.3 s of wall) against 0.04 s (0.3 s) in RAM, and the suite starts ~27 of these servers.
  *
  * @example
  * ```ts
@@ -15,12 +20,12 @@
 import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
-import { copyAsServerUser } from '../pg-bin.ts'
+import { copyAsServerUser, removeTree } from '../pg-bin.ts'
 import { freePort } from '../ports.ts'
 import { labRoot } from '../scratch.ts'
+import { endWatch, stopWhenGone } from '../server-watch.ts'
 import { moveIntoPlace, removeAbandonedBuilds } from '../template.ts'
 
 /** A running scratch server. */
@@ -32,6 +37,12 @@ export interface ScratchPostgres {
   readonly superuserPassword: string
   /** Stops the server at once and deletes its directory; harmless twice. */
   stop(): Promise<void>
+}
+
+/** What only the process that started a scratch server knows of it. */
+export interface StartedScratchPostgres {
+  /** The folder of its Unix-domain socket (`.s.PGSQL.<port>`), which also holds its data; gone after `stop()`. */
+  readonly socketDir: string
 }
 
 /** Options of {@link startScratchPostgres}. */
@@ -105,16 +116,19 @@ async function template(bin: string, asUser: string | undefined, owner?: [number
 }
 
 /** Starts a scratch server; see the module doc. */
-export async function startScratchPostgres(options: ScratchPostgresOptions = {}): Promise<ScratchPostgres> {
+export async function startScratchPostgres(
+  options: ScratchPostgresOptions = {},
+): Promise<ScratchPostgres & StartedScratchPostgres> {
   const bin = postgresBinDir()
   const asRoot = process.getuid?.() === 0
   const asUser = asRoot ? 'postgres' : undefined
   const owner = asRoot ? await postgresOwner() : undefined
   const source = await template(bin, asUser, owner)
-  const dir = mkdtempSync(join(tmpdir(), 'postgres-ha-scratch-'))
+  const dir = mkdtempSync(join(labRoot(), 'scratch-'))
   const data = join(dir, 'data')
   const superuserPassword = randomBytes(12).toString('hex')
   if (owner) chownSync(dir, ...owner)
+  const watch = stopWhenGone({ bin, data, dir, ...(asUser ? { asUser } : {}) })
   let port = 0
   let started = false
   const stop = async () => {
@@ -122,7 +136,8 @@ export async function startScratchPostgres(options: ScratchPostgresOptions = {})
       started = false
       await run(join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop'], asUser).catch(() => {})
     }
-    rmSync(dir, { recursive: true, force: true })
+    endWatch(watch)
+    removeTree(dir)
   }
   try {
     await copyAsServerUser(source, data)
@@ -168,7 +183,7 @@ export async function startScratchPostgres(options: ScratchPostgresOptions = {})
     await stop()
     throw e
   }
-  return { host: '127.0.0.1', port, superuser: 'postgres', superuserPassword, stop }
+  return { host: '127.0.0.1', port, superuser: 'postgres', superuserPassword, socketDir: dir, stop }
 }
 
 async function postgresOwner(): Promise<[number, number]> {

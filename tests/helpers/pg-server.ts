@@ -4,13 +4,14 @@
  * password auth for a test user. Run as root it runs the server as the `postgres` user. `stop()`
  * shuts it down and removes the directory.
  */
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process'
+import { type ChildProcess, execFile, execFileSync } from 'node:child_process'
 import { existsSync, rmSync } from 'node:fs'
 import { chmod, chown, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { copyAsServerUser, removeTree } from '../../lab/pg-bin.ts'
 import { freePort } from '../../lab/ports.ts'
 import { labRoot } from '../../lab/scratch.ts'
+import { endWatch, stopWhenGone } from '../../lab/server-watch.ts'
 import { removeOrphanDsmFiles, removeOrphanSegments } from '../../lab/shared-memory.ts'
 
 const BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin'
@@ -36,45 +37,17 @@ export interface PgServer {
   stop(): Promise<void>
 }
 
-/**
- * Stops the server in `data` and removes `dir` once this process is gone, however it ended: a test
- * process the runner kills (a timeout, a silence) runs no exit hook, and its servers ran on for
- * good, each holding memory and a port (12 such were found on this machine after one killed run).
- * `tail --pid` waits for the process without a fork per check; the stop runs as the servers' user.
- */
-function stopWhenGone(data: string, dir: string): ChildProcess {
-  const stop = `${isRoot ? 'runuser -u postgres -- ' : ''}"$4/pg_ctl" -D "$2" -m immediate stop`
-  const script = `tail --pid="$1" -f /dev/null 2>/dev/null; [ -d "$2" ] || exit 0; ${stop} >/dev/null 2>&1; rm -rf "$3"`
-  const sentinel = spawn('sh', ['-c', script, 'sh', String(process.pid), data, dir, BIN], {
-    detached: true,
-    stdio: 'ignore',
-  })
-  sentinel.on('error', () => {})
-  sentinel.unref()
-  return sentinel
-}
-
-/** Ends a sentinel and its `tail` (its process group: killing the shell alone leaves the tail). */
-function endSentinel(sentinel: ChildProcess | undefined): void {
-  if (!sentinel?.pid) return
-  try {
-    process.kill(-sentinel.pid, 'SIGKILL')
-  } catch {
-    sentinel.kill('SIGKILL')
-  }
-}
-
 /** Data directories of servers still running, stopped synchronously if the process exits first. */
 const running = new Map<string, ChildProcess>()
 let exitHook = false
 function stopOnExit(data: string, dir: string): void {
-  running.set(data, stopWhenGone(data, dir))
+  running.set(data, stopWhenGone({ bin: BIN, data, dir, ...(isRoot ? { asUser: 'postgres' } : {}) }))
   if (exitHook) return
   exitHook = true
   process.once('exit', () => {
-    for (const [dir, sentinel] of running) {
-      // Stopped here, at once: the sentinel would otherwise outlive this process by up to a second.
-      endSentinel(sentinel)
+    for (const [dir, watch] of running) {
+      // Stopped here, at once: the watch would otherwise outlive this process by up to a second.
+      endWatch(watch)
       const args = [join(BIN, 'pg_ctl'), '-D', dir, '-m', 'immediate', 'stop']
       try {
         if (isRoot) execFileSync('runuser', ['-u', 'postgres', '--', ...args], { stdio: 'ignore' })
@@ -282,7 +255,7 @@ export async function startPgServer(
     socketDir: join(dir, 'sock'),
     async stop() {
       await run(join(BIN, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => {})
-      endSentinel(running.get(data))
+      endWatch(running.get(data))
       running.delete(data)
       // `rm -rf`: about half the CPU of Node's recursive removal (lab/pg-bin.ts).
       removeTree(dir)

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { DaemonConfig, LabFile } from './daemon.ts'
-import { daemonArgs } from './daemon-bundle.ts'
+import { daemonLaunch } from './daemon-bundle.ts'
 import { removeTree, repoRoot } from './pg-bin.ts'
 import { alive, killTree, postmasterOf, processesMentioning } from './procs.ts'
 import { releaseSegmentsOf, removeOrphanDsmFiles } from './shared-memory.ts'
@@ -39,7 +39,8 @@ export async function spawnDaemon(config: DaemonConfig, timeoutMs = 180_000): Pr
   }
   rmSync(join(config.dir, 'lab.json'), { force: true })
   rmSync(join(config.dir, 'lab.error'), { force: true })
-  const child = spawn(nodeBinary(), [...daemonArgs(config), JSON.stringify(config)], {
+  const launch = daemonLaunch(config)
+  const child = spawn(nodeBinary(), [...launch.args, JSON.stringify({ ...config, ...launch })], {
     cwd: repoRoot,
     detached: true,
     stdio: 'ignore',

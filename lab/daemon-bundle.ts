@@ -12,7 +12,7 @@
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join, relative } from 'node:path'
 import { repoRoot } from './pg-bin.ts'
 
 const labDir = join(repoRoot, 'lab')
@@ -38,6 +38,14 @@ export function daemonBundle(): string | undefined {
  * 0.3-0.4 s of CPU each under tsx), built if missing; undefined when it cannot be built.
  */
 export function labBundle(entry: 'daemon' | 'cli'): string | undefined {
+  return bundleOf(join(labDir, `${entry}.ts`), entry)
+}
+
+/**
+ * The bundle of a TypeScript module under `lab/` (its name a hash of every lab source, which are
+ * all it can import besides packages), built if missing; undefined when it cannot be built.
+ */
+function bundleOf(source: string, entry: string): string | undefined {
   try {
     const hash = createHash('sha256')
     for (const file of sources()) hash.update(file).update('\0').update(readFileSync(file)).update('\0')
@@ -51,7 +59,7 @@ export function labBundle(entry: 'daemon' | 'cli'): string | undefined {
     const built = spawnSync(
       esbuild,
       [
-        join(labDir, `${entry}.ts`),
+        source,
         '--bundle',
         '--platform=node',
         '--format=esm',
@@ -78,11 +86,24 @@ export function labBundle(entry: 'daemon' | 'cli'): string | undefined {
 }
 
 /**
- * Arguments for Node to run the daemon. A proxy startup module written in TypeScript still needs
- * tsx to be imported, so the loader stays for it (the lab itself still comes from the bundle).
+ * How Node runs the daemon: its arguments, and the proxy startup module it is to import. A startup
+ * module of the lab's own written in TypeScript (lab/aws/iam-lab-startup.ts) is bundled like the
+ * daemon: under tsx, the IAM labs' daemons cost ~0.5 s more CPU each. Any other TypeScript startup
+ * module still needs tsx to be imported, so the loader stays for it (the lab itself still comes
+ * from the bundle).
  */
-export function daemonArgs(config: { proxyStartupModule?: string }): string[] {
+export function daemonLaunch(config: { proxyStartupModule?: string }): {
+  args: string[]
+  proxyStartupModule?: string
+} {
   const bundle = daemonBundle()
-  const needsTsx = !bundle || /\.[cm]?tsx?$/.test(config.proxyStartupModule ?? '')
-  return [...(needsTsx ? ['--import', 'tsx'] : []), bundle ?? join(labDir, 'daemon.ts')]
+  let startup = config.proxyStartupModule
+  if (startup && /\.[cm]?tsx?$/.test(startup) && !relative(labDir, startup).startsWith('..')) {
+    startup = bundleOf(startup, `startup-${basename(startup).replace(/\.[cm]?tsx?$/, '')}`) ?? startup
+  }
+  const needsTsx = !bundle || /\.[cm]?tsx?$/.test(startup ?? '')
+  return {
+    args: [...(needsTsx ? ['--import', 'tsx'] : []), bundle ?? join(labDir, 'daemon.ts')],
+    ...(startup ? { proxyStartupModule: startup } : {}),
+  }
 }

@@ -50,6 +50,7 @@ test('bench trial: a slow client and a long warm-up do not end the other loops b
   const [haResult] = results
   assert.ok(haResult, 'a result for postgres-ha')
   const line = describeTrial(haResult)
+  assert.equal(haResult.endedEarly, null, `postgres-ha's loop ran until the trial stopped it: ${line}`)
   assert.equal(haResult.capped, false, `postgres-ha wrote on the new writer: ${line}`)
   assert.ok(haResult.firstWriteMs !== null && haResult.firstWriteMs > 0, line)
   assert.equal(haResult.ledger.lost, 0, line)

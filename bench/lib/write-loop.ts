@@ -26,9 +26,14 @@ export interface WriteRecord {
   error?: string
 }
 
+/** Why a loop ended: stopped by its owner, one of its own bounds, or a throw outside a write. */
+export type LoopEnd = 'stop' | 'time bound' | 'count bound' | `threw: ${string}`
+
 /** A running loop. */
 export interface WriteLoop {
   readonly records: readonly WriteRecord[]
+  /** Why it ended (undefined while it runs), and when (epoch ms, the lab's clock). */
+  readonly ended: { by: LoopEnd; atMs: number } | undefined
   /** Stops after the current write; gives up waiting for a hung write after `waitMs`. */
   stop(waitMs?: number): Promise<void>
 }
@@ -76,6 +81,7 @@ export function startWriteLoop(options: WriteLoopOptions): WriteLoop {
   } = options
   const records: WriteRecord[] = []
   let stopped = false
+  let ended: { by: LoopEnd; atMs: number } | undefined
   const started = performance.now()
   const done = (async () => {
     while (!stopped && records.length < maxWrites && performance.now() - started < maxMs) {
@@ -94,9 +100,16 @@ export function startWriteLoop(options: WriteLoopOptions): WriteLoop {
       const wait = Math.max(intervalMs - (performance.now() - t), record.error ? errorPauseMs : 0)
       if (wait > 0 && !stopped) await new Promise((r) => setTimeout(r, wait))
     }
-  })()
+    const by: LoopEnd = stopped ? 'stop' : records.length >= maxWrites ? 'count bound' : 'time bound'
+    ended = { by, atMs: nowMs() }
+  })().catch((error: unknown) => {
+    ended = { by: `threw: ${errorClass(error)}`, atMs: nowMs() }
+  })
   return {
     records,
+    get ended() {
+      return ended
+    },
     async stop(waitMs = 2_000) {
       stopped = true
       let timer: ReturnType<typeof setTimeout> | undefined

@@ -92,3 +92,65 @@ for (const how of ['terminated while running', 'terminated while idle'] as const
     assert.equal((await sql`select id from kv where id in (${id}, ${id + 1})`).length, 0)
   })
 }
+
+test('begin: a body that outlives its connection never runs a statement in the transaction that reuses it', async () => {
+  // One connection: postgres.js reconnects that same connection for the next transaction, which the
+  // first body's statements would reach if anything let them through.
+  const one = postgresHa(lab.url('cluster'), labClientOptions({ max: 1 }))
+  const within = <T>(p: Promise<T>, what: string) =>
+    Promise.race([
+      p,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`${what} did not settle within 10 s`)), 10_000),
+      ),
+    ])
+  try {
+    // Before its first success a client reports a lost connection as it is (nothing to fail over in).
+    await one`select 1`
+    let resume!: () => void
+    const resumed = new Promise<void>((resolve) => (resume = resolve))
+    let staleDone!: () => void
+    const staleSettled = new Promise<void>((resolve) => (staleDone = resolve))
+    const stale: Array<Awaited<ReturnType<typeof settle>>> = []
+    let firstPid = 0
+    const first = await settle(
+      one.begin(async (tx) => {
+        try {
+          await tx`insert into kv values (30)`
+          const [row] = (await tx`select pg_backend_pid() as pid`) as unknown as [{ pid: number }]
+          firstPid = row.pid
+          await terminate(firstPid)
+          await resumed
+          stale.push(await settle(tx`insert into kv values (31)`))
+          stale.push(await settle(tx.savepoint((sp) => sp`insert into kv values (32)`)))
+        } finally {
+          staleDone()
+        }
+      }),
+    )
+    let secondPid = 0
+    const second = await settle(
+      one.begin(async (tx) => {
+        const [row] = (await tx`select pg_backend_pid() as pid`) as unknown as [{ pid: number }]
+        secondPid = row.pid
+        resume()
+        await within(staleSettled, 'the first body')
+        await tx`insert into kv values (33)`
+      }),
+    )
+    assert.deepEqual(uncaught.map(String), [], 'nothing thrown outside the caller')
+    assert.equal(first.ok, false)
+    if (!first.ok) assert.ok(first.error instanceof TransactionResolutionUnknownError, `got ${first.error}`)
+    assert.ok(second.ok, `the second transaction failed: ${second.ok ? '' : second.error}`)
+    assert.notEqual(secondPid, firstPid, 'the second transaction ran on a new session')
+    assert.equal(stale.length, 2)
+    for (const r of stale) {
+      assert.equal(r.ok, false, 'a statement of the lost transaction ran')
+      if (!r.ok) assert.ok(r.error instanceof TransactionResolutionUnknownError, `got ${r.error}`)
+    }
+    const rows = (await sql`select id from kv where id between 30 and 33 order by id`).map((r) => r.id)
+    assert.deepEqual(rows, [33])
+  } finally {
+    await one.end()
+  }
+})

@@ -14,6 +14,7 @@ import type { ExecuteContext } from '../../core/plugin.ts'
 import { asCancelRequest, markDeferredCancelRequest } from './cancel-request.ts'
 import { classify } from './classify.ts'
 import { closingWords } from './last-words.ts'
+import { refuseStatementsOfLostTransactions } from './transaction-guard.ts'
 import { guardTypeFetch } from './type-fetch.ts'
 
 type RowCallback = (rows: unknown, result?: unknown) => unknown
@@ -128,6 +129,7 @@ export function queryClasses(base: postgres.Sql): QueryClasses {
   const Query = unrunQuery(base).constructor as PgQueryClass
   // Before any connection of ours opens: its type fetch must never become an unhandled rejection.
   guardTypeFetch(Query)
+  refuseStatementsOfLostTransactions(Query)
 
   class HaQueryImpl extends Query {
     declare inner: PgQuery | undefined

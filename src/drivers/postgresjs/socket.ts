@@ -203,6 +203,16 @@ function guard(socket: Socket, raw: Addressed, untrack: (() => void) | undefined
 
 const noop = () => {}
 
+let closingError: unknown
+
+/**
+ * While postgres.js handles a socket's close (synchronously, inside its emit): the error that
+ * socket failed with, if any — what postgres.js rejected the statements in flight with.
+ */
+export function socketClosingError(): unknown {
+  return closingError
+}
+
 /**
  * Delivers a socket's 'error' together with its 'close', and only after the writes postgres.js
  * queued for it (a `setImmediate`) ran. Two postgres.js flaws make both necessary:
@@ -216,6 +226,8 @@ function holdErrorsUntilClose(socket: Socket): void {
   const emit = socket.emit as (this: Socket, event: string | symbol, ...args: unknown[]) => boolean
   let held: unknown
   let holding = false
+  /** The error this socket failed with, if any: what postgres.js rejected its statements with. */
+  let failure: unknown
   // The last two chunks received: a FATAL error is the server's last message (see last-words.ts).
   let previous: Uint8Array | undefined
   let last: Uint8Array | undefined
@@ -234,6 +246,7 @@ function holdErrorsUntilClose(socket: Socket): void {
     if (event === 'error') {
       if (holding) return true
       held = arg
+      failure ??= arg
       holding = true
       // Node always follows an error with 'close'; never hold one forever regardless.
       startTimer(flush, HALF_CLOSE_GRACE_MS)
@@ -245,7 +258,13 @@ function holdErrorsUntilClose(socket: Socket): void {
       setImmediate(() =>
         setImmediate(() => {
           flush()
-          closeWith(finalServerError(previous, last), () => emit.call(socket, 'close', ...args))
+          const outer = closingError
+          closingError = failure
+          try {
+            closeWith(finalServerError(previous, last), () => emit.call(socket, 'close', ...args))
+          } finally {
+            closingError = outer
+          }
         }),
       )
       return true

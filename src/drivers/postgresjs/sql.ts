@@ -30,7 +30,7 @@ import {
 } from './query.ts'
 import { createReserve } from './reserve.ts'
 import { createSubscriber } from './subscribe.ts'
-import { transactionGuard } from './transaction-guard.ts'
+import { beginGuarded, transactionGuard } from './transaction-guard.ts'
 
 /**
  * The `sql` a client returns: a postgres.js `Sql` (so Drizzle and Kysely accept it as it is)
@@ -297,22 +297,20 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     const entry = pools.entry(host)
     const drops = entry.drops ?? 0
     const guard = transactionGuard(host)
-    const guarded = guard.body(body)
     // postgres.js owns the transaction while it runs (see `handOver`), unless end() gave up on it.
     const handedOver = rejectTx !== undefined && pending.has(rejectTx)
     if (handedOver) pending.set(rejectTx, true)
-    return entry.sql
-      .begin(mode, (tx) => {
-        // From here on the caller's function runs: never replay it.
-        ctx.sent = true
-        return guarded(tx)
-      })
-      .then(undefined, (error: unknown) => {
-        if (handedOver && pending.has(rejectTx)) pending.set(rejectTx, false)
-        guard.abandon(error)
-        // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
-        throw pools.explain(host, drops, guard.lost ?? error)
-      })
+    return beginGuarded(entry.sql, guard, mode, (tx) => {
+      // From here on the caller's function runs: never replay it.
+      ctx.sent = true
+      guard.enter(tx)
+      return body(tx)
+    }).then(undefined, (error: unknown) => {
+      if (handedOver && pending.has(rejectTx)) pending.set(rejectTx, false)
+      guard.abandon(error)
+      // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
+      throw pools.explain(host, drops, guard.lost ?? error)
+    })
   }
 
   /**

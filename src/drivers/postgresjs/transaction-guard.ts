@@ -3,12 +3,23 @@
  *
  * postgres.js answers a failed transaction body with ROLLBACK (a failed savepoint body with
  * ROLLBACK TO SAVEPOINT, a finished body with COMMIT) on the transaction's connection even after
- * that connection closed, and runs any statement the body still makes on it; the write then throws
- * a TypeError from a `setImmediate`, which crashes the process. So once the connection is known
- * lost, no body is allowed to settle (postgres.js rejects `begin` by itself when the close arrives,
- * and the abandoned scope is garbage collected), and every statement the body still makes — it may
- * have caught the error and carried on — rejects with `TransactionResolutionUnknownError` instead
- * of reaching postgres.js.
+ * that connection closed, and runs any statement the body still makes on it: the write then throws
+ * a TypeError from a `setImmediate`, which crashes the process, or, once postgres.js reconnected
+ * that connection, runs on a new session (another transaction's, maybe). So once the connection is
+ * lost, every statement of the transaction — those the body still makes (it may have caught the
+ * error and carried on), and postgres.js's own ROLLBACK or COMMIT — rejects with
+ * `TransactionResolutionUnknownError` instead of reaching the connection.
+ *
+ * Nothing stands between the body and postgres.js while the connection lives: the body gets
+ * postgres.js's own transaction `sql`, and its statements take postgres.js's own path. The guard
+ * learns of the loss from the connection itself (see {@link beginGuarded}): postgres.js tells
+ * `begin` that the transaction's connection closed through `connection.onclose`, synchronously
+ * inside the close and before any statement's rejection reaches the body. Only then are the
+ * transaction's scopes (the body's `sql`, and each savepoint's) marked, and postgres.js's query
+ * dispatch (`Query.prototype.handle`, see {@link refuseStatementsOfLostTransactions}) refuses the
+ * statements of a marked scope. A close is an I/O event, never a microtask, so a statement whose
+ * dispatch began before the mark reaches the connection within the same turn, before postgres.js
+ * hears of the close; each one after it is refused.
  *
  * @module
  */
@@ -16,70 +27,93 @@ import type postgres from 'postgres'
 import { TransactionResolutionUnknownError } from '../../core/errors.ts'
 import { type HostAddress, hostKey } from '../../core/host.ts'
 import { classify } from './classify.ts'
+import { socketClosingError } from './socket.ts'
 
-/** How long a body whose statement lost its connection waits for postgres.js to see the close. */
-const LOST_CLOSE_WAIT_MS = 2_000
+/** Where a scope's query handler (or a `file` query's) carries the guard of its transaction. */
+const GUARD = 'pgHaTransactionGuard'
 
-const never = () => new Promise<never>(() => {})
+type Tagged = { [GUARD]?: TransactionGuard }
 
-/** The fields of a postgres.js query the guard takes over. */
-interface GuardedQuery {
-  handler: (q: GuardedQuery) => void
-  reject: (error: unknown) => void
-  /** The query's own `reject`, called by the guard's (one function per transaction, not per query). */
-  pgHaOwnReject?: (error: unknown) => void
+/** The fields of a postgres.js query the refusal reads and writes. */
+interface DispatchedQuery {
+  readonly handler: Tagged & ((q: DispatchedQuery) => unknown)
+  executed: boolean
+  reject(error: unknown): void
 }
 
+type Scope = postgres.TransactionSql
+
 /**
- * The state of one `sql.begin`. A class, made once per transaction: the object literal with a
- * `lost` getter and nine closures it replaces cost about 6 µs to make on Node (measured on the
- * built bundle), more than the rest of a transaction's overhead together.
+ * The state of one `sql.begin`: a class, made once per transaction (an object literal with a
+ * getter and closures cost microseconds per transaction on Node).
  */
 export class TransactionGuard {
-  /** The first connection-lost error a statement of the transaction saw. */
+  /** The connection-lost error that ended the transaction, once it is known lost. */
   lost: unknown = undefined
   #abandoned = false
+  #marked = false
   #refusal: TransactionResolutionUnknownError | undefined = undefined
-  /** Stops the waits of bodies that saw the loss (made on the first such wait). */
-  #waiting: Set<() => void> | undefined = undefined
+  /** The body's `sql`, then those of savepoint bodies (what {@link TransactionGuard.#mark} marks). */
+  #scope: Scope | undefined = undefined
+  #savepoints: Scope[] | undefined = undefined
   readonly #host: HostAddress | undefined
 
   constructor(host?: HostAddress) {
     this.#host = host
   }
 
-  /** Wraps the caller's body (and, inside it, every savepoint body). */
-  body<T>(fn: (tx: postgres.TransactionSql) => T | Promise<T>): (tx: postgres.TransactionSql) => Promise<T> {
-    return (tx) => {
-      let result: T | Promise<T>
-      try {
-        const value = fn(this.#wrapTx(tx))
-        // postgres.js runs an array of queries returned by the body (`begin(sql => [sql`...`])`).
-        result = (Array.isArray(value) ? Promise.all(value) : value) as T | Promise<T>
-      } catch (error) {
-        result = Promise.reject(error)
-      }
-      return this.#settleBody(result)
-    }
-  }
-
-  /** To call when `begin` itself settled with an error: every pending body is abandoned. */
-  abandon(error?: unknown): void {
-    this.#abandoned = true
-    if (error !== undefined && classify(error) === 'connection-lost') this.#onLost(error)
-    const waiting = this.#waiting
-    if (waiting === undefined) return
-    for (const stop of waiting) stop()
-    waiting.clear()
-  }
-
   /** Whether statements of the transaction must be refused now. */
-  #closed(): boolean {
+  get closed(): boolean {
     return this.lost !== undefined || this.#abandoned
   }
 
+  /**
+   * To call with the `sql` postgres.js gives the transaction's body, and each savepoint body,
+   * before the body runs: the scope is remembered for {@link TransactionGuard.lose}, and its
+   * `savepoint` and `file` (whose statements do not carry the scope's handler) check the guard.
+   */
+  enter(tx: Scope): void {
+    if (this.#scope === undefined) this.#scope = tx
+    else (this.#savepoints ??= []).push(tx)
+    if (this.#marked) markScope(tx, this)
+    const savepoint = tx.savepoint as (...args: unknown[]) => Promise<unknown>
+    // The tagged-template form runs one statement in a savepoint: its scope never reaches a body.
+    // A savepoint made after the loss would open a scope nobody marked: refused here.
+    tx.savepoint = ((name: unknown, fn?: unknown) => {
+      if (this.closed) return Promise.reject(this.refusal())
+      if (Array.isArray((name as { raw?: unknown })?.raw)) return savepoint.apply(tx, [name, fn])
+      const body = (fn ?? name) as (sp: Scope) => unknown
+      const entered = (sp: Scope) => {
+        this.enter(sp)
+        return body(sp)
+      }
+      return fn === undefined ? savepoint.call(tx, entered) : savepoint.call(tx, name, entered)
+    }) as typeof tx.savepoint
+    // A `file` statement runs through a handler of its own, which calls the scope's once the file
+    // is read: the guard goes on that handler.
+    const file = tx.file as unknown as (...args: unknown[]) => { handler: Tagged }
+    tx.file = ((...args: unknown[]) => {
+      const q = file.apply(tx, args)
+      q.handler[GUARD] = this
+      return q
+    }) as unknown as typeof tx.file
+  }
+
+  /** To call when the transaction's connection closed (or was lost): every scope refuses from now on. */
+  lose(error: unknown): void {
+    this.lost ??= error
+    this.#mark()
+  }
+
+  /** To call when `begin` itself settled with an error: no statement of the transaction runs after it. */
+  abandon(error?: unknown): void {
+    this.#abandoned = true
+    if (error !== undefined && classify(error) === 'connection-lost') this.lost ??= error
+    this.#mark()
+  }
+
   /** What a statement made after the loss rejects with. */
-  #refuse(): TransactionResolutionUnknownError {
+  refusal(): TransactionResolutionUnknownError {
     const host = this.#host
     this.#refusal ??= new TransactionResolutionUnknownError(host && hostKey(host), undefined, {
       cause: this.lost,
@@ -87,138 +121,141 @@ export class TransactionGuard {
     return this.#refusal
   }
 
-  #onLost(error: unknown): void {
-    this.lost ??= error
-  }
-
-  /** Waits for postgres.js to see the close; if the connection turns out alive, `error` lets ROLLBACK run. */
-  #awaitClose(error: unknown): Promise<never> {
-    const waiting = (this.#waiting ??= new Set())
-    return new Promise<never>((_, reject) => {
-      const timer = setTimeout(() => {
-        waiting.delete(stop)
-        reject(error)
-      }, LOST_CLOSE_WAIT_MS)
-      const stop = () => clearTimeout(timer)
-      waiting.add(stop)
-    })
-  }
-
-  #settleBody<T>(result: T | Promise<T>): Promise<T> {
-    return Promise.resolve(result).then(
-      (value) => {
-        if (this.#abandoned) return never()
-        // A body that caught the loss and returned: COMMIT must not go to the dead connection.
-        return this.lost === undefined ? value : this.#awaitClose(this.lost)
-      },
-      (error: unknown) => {
-        if (this.#abandoned) return never()
-        if (classify(error) !== 'connection-lost' && this.lost === undefined) throw error
-        this.#onLost(error)
-        return this.#awaitClose(this.lost)
-      },
-    )
-  }
-
-  /**
-   * postgres.js rejects the statements of a closing connection before it tells `begin`. It calls
-   * `query.reject(error)` as a method, so one function serves every query of the transaction.
-   */
-  #rejectNoticingLoss: ((this: GuardedQuery, error: unknown) => void) | undefined = undefined
-  #noticingLoss(): (this: GuardedQuery, error: unknown) => void {
-    if (this.#rejectNoticingLoss) return this.#rejectNoticingLoss
-    const guard = this
-    this.#rejectNoticingLoss = function (this: GuardedQuery, error: unknown): void {
-      if (classify(error) === 'connection-lost') guard.#onLost(error)
-      this.pgHaOwnReject!(error)
-    }
-    return this.#rejectNoticingLoss
-  }
-
-  #wrapTx(tx: postgres.TransactionSql): postgres.TransactionSql {
-    this.#wrapSavepoint(tx)
-    const reject = this.#noticingLoss()
-    // Every query of one scope (the transaction, or a savepoint's body) has the scope's handler:
-    // its guarded version is made once per scope, not once per query.
-    let original: GuardedQuery['handler'] | undefined
-    let guarded: GuardedQuery['handler'] | undefined
-    /** Takes over a postgres.js query of the transaction: it sees the loss, and is refused after it. */
-    const guardQuery = <Q>(made: Q): Q => {
-      const q = made as unknown as GuardedQuery
-      if (!(made instanceof Promise) || typeof q.handler !== 'function') return made
-      if (q.handler !== original) {
-        const handler = q.handler
-        original = handler
-        guarded = (query) => {
-          if (this.#closed()) query.reject(this.#refuse())
-          else handler(query)
-        }
-      }
-      q.handler = guarded!
-      q.pgHaOwnReject = q.reject
-      q.reject = reject
-      return made
-    }
-    if (hasKnownMembers(tx)) {
-      // A plain function with the same members instead of a Proxy: on Bun (JavaScriptCore) the
-      // Proxy cost ~2 µs of CPU per transaction statement against a real server; copying the nine
-      // members one by one costs ~30 ns a transaction (Object.assign would cost ~1 µs).
-      const scope = tx as unknown as Record<string, unknown>
-      const unsafe = tx.unsafe as (...args: unknown[]) => unknown
-      const file = tx.file as (...args: unknown[]) => unknown
-      const sql = function sql(strings: unknown, ...args: unknown[]) {
-        return guardQuery((tx as unknown as (...a: unknown[]) => unknown)(strings, ...args))
-      } as unknown as Record<string, unknown>
-      sql.types = scope.types
-      sql.typed = scope.typed
-      sql.unsafe = (...args: unknown[]) => guardQuery(unsafe.apply(tx, args))
-      sql.notify = scope.notify
-      sql.array = scope.array
-      sql.json = scope.json
-      sql.file = (...args: unknown[]) => guardQuery(file.apply(tx, args))
-      sql.savepoint = scope.savepoint
-      sql.prepare = scope.prepare
-      return sql as unknown as postgres.TransactionSql
-    }
-    return new Proxy(tx, {
-      apply: (target, self, args) => guardQuery(Reflect.apply(target, self, args)),
-      get(target, key, receiver) {
-        const value = Reflect.get(target, key, receiver)
-        if ((key === 'unsafe' || key === 'file') && typeof value === 'function')
-          return (...args: unknown[]) => guardQuery(value.apply(target, args))
-        return value
-      },
-    })
-  }
-
-  #wrapSavepoint(tx: postgres.TransactionSql): void {
-    const original = tx.savepoint as (...args: unknown[]) => Promise<unknown>
-    // The tagged-template form runs one statement in a savepoint; it has no body to guard.
-    tx.savepoint = ((name: unknown, fn?: unknown) => {
-      if (this.#closed()) return Promise.reject(this.#refuse())
-      if (Array.isArray((name as { raw?: unknown })?.raw)) return original.apply(tx, [name, fn])
-      if (fn === undefined)
-        return original.call(tx, this.body(name as (tx: postgres.TransactionSql) => unknown))
-      return original.call(tx, name, this.body(fn as (tx: postgres.TransactionSql) => unknown))
-    }) as typeof tx.savepoint
+  #mark(): void {
+    if (this.#marked) return
+    this.#marked = true
+    if (this.#scope !== undefined) markScope(this.#scope, this)
+    if (this.#savepoints !== undefined) for (const sp of this.#savepoints) markScope(sp, this)
   }
 }
 
-/** The members postgres.js (3.4) gives the `sql` of a transaction or savepoint, in its order. */
-const TX_MEMBERS = 'types,typed,unsafe,notify,array,json,file,savepoint,prepare'
-let knownMembers: boolean | undefined
-
 /**
- * Whether a transaction's `sql` has exactly the members {@link TX_MEMBERS} names, so that a plain
- * function copying them stands in for it; another postgres.js version gets a Proxy, which passes
- * on whatever it has. Asked once: every transaction `sql` is made by the same postgres.js code.
+ * Puts the guard on the query handler of a scope: every statement of the scope (tagged, `unsafe`,
+ * and postgres.js's own ROLLBACK and COMMIT) carries that handler. A scope's `sql` does not expose
+ * it; a query made (never run) does.
  */
-function hasKnownMembers(tx: postgres.TransactionSql): boolean {
-  knownMembers ??= typeof tx === 'function' && Object.keys(tx).join(',') === TX_MEMBERS
-  return knownMembers
+function markScope(tx: Scope, guard: TransactionGuard): void {
+  // Runs inside postgres.js's handling of a close: nothing may throw from here.
+  try {
+    const made = (tx.unsafe as unknown as (text: string) => { handler?: unknown })('')
+    if (typeof made.handler === 'function') (made.handler as Tagged)[GUARD] = guard
+  } catch {}
 }
 
 /** Creates the guard of one transaction on `host` (named in its errors). */
 export function transactionGuard(host?: HostAddress): TransactionGuard {
   return new TransactionGuard(host)
+}
+
+const patched = new WeakSet<object>()
+
+/**
+ * Makes postgres.js's query dispatch refuse the statements of a lost transaction (see the module
+ * doc). `Query` is postgres.js's query class (one per module instance); patching it twice does
+ * nothing. Every other statement pays one property read.
+ */
+export function refuseStatementsOfLostTransactions(Query: { prototype: object }): void {
+  if (patched.has(Query)) return
+  patched.add(Query)
+  const proto = Query.prototype as { handle: (this: DispatchedQuery) => unknown }
+  const handle = proto.handle
+  Object.defineProperty(proto, 'handle', {
+    configurable: true,
+    writable: true,
+    value(this: DispatchedQuery) {
+      const guard = this.handler[GUARD]
+      if (guard === undefined || this.executed || !guard.closed) return handle.call(this)
+      this.executed = true
+      this.reject(guard.refusal())
+      return Promise.resolve()
+    },
+  })
+}
+
+/** The fields of a postgres.js connection the guard uses. */
+interface Connection {
+  onclose?: ((error: unknown) => void) | null
+  [GUARD]?: TransactionGuard | undefined
+}
+
+/** A pool's `unsafe`, once {@link beginGuarded} took it over. */
+type Unsafe = ((...args: unknown[]) => { options?: { onexecute?: (c: Connection) => unknown } }) & {
+  [GUARD]?: true
+}
+
+/** The guard of the `begin` being called now: postgres.js makes its BEGIN inside that call. */
+let beginning: TransactionGuard | undefined
+
+/**
+ * `sql.begin(mode, fn)` on the postgres.js pool `sql`, its connection watched for `guard`.
+ *
+ * postgres.js's `begin` makes its BEGIN with the pool's own `unsafe` (looked up on the pool's
+ * `sql` at every call), passing an `onexecute` that receives the connection the transaction runs
+ * on; it then hands that connection the rejection of `begin` as `connection.onclose`, which the
+ * pool calls, synchronously, when the connection closes. The pool's `unsafe` is taken over once
+ * to see that connection; the connection's `onclose` once, to mark the guard it carries lost
+ * before passing the close on.
+ */
+export function beginGuarded(
+  sql: postgres.Sql,
+  guard: TransactionGuard,
+  mode: string,
+  fn: (tx: Scope) => unknown,
+): Promise<unknown> {
+  const own = sql as unknown as { unsafe: Unsafe }
+  if (own.unsafe[GUARD] !== true) own.unsafe = watchingUnsafe(own.unsafe)
+  beginning = guard
+  try {
+    return sql.begin(mode, fn as (tx: Scope) => Promise<unknown>)
+  } finally {
+    beginning = undefined
+  }
+}
+
+function watchingUnsafe(unsafe: Unsafe): Unsafe {
+  const watching: Unsafe = (...args) => {
+    const q = unsafe(...args)
+    const guard = beginning
+    const options = q.options
+    const onexecute = options?.onexecute
+    if (guard === undefined || onexecute === undefined) return q
+    beginning = undefined
+    options!.onexecute = (c) => {
+      bind(c, guard)
+      return onexecute(c)
+    }
+    return q
+  }
+  watching[GUARD] = true
+  return watching
+}
+
+function bind(c: Connection, guard: TransactionGuard): void {
+  if (!(GUARD in c)) watchClose(c)
+  c[GUARD] = guard
+}
+
+/**
+ * Takes over `c.onclose` (postgres.js's pool calls it, if set, with the close's error): the guard
+ * of the transaction on `c` is marked lost first, with the socket's own error when there was one
+ * (what the statements in flight rejected with), then `begin` is told.
+ */
+function watchClose(c: Connection): void {
+  let onclose = c.onclose
+  const closed = (error: unknown) => {
+    const guard = c[GUARD]
+    c[GUARD] = undefined
+    guard?.lose(socketClosingError() ?? error)
+    onclose?.(error)
+  }
+  c[GUARD] = undefined
+  Object.defineProperty(c, 'onclose', {
+    configurable: true,
+    enumerable: true,
+    // Also while BEGIN runs (the guard is set, `begin` has not handed over its rejection yet).
+    get: () => (onclose || c[GUARD] !== undefined ? closed : onclose),
+    set: (value: Connection['onclose']) => {
+      onclose = value
+    },
+  })
 }

@@ -93,3 +93,24 @@ test('reserve: it connects before it resolves; a refused connect rejects it as p
   const after = await refused.reserve().catch((e: unknown) => e)
   assert.equal((after as { code?: string }).code, 'ECONNREFUSED')
 })
+
+test('reserve: statements reach the connection in the order they were made, a forEach among them', async () => {
+  const sql = client()
+  await sql`select 1`
+  const reserved = await sql.reserve()
+  try {
+    await reserved`create temp sequence reserve_order`
+    // A forEach hands rows over as they come (it never takes the fast path); the plain statement
+    // made after it must not overtake it on the connection.
+    const streamed: number[] = []
+    const first = reserved`select nextval('reserve_order')::int as v`.forEach((row) => {
+      streamed.push((row as { v: number }).v)
+    })
+    const second = reserved`select nextval('reserve_order')::int as v`.execute()
+    const [rows] = await Promise.all([second, first])
+    assert.deepEqual(streamed, [1])
+    assert.equal(rows[0]?.v, 2)
+  } finally {
+    reserved.release()
+  }
+})

@@ -273,7 +273,7 @@ export class HaClient implements Executor {
 
   /**
    * The fast path (core/execute-lane.ts) for work bound for the writer once the client is ready
-   * and has connected: no reader routing, no read-your-writes, no pinned host, no `read-write`
+   * and has connected: no reader routing, no read-your-writes, no host pinned but the writer, no `read-write`
    * check left to make, and every plugin's lane open. The first attempt then runs on the writer
    * the chain's `run` would have picked. The lane is the attempt's context too: one object per
    * statement.
@@ -282,13 +282,14 @@ export class HaClient implements Executor {
     const lanes = this.#lanes
     if (
       !this.#laneOpen ||
-      request.pinnedHost !== undefined ||
       request.forReader === true ||
       (request.targetRole ?? this.options.targetRole) !== 'writer'
     )
       return undefined
     // What route('writer') gives.
     const host = this.#writer ?? this.#deps.initialHosts[0]!
+    // A reserved connection's first attempt runs where it is pinned: on the lane only if that is the writer.
+    if (request.pinnedHost !== undefined && !sameHost(request.pinnedHost, host)) return undefined
     if (this.#checkReadOnly === 'read-write' && this.#defaultReadOnly!.known(host) !== false) return undefined
     const lane = new StatementLane(request, host, lanes!, this.#resume)
     for (let i = 0; i < lanes!.length; i++) if (!lanes![i]!.open(lane)) return undefined

@@ -20,6 +20,8 @@ export interface Capacity {
   done(): void
   /** Resolves once a connection may be reserved; it counts until {@link unreserve}. */
   reserve(): Promise<void>
+  /** Counts a reservation that may start now and returns true; false (nothing counted) if it would wait. */
+  tryReserve(): boolean
   unreserve(): void
 }
 
@@ -59,11 +61,13 @@ export function createCapacity(max: number): Capacity {
       if (queue.length > 0) pump()
     },
     reserve() {
-      if (queue.length === 0 && reserved + running < max) {
-        reserved++
-        return Promise.resolve()
-      }
+      if (this.tryReserve()) return Promise.resolve()
       return new Promise<void>((resolve) => queue.push({ reserve: true, go: resolve }))
+    },
+    tryReserve() {
+      if (queue.length > 0 || reserved + running >= max) return false
+      reserved++
+      return true
     },
     unreserve() {
       reserved--

@@ -11,40 +11,33 @@
  * after the loss rejects with `TransactionResolutionUnknownError` until the caller ends it
  * (`rollback`, `commit`, which rejects too, or `release()`), so nothing of it runs in autocommit.
  *
+ * The common case takes the core's lane (core/execute-lane.ts), as pool statements do: a
+ * reservation that finds an open idle connection on the writer takes it with no promise of the
+ * core's, and a plain statement on a reservation pinned to the writer runs as the query itself on
+ * the reserved connection (see {@link OwnAttempt}), with no second postgres.js query. A failed
+ * first attempt carries on through the plugins exactly as on the chain.
+ *
  * @module
  */
-import type { Socket } from 'node:net'
 import type postgres from 'postgres'
 import { TransactionResolutionUnknownError } from '../../core/errors.ts'
-import type { ExecuteRequest, Executor } from '../../core/executor.ts'
+import type { Attempt, ExecuteRequest, Executor, Lane } from '../../core/executor.ts'
 import { type HostAddress, hostKey, sameHost } from '../../core/host.ts'
 import type { Capacity } from './capacity.ts'
 import { classify } from './classify.ts'
 import { connectionError } from './errors.ts'
 import type { SqlFunction } from './helpers.ts'
 import { makeSqlFunction } from './helpers.ts'
-import type { Dedicated, HostPools } from './pools.ts'
-import { attemptQuery, cancelQuery, type HaQuery, type QueryHandler, unrunQuery } from './query.ts'
-
-/**
- * One dedicated connection, reusable by successive reservations on its host. It is held by a
- * postgres.js reservation of its own `max: 1` instance: open before a statement is given to it,
- * and opened again (a new reservation of that instance) after it was lost.
- */
-interface Slot {
-  readonly host: HostAddress
-  readonly dedicated: Dedicated
-  /** The handler and canceller of the instance's reservation, while it is open. */
-  handler: unknown
-  canceller: unknown
-  /** The instance's reservation, open and not lost: statements may go to `handler`. */
-  live: boolean
-  opening: Promise<void> | undefined
-  release: (() => void) | undefined
-  main: Socket | undefined
-  /** Its connection closed since it was last checked. */
-  lost: boolean
-}
+import type { HostPools } from './pools.ts'
+import {
+  attemptQuery,
+  cancelQuery,
+  type HaQuery,
+  type OwnAttempt,
+  type PgQuery,
+  type QueryHandler,
+} from './query.ts'
+import { createSlots, type Slot } from './reserve-slots.ts'
 
 interface Reservation {
   slot: Slot | undefined
@@ -52,6 +45,8 @@ interface Reservation {
   /** The open transaction's connection was lost: what every statement rejects with until it is ended. */
   lost: TransactionResolutionUnknownError | undefined
   released: boolean
+  /** Statements on the chain, not settled yet: a statement after them must not overtake them on the lane. */
+  chained: number
 }
 
 /** What {@link createReserve} needs from the client. */
@@ -71,6 +66,7 @@ export interface ReserveDeps {
   leave(reject: (error: unknown) => void): void
 }
 
+const RESERVE: ExecuteRequest = Object.freeze({ kind: 'statement', description: 'reserve' })
 const OPENS = /^(BEGIN|START TRANSACTION)$/
 const CLOSES = /^(COMMIT|ROLLBACK|PREPARE TRANSACTION|COMMIT PREPARED|ROLLBACK PREPARED)$/
 const CLOSING_TEXT = /^\s*(commit|end|rollback|abort|prepare\s+transaction)\b(?!\s+to\b)/i
@@ -79,79 +75,9 @@ const ROLLBACK_TEXT = /^\s*(rollback|abort)\b(?!\s+to\b)/i
 /** Makes `reserve()` and the function that ends every idle reserved connection. */
 export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFunction>; end(): Promise<void> } {
   const { executor, pools } = deps
-  const idle = new Map<string, Slot[]>()
-  const maxIdle = Math.max(1, Number(pools.options.max) || 1)
+  const { acquire, open, recycle, end: endSlots } = createSlots(pools, deps.isEnded)
   /** Statements that were running when their reservation's transaction was lost. */
   const lostBy = new WeakSet<HaQuery>()
-
-  function acquire(host: HostAddress): Slot {
-    const list = idle.get(hostKey(host))
-    let slot = list?.pop()
-    while (slot?.lost) {
-      endSlot(slot)
-      slot = list?.pop()
-    }
-    if (slot) return slot
-    const made: Partial<Slot> & { main?: Socket; lost: boolean } = {
-      host,
-      lost: false,
-      live: false,
-      main: undefined,
-      opening: undefined,
-      release: undefined,
-    }
-    const dedicated = pools.dedicated(
-      host,
-      {},
-      {
-        onSocketOpen(socket) {
-          if (!made.main || made.main.destroyed) made.main = socket
-        },
-        onSocketClose(socket) {
-          // A cancel request opens a socket of its own; only the connection's socket counts.
-          if (socket === made.main) {
-            made.main = undefined
-            made.lost = true
-            made.live = false
-          }
-        },
-      },
-    )
-    return Object.assign(made, { dedicated }) as Slot
-  }
-
-  /** Opens the slot's connection: a postgres.js reservation of its instance (rejects as postgres.js's does). */
-  function open(slot: Slot): Promise<void> {
-    if (slot.live) return Promise.resolve()
-    slot.opening ??= (async () => {
-      const reservation = (await slot.dedicated.sql.reserve()) as unknown as postgres.ReservedSql
-      const { handler, canceller } = unrunQuery(reservation as unknown as postgres.Sql)
-      slot.handler = handler
-      slot.canceller = canceller
-      slot.release = () => reservation.release()
-      slot.lost = false
-      slot.live = true
-    })().finally(() => {
-      slot.opening = undefined
-    })
-    return slot.opening
-  }
-
-  function endSlot(slot: Slot): void {
-    // A reservation of a live connection is handed back first: postgres.js's end() would
-    // otherwise wait a second for it. A lost one was already dropped by postgres.js.
-    if (slot.live) slot.release?.()
-    slot.live = false
-    void slot.dedicated.end()
-  }
-
-  function recycle(slot: Slot, reusable: boolean): void {
-    const key = hostKey(slot.host)
-    let list = idle.get(key)
-    if (!list) idle.set(key, (list = []))
-    if (reusable && !slot.lost && !deps.isEnded() && list.length < maxIdle) list.push(slot)
-    else endSlot(slot)
-  }
 
   function attempt(r: Reservation, q: HaQuery, host: HostAddress, ctx: Parameters<typeof attemptQuery>[3]) {
     let slot = r.slot
@@ -166,18 +92,25 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
     const drops = pools.drops(host)
     const run = () => attemptQuery(q, used.handler, used.canceller, ctx)
     return (used.live ? run() : open(used).then(run)).catch((raw: unknown) => {
-      // A drop by postgres-ha says so, whatever postgres.js made of it.
-      const error = pools.explain(host, drops, raw)
-      const kind = classify(error)
-      if (kind === 'connection-lost' || kind === 'connect-failed') {
-        used.lost = true
-        if (inTransaction && r.slot === used) {
-          lose(r, used.host, error)
-          lostBy.add(q)
-        }
-      }
-      throw error
+      throw failedOn(r, q, used, inTransaction, pools.explain(host, drops, raw))
     })
+  }
+
+  /**
+   * An attempt of `q` on `used` failed (`error`, explained by the pools: a drop by postgres-ha says
+   * so, whatever postgres.js made of it): a lost connection is never used again, and takes the
+   * transaction that was open on it (`inTransaction` when the attempt started) with it.
+   */
+  function failedOn(r: Reservation, q: HaQuery, used: Slot, inTransaction: boolean, error: unknown): unknown {
+    const kind = classify(error)
+    if (kind === 'connection-lost' || kind === 'connect-failed') {
+      used.lost = true
+      if (inTransaction && r.slot === used) {
+        lose(r, used.host, error)
+        lostBy.add(q)
+      }
+    }
+    return error
   }
 
   /** The transaction open on `r` is gone with its connection. */
@@ -222,57 +155,193 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
     q.reject(error)
   }
 
-  async function reserve(): Promise<SqlFunction> {
-    if (deps.isEnded()) throw deps.endedError()
-    await deps.capacity.reserve()
-    const r: Reservation = { slot: undefined, inTransaction: false, lost: undefined, released: false }
-    try {
-      // Nothing is sent yet: a connect failure on a writer that moved is retried on the new one.
-      await executor.execute({ kind: 'statement', description: 'reserve' }, async (host) => {
-        if (r.slot && !sameHost(r.slot.host, host)) {
-          recycle(r.slot, false)
-          r.slot = undefined
-        }
-        r.slot ??= acquire(host)
-        await open(r.slot)
-      })
-    } catch (error) {
-      if (r.slot) recycle(r.slot, false)
-      deps.capacity.unreserve()
-      throw error
+  /**
+   * The first attempt of a reserved statement on the lane: `q` itself runs on the reserved
+   * connection (see {@link OwnAttempt}); a failure carries on through the plugins, later attempts
+   * as on the chain.
+   */
+  class ReservedAttempt implements OwnAttempt {
+    done = false
+    readonly ctx: Lane['ctx']
+    readonly handler: QueryHandler
+    readonly canceller: (q: PgQuery) => unknown
+    readonly inTransaction: boolean
+    readonly drops: number
+    constructor(
+      readonly r: Reservation,
+      readonly slot: Slot,
+      readonly lane: Lane,
+      readonly reject: (error: unknown) => void,
+    ) {
+      this.ctx = lane.ctx
+      this.handler = slot.handler as QueryHandler
+      this.canceller = slot.canceller as (q: PgQuery) => unknown
+      this.inTransaction = r.inTransaction
+      this.drops = pools.drops(slot.host)
     }
-    const handler: QueryHandler = (q) => {
-      if (r.released) return deps.fallback(q)
-      if (deps.isEnded()) return q.reject(deps.endedError())
-      // Closed while idle in a transaction (terminated, timed out, aborted by the tracker).
-      if (r.inTransaction && r.slot?.lost)
-        lose(r, r.slot.host, connectionError('CONNECTION_CLOSED', 'the reserved connection was closed'))
-      if (r.lost) {
-        refuseLost(r, q as HaQuery)
-        return
-      }
-      q.active = true
-      const reject = q.reject
-      deps.enter(reject)
-      const request: ExecuteRequest = {
-        kind: 'reserved',
-        pinnedHost: r.slot && !r.slot.lost ? r.slot.host : undefined,
-        inTransaction: r.inTransaction,
-        description: q.strings[0] ?? '',
-      }
-      executor
-        .execute(request, (host, ctx) => attempt(r, q as HaQuery, host, ctx))
+    settled(q: HaQuery, value: unknown): void {
+      this.lane.settled()
+      deps.leave(this.reject)
+      settle(this.r, q, value)
+    }
+    failed(q: HaQuery, raw: unknown): void {
+      const { r, slot, reject } = this
+      const error = failedOn(r, q, slot, this.inTransaction, pools.explain(slot.host, this.drops, raw))
+      this.lane
+        .failed(error, (host, ctx) => attempt(r, q, host, ctx))
         .then(
           (value) => {
+            q.own = undefined
             deps.leave(reject)
-            settle(r, q as HaQuery, value)
+            settle(r, q, value)
           },
-          (error) => {
+          (failure) => {
+            q.own = undefined
             deps.leave(reject)
-            fail(r, q as HaQuery, error)
+            fail(r, q, failure)
           },
         )
     }
+  }
+
+  /** Runs `q` on reservation `r` (its `sql`'s handler). */
+  function run(r: Reservation, q: HaQuery): void {
+    if (r.released) {
+      deps.fallback(q)
+      return
+    }
+    if (deps.isEnded()) {
+      q.reject(deps.endedError())
+      return
+    }
+    const slot = r.slot
+    // Closed while idle in a transaction (terminated, timed out, aborted by the tracker).
+    if (r.inTransaction && slot?.lost)
+      lose(r, slot.host, connectionError('CONNECTION_CLOSED', 'the reserved connection was closed'))
+    if (r.lost) {
+      refuseLost(r, q)
+      return
+    }
+    const reject = q.reject
+    deps.enter(reject)
+    const request: ExecuteRequest = {
+      kind: 'reserved',
+      pinnedHost: slot && !slot.lost ? slot.host : undefined,
+      inTransaction: r.inTransaction,
+      description: q.strings[0] ?? '',
+    }
+    // A cursor, forEach or COPY hands rows over as they come: those take the chain.
+    if (
+      slot?.live &&
+      r.chained === 0 &&
+      !q.cancelled &&
+      !q.cursorFn &&
+      !q.forEachFn &&
+      !(q as { streaming?: boolean }).streaming
+    ) {
+      const lane = executor.lane?.(request)
+      if (lane) {
+        q.own = new ReservedAttempt(r, slot, lane, reject)
+        // As in postgres.js, the query is active once the connection runs it.
+        q.active = false
+        ;(slot.handler as QueryHandler)(q)
+        return
+      }
+    }
+    q.active = true
+    r.chained++
+    executor
+      .execute(request, (host, ctx) => attempt(r, q, host, ctx))
+      .then(
+        (value) => {
+          r.chained--
+          deps.leave(reject)
+          settle(r, q, value)
+        },
+        (error) => {
+          r.chained--
+          deps.leave(reject)
+          fail(r, q, error)
+        },
+      )
+  }
+
+  /** Pins `r` to an open connection on `host`; `undefined` when one was open already. */
+  function pin(r: Reservation, host: HostAddress): Promise<void> | undefined {
+    if (r.slot && !sameHost(r.slot.host, host)) {
+      recycle(r.slot, false)
+      r.slot = undefined
+    }
+    r.slot ??= acquire(host)
+    return r.slot.live ? undefined : open(r.slot)
+  }
+
+  /** The attempt of a reservation: nothing is sent, so a connect failure on a writer that moved is retried on the new one. */
+  const pinning =
+    (r: Reservation): Attempt<void> =>
+    async (host) => {
+      await pin(r, host)
+    }
+
+  /** A reservation that could not be made gives its slot and its count back. */
+  function unpin(r: Reservation): void {
+    if (r.slot) recycle(r.slot, false)
+    r.slot = undefined
+    deps.capacity.unreserve()
+  }
+
+  async function viaChain(r: Reservation): Promise<SqlFunction> {
+    try {
+      await executor.execute(RESERVE, pinning(r))
+    } catch (error) {
+      unpin(r)
+      throw error
+    }
+    return reservedSql(r)
+  }
+
+  /** The common case: an idle open connection on the writer is taken at once. */
+  function onLane(r: Reservation, lane: Lane): Promise<SqlFunction> {
+    let opening: Promise<void> | undefined
+    try {
+      opening = pin(r, lane.host)
+    } catch (error) {
+      opening = Promise.reject(error)
+    }
+    if (opening === undefined) {
+      lane.settled()
+      return Promise.resolve(reservedSql(r))
+    }
+    return opening
+      .then(
+        () => lane.settled(),
+        (error: unknown) => lane.failed(error, pinning(r)),
+      )
+      .then(
+        () => reservedSql(r),
+        (error: unknown) => {
+          unpin(r)
+          throw error
+        },
+      )
+  }
+
+  function reserve(): Promise<SqlFunction> {
+    if (deps.isEnded()) return Promise.reject(deps.endedError())
+    const r: Reservation = {
+      slot: undefined,
+      inTransaction: false,
+      lost: undefined,
+      released: false,
+      chained: 0,
+    }
+    if (!deps.capacity.tryReserve()) return deps.capacity.reserve().then(() => viaChain(r))
+    const lane = executor.lane?.(RESERVE)
+    return lane ? onLane(r, lane) : viaChain(r)
+  }
+
+  function reservedSql(r: Reservation): SqlFunction {
+    const handler: QueryHandler = (q) => run(r, q as HaQuery)
     handler.debug = pools.options.debug
     const sql = makeSqlFunction(deps.base, handler, cancelQuery)
     Object.assign(sql, {
@@ -289,13 +358,5 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
     return sql
   }
 
-  return {
-    reserve,
-    async end() {
-      const all = [...idle.values()].flat()
-      idle.clear()
-      for (const s of all) if (s.live) s.release?.()
-      await Promise.all(all.map((s) => s.dedicated.end()))
-    },
-  }
+  return { reserve, end: endSlots }
 }

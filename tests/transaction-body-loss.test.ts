@@ -154,3 +154,40 @@ test('begin: a body that outlives its connection never runs a statement in the t
     await one.end()
   }
 })
+
+test('begin: a savepoint body that catches its lost connection and goes on — no crash, TransactionResolutionUnknownError', async () => {
+  const later: Array<Awaited<ReturnType<typeof settle>>> = []
+  let caught: unknown
+  const result = await settle(
+    sql.begin(async (tx) => {
+      await tx`insert into kv values (40)`
+      await tx.savepoint(async (sp) => {
+        await sp`insert into kv values (41)`
+        const [{ pid }] = (await sp`select pg_backend_pid() as pid`) as unknown as [{ pid: number }]
+        const sleeping = sp`select pg_sleep(5)`.then(
+          () => undefined,
+          (error: unknown) => {
+            caught = error
+          },
+        )
+        await new Promise((r) => setTimeout(r, 200))
+        await terminate(pid)
+        await sleeping
+        // The savepoint's body carries on; so does the transaction's after it.
+        later.push(await settle(sp`insert into kv values (42)`))
+        later.push(await settle(sp.savepoint((inner) => inner`insert into kv values (43)`)))
+      })
+      later.push(await settle(tx`insert into kv values (44)`))
+    }),
+  )
+  await new Promise((r) => setTimeout(r, 300))
+  assert.deepEqual(uncaught.map(String), [], 'nothing thrown outside the caller')
+  assert.ok(caught, 'the savepoint body saw an error')
+  assert.equal(result.ok, false)
+  if (!result.ok) assert.ok(result.error instanceof TransactionResolutionUnknownError, `got ${result.error}`)
+  for (const r of later) {
+    assert.equal(r.ok, false, 'a statement after the loss ran')
+    if (!r.ok) assert.ok(r.error instanceof TransactionResolutionUnknownError, `got ${r.error}`)
+  }
+  assert.equal((await sql`select id from kv where id between 40 and 44`).length, 0)
+})

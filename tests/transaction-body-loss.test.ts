@@ -38,6 +38,24 @@ async function terminate(pid: number): Promise<void> {
   }
 }
 
+/** Terminates backend `pid` while a statement of `scope` runs on it; what that statement failed with. */
+async function terminateWhileRunning(
+  scope: (strings: TemplateStringsArray) => Promise<unknown>,
+  pid: number,
+): Promise<unknown> {
+  let failed: unknown
+  const sleeping = scope`select pg_sleep(5)`.then(
+    () => undefined,
+    (error: unknown) => {
+      failed = error
+    },
+  )
+  await new Promise((r) => setTimeout(r, 200))
+  await terminate(pid)
+  await sleeping
+  return failed
+}
+
 for (const how of ['terminated while running', 'terminated while idle'] as const) {
   test(`begin: a body that catches its lost connection (${how}) and goes on — no crash, TransactionResolutionUnknownError`, async () => {
     const later: Array<Awaited<ReturnType<typeof settle>>> = []
@@ -52,15 +70,7 @@ for (const how of ['terminated while running', 'terminated while idle'] as const
           await tx`insert into kv values (${id})`
           const [{ pid }] = (await tx`select pg_backend_pid() as pid`) as unknown as [{ pid: number }]
           if (how === 'terminated while running') {
-            const sleeping = tx`select pg_sleep(5)`.then(
-              () => undefined,
-              (error: unknown) => {
-                caught = error
-              },
-            )
-            await new Promise((r) => setTimeout(r, 200))
-            await terminate(pid)
-            await sleeping
+            caught = await terminateWhileRunning(tx, pid)
           } else {
             await terminate(pid)
             await new Promise((r) => setTimeout(r, 200))
@@ -97,13 +107,19 @@ test('begin: a body that outlives its connection never runs a statement in the t
   // One connection: postgres.js reconnects that same connection for the next transaction, which the
   // first body's statements would reach if anything let them through.
   const one = postgresHa(lab.url('cluster'), labClientOptions({ max: 1 }))
-  const within = <T>(p: Promise<T>, what: string) =>
-    Promise.race([
-      p,
-      new Promise<never>((_, reject) =>
-        setTimeout(() => reject(new Error(`${what} did not settle within 10 s`)), 10_000),
-      ),
-    ])
+  // The bound's timer is cleared once `p` settles: left running, it kept node's test process alive
+  // for 10 s after the file's tests were done.
+  const within = async <T>(p: Promise<T>, what: string): Promise<T> => {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not settle within 10 s`)), 10_000)
+    })
+    try {
+      return await Promise.race([p, bound])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
   try {
     // Before its first success a client reports a lost connection as it is (nothing to fail over in).
     await one`select 1`
@@ -164,15 +180,7 @@ test('begin: a savepoint body that catches its lost connection and goes on — n
       await tx.savepoint(async (sp) => {
         await sp`insert into kv values (41)`
         const [{ pid }] = (await sp`select pg_backend_pid() as pid`) as unknown as [{ pid: number }]
-        const sleeping = sp`select pg_sleep(5)`.then(
-          () => undefined,
-          (error: unknown) => {
-            caught = error
-          },
-        )
-        await new Promise((r) => setTimeout(r, 200))
-        await terminate(pid)
-        await sleeping
+        caught = await terminateWhileRunning(sp, pid)
         // The savepoint's body carries on; so does the transaction's after it.
         later.push(await settle(sp`insert into kv values (42)`))
         later.push(await settle(sp.savepoint((inner) => inner`insert into kv values (43)`)))

@@ -45,6 +45,14 @@ export interface PgQuery extends Promise<unknown> {
   cancel(): unknown
 }
 
+/**
+ * Whether `q` hands its rows over as they come (a cursor, `forEach`, or COPY's stream) rather than
+ * all at once: such a query never takes the core's lane.
+ */
+export function streamsRows(q: PgQuery): boolean {
+  return Boolean(q.cursorFn || q.forEachFn || (q as { streaming?: boolean }).streaming)
+}
+
 /** What postgres.js calls with a query to run; `debug` is read by the `Query` constructor. */
 export type QueryHandler = ((q: PgQuery) => void) & { debug?: unknown }
 

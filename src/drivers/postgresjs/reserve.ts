@@ -36,6 +36,7 @@ import {
   type OwnAttempt,
   type PgQuery,
   type QueryHandler,
+  streamsRows,
 } from './query.ts'
 import { createSlots, type Slot } from './reserve-slots.ts'
 
@@ -231,14 +232,7 @@ export function createReserve(deps: ReserveDeps): { reserve(): Promise<SqlFuncti
       description: q.strings[0] ?? '',
     }
     // A cursor, forEach or COPY hands rows over as they come: those take the chain.
-    if (
-      slot?.live &&
-      r.chained === 0 &&
-      !q.cancelled &&
-      !q.cursorFn &&
-      !q.forEachFn &&
-      !(q as { streaming?: boolean }).streaming
-    ) {
+    if (slot?.live && r.chained === 0 && !q.cancelled && !streamsRows(q)) {
       const lane = executor.lane?.(request)
       if (lane) {
         q.own = new ReservedAttempt(r, slot, lane, reject)

@@ -26,6 +26,7 @@ import {
   type OwnAttempt,
   type PgQuery,
   type QueryHandler,
+  streamsRows,
   unrunQuery,
 } from './query.ts'
 import { createReserve } from './reserve.ts'
@@ -246,8 +247,7 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     const reject = q.reject
     if (capacity.tryStatement()) {
       // A cursor, forEach or COPY hands rows over as they come: those take the chain.
-      const plain = !q.cursorFn && !q.forEachFn && !(q as { streaming?: boolean }).streaming
-      const lane = plain ? executor.lane?.(requestOf(q)) : undefined
+      const lane = streamsRows(q) ? undefined : executor.lane?.(requestOf(q))
       if (lane) return onLane(q as HaQuery, reject, lane)
       enter(reject)
       return viaChain(q, reject)

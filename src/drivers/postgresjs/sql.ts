@@ -286,6 +286,9 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
   /**
    * One attempt of a transaction on `host`: `sql.begin` on that host's pool, its body guarded.
    * `rejectTx` is set once postgres-ha holds the transaction in `pending` (see `handOver`).
+   * postgres.js's promise settles the attempt through `done` and `failed` (the connection-lost
+   * error explained), in one reaction: a transaction on the lane pays one promise of ours, not
+   * one per layer.
    */
   const transactionAttempt = (
     mode: string,
@@ -293,6 +296,8 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     rejectTx: ((error: unknown) => void) | undefined,
     host: HostAddress,
     ctx: ExecuteContext,
+    done: ((value: unknown) => unknown) | undefined,
+    failed: (error: unknown) => unknown,
   ): Promise<unknown> => {
     const entry = pools.entry(host)
     const drops = entry.drops ?? 0
@@ -305,12 +310,15 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
       ctx.sent = true
       guard.enter(tx)
       return body(tx)
-    }).then(undefined, (error: unknown) => {
+    }).then(done, (error: unknown) => {
       if (handedOver && pending.has(rejectTx)) pending.set(rejectTx, false)
       guard.abandon(error)
       // The connection loss, not postgres.js's reaction to it, is why the transaction failed.
-      throw pools.explain(host, drops, guard.lost ?? error)
+      return failed(pools.explain(host, drops, guard.lost ?? error))
     })
+  }
+  const rethrow = (error: unknown): never => {
+    throw error
   }
 
   /**
@@ -326,37 +334,35 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     lane: Lane,
   ): Promise<unknown> => {
     onLanes++
-    let first: Promise<unknown>
-    try {
-      first = transactionAttempt(mode, body, undefined, lane.host, lane.ctx)
-    } catch (error) {
-      first = Promise.reject(error)
+    const settled = (value: unknown) => {
+      lane.settled()
+      offLane()
+      return value
     }
-    return first.then(
-      (value) => {
-        lane.settled()
-        offLane()
-        return value
-      },
-      (error) =>
-        new Promise<unknown>((resolve, rejectTx) => {
-          onLanes--
-          enter(rejectTx)
-          const retry: Attempt<unknown> = (host, ctx) => transactionAttempt(mode, body, rejectTx, host, ctx)
-          lane.failed(error, retry).then(
-            (value) => {
-              capacity.done()
-              leave(rejectTx)
-              resolve(value)
-            },
-            (failure) => {
-              capacity.done()
-              leave(rejectTx)
-              rejectTx(failure)
-            },
-          )
-        }),
-    )
+    const failed = (error: unknown) =>
+      new Promise<unknown>((resolve, rejectTx) => {
+        onLanes--
+        enter(rejectTx)
+        const retry: Attempt<unknown> = (host, ctx) =>
+          transactionAttempt(mode, body, rejectTx, host, ctx, undefined, rethrow)
+        lane.failed(error, retry).then(
+          (value) => {
+            capacity.done()
+            leave(rejectTx)
+            resolve(value)
+          },
+          (failure) => {
+            capacity.done()
+            leave(rejectTx)
+            rejectTx(failure)
+          },
+        )
+      })
+    try {
+      return transactionAttempt(mode, body, undefined, lane.host, lane.ctx, settled, failed)
+    } catch (error) {
+      return Promise.reject(error).then(undefined, failed)
+    }
   }
 
   function begin(mode: unknown, fn?: unknown): Promise<unknown> {
@@ -387,7 +393,8 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
         leave(rejectTx)
         rejectTx(error)
       }
-      const attempt: Attempt<unknown> = (host, ctx) => transactionAttempt(modeText, body, rejectTx, host, ctx)
+      const attempt: Attempt<unknown> = (host, ctx) =>
+        transactionAttempt(modeText, body, rejectTx, host, ctx, undefined, rethrow)
       const start = (): void => {
         const lane = executor.lane?.(TRANSACTION)
         if (!lane) {

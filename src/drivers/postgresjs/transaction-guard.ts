@@ -179,7 +179,11 @@ interface Connection {
 }
 
 /** A pool's `unsafe`, once {@link beginGuarded} took it over. */
-type Unsafe = ((...args: unknown[]) => { options?: { onexecute?: (c: Connection) => unknown } }) & {
+type Unsafe = ((
+  text: unknown,
+  args?: unknown,
+  options?: unknown,
+) => { options?: { onexecute?: (c: Connection) => unknown } }) & {
   [GUARD]?: true
 }
 
@@ -213,14 +217,17 @@ export function beginGuarded(
 }
 
 function watchingUnsafe(unsafe: Unsafe): Unsafe {
-  const watching: Unsafe = (...args) => {
-    const q = unsafe(...args)
+  // postgres.js's `unsafe` takes up to three arguments, the last two defaulted when undefined, and
+  // reads two as (text, options): passed on with the same count, without a rest array and spread.
+  const watching: Unsafe = function (text, args, options) {
+    // biome-ignore lint/complexity/noArguments: the count is what postgres.js reads
+    const q = arguments.length === 2 ? unsafe(text, args) : unsafe(text, args, options)
     const guard = beginning
-    const options = q.options
-    const onexecute = options?.onexecute
+    const made = q.options
+    const onexecute = made?.onexecute
     if (guard === undefined || onexecute === undefined) return q
     beginning = undefined
-    options!.onexecute = (c) => {
+    made!.onexecute = (c) => {
       bind(c, guard)
       return onexecute(c)
     }

@@ -322,6 +322,31 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
   }
 
   /**
+   * A transaction postgres-ha holds in `pending` (as `rejectTx`, see `handOver`): its attempts
+   * through the chain, and how it ends, its count against `max` and its `pending` entry released
+   * before the caller hears.
+   */
+  const heldTransaction = (
+    mode: string,
+    body: (tx: postgres.TransactionSql) => unknown,
+    resolve: (value: unknown) => void,
+    rejectTx: (error: unknown) => void,
+  ) => ({
+    attempt: ((host, ctx) =>
+      transactionAttempt(mode, body, rejectTx, host, ctx, undefined, rethrow)) as Attempt<unknown>,
+    done(value: unknown): void {
+      capacity.done()
+      leave(rejectTx)
+      resolve(value)
+    },
+    failed(error: unknown): void {
+      capacity.done()
+      leave(rejectTx)
+      rejectTx(error)
+    },
+  })
+
+  /**
    * A transaction on the core's lane (capacity already counted): its first attempt starts now,
    * with postgres.js owning it, so like a statement on the lane it is only counted in `onLanes`
    * (no `pending` entry, no promise of ours around it); BEGIN is then a microtask away, as in
@@ -343,20 +368,8 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
       new Promise<unknown>((resolve, rejectTx) => {
         onLanes--
         enter(rejectTx)
-        const retry: Attempt<unknown> = (host, ctx) =>
-          transactionAttempt(mode, body, rejectTx, host, ctx, undefined, rethrow)
-        lane.failed(error, retry).then(
-          (value) => {
-            capacity.done()
-            leave(rejectTx)
-            resolve(value)
-          },
-          (failure) => {
-            capacity.done()
-            leave(rejectTx)
-            rejectTx(failure)
-          },
-        )
+        const held = heldTransaction(mode, body, resolve, rejectTx)
+        lane.failed(error, held.attempt).then(held.done, held.failed)
       })
     try {
       return transactionAttempt(mode, body, undefined, lane.host, lane.ctx, settled, failed)
@@ -383,18 +396,7 @@ export function createSql<Ha>(input: CreateSqlOptions<Ha>): HaSql<Ha> {
     // transaction before postgres.js does (`rejectTx`, what `pending` holds).
     return new Promise<unknown>((resolve, rejectTx) => {
       enter(rejectTx)
-      const done = (value: unknown) => {
-        capacity.done()
-        leave(rejectTx)
-        resolve(value)
-      }
-      const failed = (error: unknown) => {
-        capacity.done()
-        leave(rejectTx)
-        rejectTx(error)
-      }
-      const attempt: Attempt<unknown> = (host, ctx) =>
-        transactionAttempt(modeText, body, rejectTx, host, ctx, undefined, rethrow)
+      const { attempt, done, failed } = heldTransaction(modeText, body, resolve, rejectTx)
       const start = (): void => {
         const lane = executor.lane?.(TRANSACTION)
         if (!lane) {

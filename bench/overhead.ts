@@ -8,7 +8,9 @@
  * params)`, `release()`): measured and reported the same way, but the issue sets no target for it,
  * so it is outside `targets` and `targetsMet` (`workloadsWithoutTargets` in the JSON says so).
  *
- * Shared machines are noisy, so the clients run in paired, interleaved rounds (see
+ * Each client runs in a process of its own, as a user runs one of them (`lib/client-process.ts`
+ * says what sharing a process mixes up; `--one-process` runs all three here, as this part did
+ * before). Shared machines are noisy, so the clients run in paired, interleaved rounds (see
  * `lib/paired.ts`): each round runs every workload on the three clients, taking turns in pieces of
  * an eighth of a batch (`--pieces`), in an order that goes through every permutation, so that a
  * change of the machine's load hits all three alike — throughput ratio (postgres-ha ÷ raw), added
@@ -16,14 +18,13 @@
  * (`--cpu-ops`; order through the permutations too): the added client CPU time per statement is
  * over the pieces and that batch (`process.cpuUsage` around each: the whole process, so whatever
  * postgres-ha does in the background, and the garbage collections its allocations trigger,
- * count). A young-generation collection takes 5-40 ms here and in the pieces falls on whichever
- * client runs when the nursery fills, a large share of a piece's ~6 ms of CPU; in the unbroken
- * batch it is the client's own but for the one pending at its start. Every headline figure is the median over
+ * count; measured in the client's process, so its own). Every headline figure is the median over
  * the rounds of a per-round difference or ratio against the first raw client, with a
  * distribution-free 95 % confidence interval. The same figures for the A/A pair (raw ÷ raw) show
  * the floor: a difference inside the A/A spread is not shown to be real.
  *
- * With `/usr/bin/taskset` and 2 CPUs or more, the process runs on one CPU and the lab (control
+ * With `/usr/bin/taskset` and 2 CPUs or more, the process (and the clients' processes, which it
+ * starts after) runs on one CPU and the lab (control
  * plane, endpoint proxies, servers) on the others, the same for every client (`lib/pin.ts`,
  * `pinning` in the JSON; `--no-pin` to leave it). A warm-up of `--warmup-ops` per client, workload
  * and concurrency first.
@@ -41,14 +42,29 @@
 import postgres from 'postgres'
 import { parseFlags } from './lib/args.ts'
 import { labSettings, openBenchLab } from './lib/bench-lab.ts'
+import {
+  type BenchClient,
+  type ClientKind,
+  clientProcess,
+  inProcessClient,
+  SERVE_CLIENT_FLAG,
+  serveClient,
+} from './lib/client-process.ts'
 import { entry, postgresHa } from './lib/entry.ts'
-import { type Batch, joinBatches, runBatch } from './lib/load.ts'
+import { type Batch, joinBatches } from './lib/load.ts'
+import { createWorkloadTables, WORKLOADS, type Workload } from './lib/overhead-workloads.ts'
 import { type PairedFigure, pairedFigure, roundOrder } from './lib/paired.ts'
 import { type Pinning, pinBenchAndLab } from './lib/pin.ts'
 import { emit, machineInfo, progress, runtimeInfo } from './lib/report.ts'
 import { quantile } from './lib/stats.ts'
 import { type Target, target, verdict } from './lib/targets.ts'
 import type { AnySql } from './lib/write-loop.ts'
+
+/** A client of the comparison made from its kind (in a client's own process, or in this one). */
+const openClient = (kind: ClientKind, url: string): AnySql =>
+  kind === 'ha' ? (postgresHa(url) as unknown as AnySql) : postgres(url, { onnotice: () => {} })
+// Started again as one client's process (see lib/client-process.ts): serve it, never run the part.
+if (process.argv.includes(SERVE_CLIENT_FLAG)) await serveClient(openClient)
 
 const flags = parseFlags('bench/overhead.ts', {
   ops: { default: 1_000, help: 'operations per batch at 10 concurrent (a quarter at 1)' },
@@ -62,6 +78,10 @@ const flags = parseFlags('bench/overhead.ts', {
     help: 'operations per unbroken batch at 10 concurrent (a quarter at 1), for CPU time with the pieces',
   },
   'warmup-ops': { default: 1_000, help: 'operations per client and workload before the first round' },
+  'one-process': {
+    default: false,
+    help: 'run the three clients in this process instead of a process each (see lib/client-process.ts)',
+  },
   'no-pin': { default: false, help: 'do not pin the benchmark and the lab to separate CPUs' },
   'no-save': { default: false, help: 'do not write bench/results/<runtime>-overhead.json' },
 })
@@ -76,51 +96,6 @@ const HA = 'postgres-ha'
 type ClientName = typeof RAW | typeof AA | typeof HA
 const CLIENTS: ClientName[] = [RAW, AA, HA]
 
-interface Workload {
-  /** Statements per operation (the transaction's three; begin and commit not counted). */
-  statements: number
-  /** Share of `--ops` per batch. */
-  share: number
-  run(sql: AnySql, i: number): Promise<unknown>
-  /** Reported with the same figures, but without targets (none in the issue): why. */
-  withoutTargets?: string
-}
-const WORKLOADS: Record<string, Workload> = {
-  'select $1': { statements: 1, share: 1, run: (sql, i) => sql`select ${i}::int as x` },
-  insert: { statements: 1, share: 1, run: (sql, i) => sql`insert into bench_overhead (v) values (${i})` },
-  'select 100 rows': {
-    statements: 1,
-    share: 1 / 2,
-    run: (sql) => sql`select id, v, note from bench_rows order by id limit ${100}`,
-  },
-  transaction: {
-    statements: 3,
-    share: 1 / 3,
-    run: (sql, i) =>
-      sql.begin(async (tx) => {
-        await tx`select ${i}::int as x`
-        await tx`insert into bench_overhead (v) values (${i})`
-        await tx`select count(*) from bench_rows where id <= ${i % 100}`
-      }),
-  },
-  'reserved select (Kysely)': {
-    statements: 1,
-    share: 1,
-    // kysely-postgres-js's executeQuery: a reservation per query, its text through unsafe().
-    run: async (sql, i) => {
-      const reserved = await sql.reserve()
-      try {
-        return await reserved.unsafe('select $1::int as x', [i])
-      } finally {
-        reserved.release()
-      }
-    },
-    withoutTargets:
-      "kysely-postgres-js's pattern for every Kysely query (reserve, unsafe(text, params), release): " +
-      "reported beside the issue's four workloads with the same figures; the issue defines no target " +
-      'for it, so it is not in targets, targetNoise, targetsMet or targetsDecided',
-  },
-}
 const workloadNames = Object.keys(WORKLOADS)
 const batches: Record<string, Record<ClientName, Batch[]>> = {}
 const cpuBatches: Record<string, Record<ClientName, Batch[]>> = {}
@@ -141,20 +116,27 @@ progress(
     ? `pinned: bench on CPU ${pinning.bench}, lab on ${pinning.lab}`
     : `not pinned: ${pinning.reason}`,
 )
-const raw = postgres(lab.url(writer), { onnotice: () => {} })
-const rawAgain = postgres(lab.url(writer), { onnotice: () => {} })
-const ha = postgresHa(lab.url('cluster'))
-const clients: Record<ClientName, AnySql> = { [RAW]: raw, [AA]: rawAgain, [HA]: ha as unknown as AnySql }
+const KINDS: Record<ClientName, ClientKind> = { [RAW]: 'raw', [AA]: 'raw', [HA]: 'ha' }
+const urlOf = (kind: ClientKind) => lab.url(kind === 'ha' ? 'cluster' : writer)
+const clients = {} as Record<ClientName, BenchClient>
 try {
-  await raw`create table if not exists bench_overhead (id bigint generated always as identity primary key, v int)`
-  await raw`create table if not exists bench_rows (id int primary key, v int, note text)`
-  await raw`insert into bench_rows select g, g * 7, 'row number ' || g from generate_series(1, 100) g on conflict do nothing`
+  const setup = postgres(lab.url(writer), { onnotice: () => {} })
+  try {
+    await createWorkloadTables(setup)
+  } finally {
+    await setup.end({ timeout: 1 })
+  }
+  for (const name of CLIENTS)
+    clients[name] = flags['one-process']
+      ? inProcessClient(openClient(KINDS[name], urlOf(KINDS[name])))
+      : await clientProcess(name, KINDS[name], urlOf(KINDS[name]))
+  progress('overhead', flags['one-process'] ? 'clients in this process' : 'clients in a process each')
   // Warm every pool to 10 open connections, prepared statements and the JIT's top tier, at both
   // concurrencies (a cold path costs many times a warm one, and only the first client would pay).
   for (const name of CLIENTS)
-    for (const w of Object.values(WORKLOADS))
+    for (const w of workloadNames)
       for (const c of CONCURRENCY)
-        await runBatch(scaled(flags['warmup-ops'], w, c), c, (i) => w.run(clients[name], i))
+        await clients[name].run(w, c, scaled(flags['warmup-ops'], WORKLOADS[w]!, c), 0)
 
   for (const w of workloadNames)
     for (const c of CONCURRENCY) {
@@ -173,18 +155,17 @@ try {
         for (let done = 0, piece = 0; done < total; done += size, piece++) {
           const n = Math.min(size, total - done)
           for (const name of roundOrder(CLIENTS, round + piece))
-            parts[name].push(await runBatch(n, c, (i) => workload.run(clients[name], done + i)))
+            parts[name].push(await clients[name].run(w, c, n, done))
         }
         for (const name of CLIENTS) batches[`${w}@${c}`]![name].push(joinBatches(parts[name]))
-        // CPU time: the pieces and one unbroken batch more per client. In the unbroken batch a
-        // garbage collection (a scavenge takes milliseconds here) falls on the client whose
-        // allocations triggered it, but for the one pending at its start; in the pieces it falls
-        // on whichever client's piece runs at the time, a large share of a piece. The pieces pair
-        // better with the machine's load changes, which weigh most at 1 in flight.
+        // CPU time: the pieces and one unbroken batch more per client. With the clients in one
+        // process (`--one-process`), a garbage collection (a scavenge takes milliseconds here)
+        // falls in the pieces on whichever client's piece runs at the time, a large share of a
+        // piece, and in the unbroken batch on its own client but for the one pending at its
+        // start; in a process each, it is always its own client's. The pieces pair better with
+        // the machine's load changes, which weigh most at 1 in flight.
         for (const name of roundOrder(CLIENTS, round)) {
-          const unbroken = await runBatch(cpuOpsFor(workload, c), c, (i) =>
-            workload.run(clients[name], total + i),
-          )
+          const unbroken = await clients[name].run(w, c, cpuOpsFor(workload, c), total)
           cpuBatches[`${w}@${c}`]![name].push(joinBatches([batches[`${w}@${c}`]![name][round]!, unbroken]))
         }
       }
@@ -235,6 +216,11 @@ try {
       entry,
       lab: await labSettings(lab),
       pinning,
+      clientsIn: flags['one-process'] ? 'one process' : 'a process each',
+      processIds: {
+        part: process.pid,
+        ...Object.fromEntries(CLIENTS.map((name) => [name, clients[name].pid])),
+      },
       clients: {
         [RAW]: 'postgres(writer instance endpoint), default options',
         [AA]: 'a second postgres(writer instance endpoint): the A/A pair, the floor of the measure',
@@ -262,7 +248,7 @@ try {
     !flags['no-save'],
   )
 } finally {
-  await Promise.all([raw.end({ timeout: 1 }), rawAgain.end({ timeout: 1 }), ha.end({ timeout: 1 })])
+  await Promise.all(Object.values(clients).map((client) => client.end()))
 }
 
 /** A target's value beside its noise: the interval of its median and the A/A figure. */

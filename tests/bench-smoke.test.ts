@@ -189,6 +189,14 @@ test('bench: overhead compares raw postgres.js with postgres-ha on five workload
   assert.deepEqual(Object.keys(doc.workloadsWithoutTargets), [reserved])
   assert.ok(!doc.targets.some((t: { name: string }) => t.name.startsWith(reserved)))
   assert.ok(!doc.targetNoise.some((t: { name: string }) => t.name.startsWith(reserved)))
+  // Each client ran in a process of its own (a user runs one of them, not all three together).
+  assert.equal(doc.clientsIn, 'a process each')
+  const pids = ['part', 'postgres.js', 'postgres.js A/A', 'postgres-ha'].map((k) => doc.processIds[k])
+  assert.ok(
+    pids.every((pid) => Number.isInteger(pid) && pid > 0),
+    JSON.stringify(doc.processIds),
+  )
+  assert.equal(new Set(pids).size, 4, JSON.stringify(doc.processIds))
   assert.equal(typeof doc.pinning.pinned, 'boolean')
   if (doc.pinning.pinned) assert.ok(doc.pinning.labProcesses > 0 && doc.pinning.bench !== doc.pinning.lab)
   else assert.equal(typeof doc.pinning.reason, 'string')

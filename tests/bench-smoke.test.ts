@@ -79,6 +79,10 @@ const runs = {
   // Tiny batches (each at least 10 operations): with its CPU batches and warm-up, this run makes
   // about 2,300 statements, fewer than the ~3,300 of `--ops 40` before the part had them.
   overhead: part('overhead', ['--ops', '20', '--cpu-ops', '20', '--warmup-ops', '100', '--rounds', '2']),
+  // The diagnostic with a process per client: one round, as small as the part allows.
+  overheadProcessEach: part('overhead', [
+    ...['--process-each', '--ops', '10', '--cpu-ops', '10', '--warmup-ops', '10', '--rounds', '1'],
+  ]),
   recovery: part('recovery', [
     '--trials',
     '1',
@@ -189,7 +193,17 @@ test('bench: overhead compares raw postgres.js with postgres-ha on five workload
   assert.deepEqual(Object.keys(doc.workloadsWithoutTargets), [reserved])
   assert.ok(!doc.targets.some((t: { name: string }) => t.name.startsWith(reserved)))
   assert.ok(!doc.targetNoise.some((t: { name: string }) => t.name.startsWith(reserved)))
-  // Each client ran in a process of its own (a user runs one of them, not all three together).
+  assert.equal(doc.clientsIn, 'one process')
+  assert.equal(new Set(Object.values(doc.processIds)).size, 1, JSON.stringify(doc.processIds))
+  assert.equal(typeof doc.pinning.pinned, 'boolean')
+  if (doc.pinning.pinned) assert.ok(doc.pinning.labProcesses > 0 && doc.pinning.bench !== doc.pinning.lab)
+  else assert.equal(typeof doc.pinning.reason, 'string')
+  assert.equal(typeof doc.targetsDecided, 'boolean')
+  assertVerdict(doc, doc.targets)
+})
+
+test('bench: overhead --process-each runs each client in a process of its own', async () => {
+  const doc = json(await runs.overheadProcessEach)
   assert.equal(doc.clientsIn, 'a process each')
   const pids = ['part', 'postgres.js', 'postgres.js A/A', 'postgres-ha'].map((k) => doc.processIds[k])
   assert.ok(
@@ -197,11 +211,9 @@ test('bench: overhead compares raw postgres.js with postgres-ha on five workload
     JSON.stringify(doc.processIds),
   )
   assert.equal(new Set(pids).size, 4, JSON.stringify(doc.processIds))
-  assert.equal(typeof doc.pinning.pinned, 'boolean')
-  if (doc.pinning.pinned) assert.ok(doc.pinning.labProcesses > 0 && doc.pinning.bench !== doc.pinning.lab)
-  else assert.equal(typeof doc.pinning.reason, 'string')
-  assert.equal(typeof doc.targetsDecided, 'boolean')
-  assertVerdict(doc, doc.targets)
+  const r = doc.results['select $1']['concurrency 10']
+  assert.ok(r['postgres-ha'].operations >= 10 && r['postgres-ha'].cpuUsPerStatement > 0)
+  assert.equal(r['postgres.js'].operations, r['postgres-ha'].operations)
 })
 
 test('bench: recovery times throughput back to 90 % on the new writer, with a clean ledger', async () => {

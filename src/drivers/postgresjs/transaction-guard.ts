@@ -19,10 +19,13 @@
  * dispatch (`Query.prototype.handle`, see {@link refuseStatementsOfLostTransactions}) refuses the
  * statements of a marked scope. A close is an I/O event, never a microtask, so a statement whose
  * dispatch began before the mark reaches the connection within the same turn, before postgres.js
- * hears of the close; each one after it is refused.
+ * hears of the close; each one after it is refused. A `file` statement is checked twice: at its
+ * dispatch, which starts the file's read, and once the file is read, before the statement goes to
+ * the connection (the loss may come while the read is in flight).
  *
  * @module
  */
+import { type PathLike, readFile } from 'node:fs'
 import type postgres from 'postgres'
 import { TransactionResolutionUnknownError } from '../../core/errors.ts'
 import { type HostAddress, hostKey } from '../../core/host.ts'
@@ -38,6 +41,16 @@ type Tagged = { [GUARD]?: TransactionGuard }
 interface DispatchedQuery {
   readonly handler: Tagged & ((q: DispatchedQuery) => unknown)
   executed: boolean
+  reject(error: unknown): void
+}
+
+/** What postgres.js calls with a statement to run (a scope's handler, or a `file` statement's). */
+type Handler = Tagged & ((q: FileQuery) => unknown)
+
+/** The fields of a postgres.js `file` statement the guard reads and writes. */
+interface FileQuery {
+  strings: string[]
+  handler: Handler
   reject(error: unknown): void
 }
 
@@ -89,12 +102,15 @@ export class TransactionGuard {
       }
       return fn === undefined ? savepoint.call(tx, entered) : savepoint.call(tx, name, entered)
     }) as typeof tx.savepoint
-    // A `file` statement runs through a handler of its own, which calls the scope's once the file
-    // is read: the guard goes on that handler.
-    const file = tx.file as unknown as (...args: unknown[]) => { handler: Tagged }
+    // A `file` statement runs through a handler of its own, which reads the file and then calls
+    // the scope's: ours (see `readThenDispatch`) also refuses it once read if the loss came while
+    // the read was in flight.
+    const file = tx.file as unknown as (...args: unknown[]) => FileQuery
     tx.file = ((...args: unknown[]) => {
       const q = file.apply(tx, args)
-      q.handler[GUARD] = this
+      const dispatch = scopeHandler(tx)
+      if (dispatch === undefined) q.handler[GUARD] = this
+      else q.handler = readThenDispatch(this, args[0] as PathLike, dispatch)
       return q
     }) as unknown as typeof tx.file
   }
@@ -130,16 +146,44 @@ export class TransactionGuard {
 }
 
 /**
- * Puts the guard on the query handler of a scope: every statement of the scope (tagged, `unsafe`,
- * and postgres.js's own ROLLBACK and COMMIT) carries that handler. A scope's `sql` does not expose
- * it; a query made (never run) does.
+ * The query handler of a scope, which every statement of the scope (tagged, `unsafe`, and
+ * postgres.js's own ROLLBACK and COMMIT) carries: a scope's `sql` does not expose it, a query made
+ * (never run) does. Undefined if postgres.js's queries no longer carry it.
  */
+function scopeHandler(tx: Scope): Handler | undefined {
+  const made = (tx.unsafe as unknown as (text: string) => { handler?: unknown })('')
+  return typeof made.handler === 'function' ? (made.handler as Handler) : undefined
+}
+
+/** Puts the guard on the query handler of a scope (see {@link scopeHandler}). */
 function markScope(tx: Scope, guard: TransactionGuard): void {
   // Runs inside postgres.js's handling of a close: nothing may throw from here.
   try {
-    const made = (tx.unsafe as unknown as (text: string) => { handler?: unknown })('')
-    if (typeof made.handler === 'function') (made.handler as Tagged)[GUARD] = guard
+    const handler = scopeHandler(tx)
+    if (handler !== undefined) handler[GUARD] = guard
   } catch {}
+}
+
+/**
+ * The handler of a `file` statement of a guarded scope, in place of postgres.js's: it reads the file
+ * as postgres.js does (utf8; a read error rejects the statement), then hands the statement to the
+ * scope's handler — unless the transaction was lost while the file was read, when it refuses it as
+ * the patched dispatch does. postgres.js's handler would hand it to the scope regardless, which
+ * writes it to the closed connection, or to the new session postgres.js reconnected it to.
+ * It carries the guard too, so that the dispatch refuses the statement before any read once the
+ * transaction is lost.
+ */
+function readThenDispatch(guard: TransactionGuard, path: PathLike, dispatch: Handler): Handler {
+  const read: Handler = (q) => {
+    readFile(path, 'utf8', (error, text) => {
+      if (error) return q.reject(error)
+      q.strings = [text]
+      if (guard.closed) q.reject(guard.refusal())
+      else dispatch(q)
+    })
+  }
+  read[GUARD] = guard
+  return read
 }
 
 /** Creates the guard of one transaction on `host` (named in its errors). */

@@ -1,0 +1,121 @@
+// A transaction body that makes more statements at once than postgres.js pipelines on its
+// connection (`max_pipeline`, 100): postgres.js keeps the rest in the transaction's own queue and
+// hands them to the connection one by one as it frees. When the connection is lost, postgres.js
+// rejects those it sent, but never those still in that queue: a body awaiting them all
+// (`Promise.allSettled`) waited forever. Each of them rejects with TransactionResolutionUnknownError
+// (it never reached a server), none reaches a connection, and nothing of the transaction commits.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import postgres from 'postgres'
+import type { Lab } from '../lab/mod.ts'
+import { type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
+import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
+import { eventually, labClientOptions, settle } from './helpers/ha.ts'
+import { sharedLab } from './helpers/shared-lab.ts'
+
+let lab: Lab
+let sql: PostgresHaSql
+let admin: postgres.Sql
+const crashes = watchCrashes()
+// The lab may be shared with other test files: a table of this run's own.
+const table = `queued_loss_${process.pid}_${Date.now().toString(36)}`
+/** More than postgres.js's `max_pipeline` (100): the rest wait in the transaction's queue. */
+const STATEMENTS = 250
+
+before(async () => {
+  lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
+  sql = postgresHa(lab.url('cluster'), labClientOptions())
+  admin = postgres(lab.url('cluster'), { max: 1, onnotice: () => {} })
+  await sql.unsafe(`create table ${table} (id int primary key)`)
+})
+
+after(async () => {
+  try {
+    await sql?.unsafe(`drop table if exists ${table}`)
+  } finally {
+    await sql?.end()
+    await admin?.end()
+    await lab?.down()
+    crashes.stop()
+  }
+})
+
+/** `p`, or an error naming `what` if it has not settled within `ms` (the timer cleared either way). */
+async function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const bound = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([p, bound])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Waits until backend `pid` runs `pg_sleep` (the statements after it are then sent or queued). */
+function sleeping(pid: number): Promise<void> {
+  return eventually(
+    async () =>
+      (
+        await admin`select 1 from pg_stat_activity
+          where pid = ${pid} and state = 'active' and query like 'select pg_sleep%'`
+      ).length === 1,
+    10_000,
+    `backend ${pid} to run pg_sleep`,
+  )
+}
+
+type Scope = postgres.TransactionSql
+
+for (const where of ['transaction', 'savepoint'] as const) {
+  const base = where === 'transaction' ? 0 : 1000
+  test(`begin: ${STATEMENTS} statements at once in a ${where}, the connection lost — each settles, those postgres.js queued with TransactionResolutionUnknownError`, async () => {
+    const seen = crashes.seen.length
+    let outcomes: PromiseSettledResult<unknown>[] | undefined
+    let bodyDone!: () => void
+    const body = new Promise<void>((resolve) => (bodyDone = resolve))
+    const result = await settle(
+      sql.begin(async (tx) => {
+        try {
+          const inScope = async (scope: Scope) => {
+            const [{ pid }] = (await scope`select pg_backend_pid() as pid`) as unknown as [{ pid: number }]
+            const statements: Promise<unknown>[] = [scope`select pg_sleep(10)`]
+            for (let i = 1; i < STATEMENTS; i++)
+              statements.push(scope`insert into ${scope(table)} values (${base + i})`)
+            const all = Promise.allSettled(statements)
+            await sleeping(pid)
+            await admin`select pg_terminate_backend(${pid})`
+            outcomes = await within(all, `the ${STATEMENTS} statements`)
+          }
+          if (where === 'transaction') await inScope(tx)
+          else await tx.savepoint(inScope)
+        } finally {
+          bodyDone()
+        }
+      }),
+    )
+    await within(body, 'the transaction body', 30_000)
+    // Outlive anything postgres.js might still do with the dead connection.
+    await new Promise((r) => setTimeout(r, 300))
+    assert.equal(describeCrashes(crashes.seen.slice(seen)), '', 'nothing thrown outside the caller')
+    assert.ok(outcomes, 'the statements never settled')
+    assert.deepEqual(
+      outcomes.filter((o) => o.status === 'fulfilled'),
+      [],
+      'a statement of the lost transaction resolved',
+    )
+    const refused = outcomes.filter(
+      (o) => o.status === 'rejected' && o.reason instanceof TransactionResolutionUnknownError,
+    ).length
+    // Those postgres.js had sent reject with its connection error; at least the queued rest are refused.
+    assert.ok(refused >= STATEMENTS - 100, `only ${refused} rejected with TransactionResolutionUnknownError`)
+    assert.equal(result.ok, false)
+    if (!result.ok)
+      assert.ok(result.error instanceof TransactionResolutionUnknownError, `got ${result.error}`)
+    const rows =
+      await admin`select count(*)::int as n from ${admin(table)} where id between ${base} and ${base + 999}`
+    assert.equal(rows[0].n, 0, 'a statement of the lost transaction committed')
+    assert.deepEqual([...(await sql`select 1 as x`)], [{ x: 1 }], 'the sql works afterwards')
+  })
+}

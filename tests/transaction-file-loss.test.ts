@@ -263,8 +263,35 @@ test('begin: tx.file() and sp.file() on a live connection run in the transaction
     assert.deepEqual(seen.values, [['v', seen.pid]])
     assert.equal(seen.missing, 'ENOENT')
     assert.deepEqual(seen.inSavepoint, { x: 's', pid: seen.pid })
-    assert.deepEqual((await rowsFromFreshClient()).filter((id) => id >= 100), [100, 101])
+    assert.deepEqual(
+      (await rowsFromFreshClient()).filter((id) => id >= 100),
+      [100, 101],
+    )
   } finally {
     rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('begin: a tx.file() given no path rejects with the read error, in the transaction, without a crash', async () => {
+  const seen = crashes.seen.length
+  const result = await settle(
+    sql.begin(async (tx) => {
+      const error = await within(
+        (tx.file(undefined as unknown as string) as unknown as Promise<unknown>).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+        'the tx.file() statement',
+      )
+      // The transaction goes on: nothing reached its connection.
+      const [{ x }] = await tx`select 1 as x`
+      return { error, x }
+    }),
+  )
+  assert.equal(describeCrashes(crashes.seen.slice(seen)), '', 'nothing thrown outside the caller')
+  assert.ok(result.ok, `the transaction failed: ${result.ok ? '' : result.error}`)
+  if (result.ok) {
+    assert.equal((result.value.error as { code?: string })?.code, 'ERR_INVALID_ARG_TYPE')
+    assert.equal(result.value.x, 1)
   }
 })

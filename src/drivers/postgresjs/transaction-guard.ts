@@ -172,7 +172,7 @@ function markScope(tx: Scope, guard: TransactionGuard): void {
 
 /**
  * The handler of a `file` statement of a guarded scope, in place of postgres.js's: it reads the file
- * as postgres.js does (utf8; a read error rejects the statement), then hands the statement to the
+ * as postgres.js does (utf8; a read error rejects the statement, as does a path that is none), then hands the statement to the
  * scope's handler — unless the transaction was lost while the file was read, when it refuses it as
  * the patched dispatch does. postgres.js's handler would hand it to the scope regardless, which
  * writes it to the closed connection, or to the new session postgres.js reconnected it to.
@@ -181,12 +181,18 @@ function markScope(tx: Scope, guard: TransactionGuard): void {
  */
 function readThenDispatch(guard: TransactionGuard, path: PathLike, dispatch: Handler): Handler {
   const read: Handler = (q) => {
-    readFile(path, 'utf8', (error, text) => {
-      if (error) return q.reject(error)
-      q.strings = [text]
-      if (guard.closed) q.reject(guard.refusal())
-      else dispatch(q)
-    })
+    try {
+      readFile(path, 'utf8', (error, text) => {
+        if (error) return q.reject(error)
+        q.strings = [text]
+        if (guard.closed) q.reject(guard.refusal())
+        else dispatch(q)
+      })
+    } catch (error) {
+      // Not a path (ERR_INVALID_ARG_TYPE, thrown at once): postgres.js's handler let it escape its
+      // dispatch as an unhandled rejection and the statement never settled.
+      q.reject(error)
+    }
   }
   read[GUARD] = guard
   return read

@@ -3,10 +3,9 @@
 // `begin`; nothing of the transaction commits.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import postgres from 'postgres'
 import type { Lab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
-import { labClientOptions, settle } from './helpers/ha.ts'
+import { labClientOptions, settle, terminateBackend } from './helpers/ha.ts'
 import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
@@ -29,14 +28,7 @@ after(async () => {
   process.off('unhandledRejection', onUncaught)
 })
 
-async function terminate(pid: number): Promise<void> {
-  const admin = postgres(lab.url('cluster'), { max: 1, onnotice: () => {} })
-  try {
-    await admin`select pg_terminate_backend(${pid})`
-  } finally {
-    await admin.end()
-  }
-}
+const terminate = (pid: number) => terminateBackend(lab.url('cluster'), pid)
 
 /** Terminates backend `pid` while a statement of `scope` runs on it; what that statement failed with. */
 async function terminateWhileRunning(

@@ -14,7 +14,7 @@ import postgres from 'postgres'
 import type { Lab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { eventually, labClientOptions, settle } from './helpers/ha.ts'
+import { eventually, labClientOptions, settle, terminateBackend, within } from './helpers/ha.ts'
 import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
@@ -86,27 +86,7 @@ class Pipe {
   }
 }
 
-async function terminate(pid: number): Promise<void> {
-  const admin = postgres(lab.url('cluster'), { max: 1, onnotice: () => {} })
-  try {
-    await admin`select pg_terminate_backend(${pid})`
-  } finally {
-    await admin.end()
-  }
-}
-
-/** `p`, or an error naming `what` if it has not settled within `ms` (the timer cleared either way). */
-async function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const bound = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([p, bound])
-  } finally {
-    clearTimeout(timer)
-  }
-}
+const terminate = (pid: number) => terminateBackend(lab.url('cluster'), pid)
 
 /** The ids in the table, read by a client of its own (nothing of postgres-ha's in the way). */
 async function rowsFromFreshClient(): Promise<number[]> {

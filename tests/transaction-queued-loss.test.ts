@@ -10,7 +10,7 @@ import postgres from 'postgres'
 import type { Lab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { eventually, labClientOptions, settle } from './helpers/ha.ts'
+import { eventually, labClientOptions, settle, within } from './helpers/ha.ts'
 import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
@@ -39,19 +39,6 @@ after(async () => {
     crashes.stop()
   }
 })
-
-/** `p`, or an error naming `what` if it has not settled within `ms` (the timer cleared either way). */
-async function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const bound = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([p, bound])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 /** Waits until backend `pid` runs `pg_sleep` (the statements after it are then sent or queued). */
 function sleeping(pid: number): Promise<void> {

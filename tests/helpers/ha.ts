@@ -1,3 +1,4 @@
+import postgres from 'postgres'
 import { ADMIN_PASSWORD, ADMIN_USER } from '../../lab/instance.ts'
 import type { Lab, LabStatus } from '../../lab/mod.ts'
 import type { PostgresHaOptions } from '../../src/postgres-ha.ts'
@@ -37,6 +38,29 @@ export async function settle<T>(
     return { ok: true, value: await p, ms: performance.now() - t0 }
   } catch (error) {
     return { ok: false, error, ms: performance.now() - t0 }
+  }
+}
+
+/** `p`, or an error naming `what` if it has not settled within `ms` (the timer cleared either way). */
+export async function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const bound = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([p, bound])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Ends backend `pid` of the lab's server behind `url` (`pg_terminate_backend`, from a client of its own). */
+export async function terminateBackend(url: string, pid: number): Promise<void> {
+  const admin = postgres(url, { max: 1, onnotice: () => {} })
+  try {
+    await admin`select pg_terminate_backend(${pid})`
+  } finally {
+    await admin.end()
   }
 }
 

@@ -10,7 +10,7 @@ import postgres from 'postgres'
 import type { Lab } from '../lab/mod.ts'
 import { type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
 import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { eventually, labClientOptions, settle, within } from './helpers/ha.ts'
+import { labClientOptions, settle, sleeping, within } from './helpers/ha.ts'
 import { sharedLab } from './helpers/shared-lab.ts'
 
 let lab: Lab
@@ -40,19 +40,6 @@ after(async () => {
   }
 })
 
-/** Waits until backend `pid` runs `pg_sleep` (the statements after it are then sent or queued). */
-function sleeping(pid: number): Promise<void> {
-  return eventually(
-    async () =>
-      (
-        await admin`select 1 from pg_stat_activity
-          where pid = ${pid} and state = 'active' and query like 'select pg_sleep%'`
-      ).length === 1,
-    10_000,
-    `backend ${pid} to run pg_sleep`,
-  )
-}
-
 type Scope = postgres.TransactionSql
 
 for (const where of ['transaction', 'savepoint'] as const) {
@@ -71,7 +58,7 @@ for (const where of ['transaction', 'savepoint'] as const) {
             for (let i = 1; i < STATEMENTS; i++)
               statements.push(scope`insert into ${scope(table)} values (${base + i})`)
             const all = Promise.allSettled(statements)
-            await sleeping(pid)
+            await sleeping(admin, pid)
             await admin`select pg_terminate_backend(${pid})`
             outcomes = await within(all, `the ${STATEMENTS} statements`)
           }

@@ -102,3 +102,16 @@ export async function restoreNode(lab: Lab, id: string, timeoutMs = 20_000): Pro
   if (node.state !== 'running') await lab.start(id)
   await lab.waitForWriter({ timeoutMs })
 }
+
+/** Waits until backend `pid` runs `pg_sleep`, as `admin` sees it (the statements after it are then sent or queued). */
+export function sleeping(admin: postgres.Sql, pid: number): Promise<void> {
+  return eventually(
+    async () =>
+      (
+        await admin`select 1 from pg_stat_activity
+          where pid = ${pid} and state = 'active' and query like 'select pg_sleep%'`
+      ).length === 1,
+    10_000,
+    `backend ${pid} to run pg_sleep`,
+  )
+}

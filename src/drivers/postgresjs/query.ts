@@ -292,6 +292,15 @@ function asStatementError(words: Error, original: unknown): Error {
 }
 
 /**
+ * Counts `q` (one of ours: a first attempt run as the query itself, or an attempt) as sent to a
+ * session that is gone, though no connection took it: it must not run on another session.
+ */
+export function countAsSent(q: PgQuery): void {
+  const ctx = (q as HaQuery).own?.ctx ?? (q as AttemptQuery).ctx
+  if (ctx !== undefined) ctx.sent = true
+}
+
+/**
  * Builds the postgres.js query of one attempt of `q` on a pool (its handler and canceller) and
  * starts it. Modifiers (`values`, `raw`, `describe`, `simple`, `cursor`, `forEach`) carry over.
  */

@@ -9,7 +9,9 @@ import type { Socket } from 'node:net'
 import type postgres from 'postgres'
 import { type HostAddress, hostKey } from '../../core/host.ts'
 import type { Dedicated, HostPools } from './pools.ts'
-import { unrunQuery } from './query.ts'
+import { countAsSent, type PgQuery, unrunQuery } from './query.ts'
+import { type QueuedConnection, refuseQueued } from './queued-refusal.ts'
+import { socketClosingError } from './socket.ts'
 
 /**
  * One dedicated connection, reusable by successive reservations on its host. It is held by a
@@ -31,6 +33,11 @@ export interface Slot {
   main: Socket | undefined
   /** Its connection closed since it was last checked. */
   lost: boolean
+  /**
+   * postgres.js's `reserved` of the reservation's connection, while it is open: hands the
+   * connection the next statement of the reservation's own queue (see {@link watchQueue}).
+   */
+  next: (() => unknown) | undefined
 }
 
 /** The slots of one client: taken by {@link Slots.acquire}, handed back by {@link Slots.recycle}. */
@@ -66,6 +73,7 @@ export function createSlots(pools: HostPools, isEnded: () => boolean): Slots {
       main: undefined,
       opening: undefined,
       release: undefined,
+      next: undefined,
     }
     const dedicated = pools.dedicated(
       host,
@@ -92,6 +100,7 @@ export function createSlots(pools: HostPools, isEnded: () => boolean): Slots {
     slot.opening ??= (async () => {
       const reservation = (await slot.dedicated.sql.reserve()) as unknown as postgres.ReservedSql
       const { handler, canceller } = unrunQuery(reservation as unknown as postgres.Sql)
+      watchQueue(slot, reservation)
       slot.handler = handler
       slot.canceller = canceller
       slot.release = () => reservation.release()
@@ -108,6 +117,7 @@ export function createSlots(pools: HostPools, isEnded: () => boolean): Slots {
     // otherwise wait a second for it. A lost one was already dropped by postgres.js.
     if (slot.live) slot.release?.()
     slot.live = false
+    slot.next = undefined
     void slot.dedicated.end()
   }
 
@@ -125,8 +135,49 @@ export function createSlots(pools: HostPools, isEnded: () => boolean): Slots {
     async end() {
       const all = [...idle.values()].flat()
       idle.clear()
-      for (const s of all) if (s.live) s.release?.()
+      for (const s of all) {
+        if (s.live) s.release?.()
+        s.next = undefined
+      }
       await Promise.all(all.map((s) => s.dedicated.end()))
     },
   }
+}
+
+/** The fields of the reservation's postgres.js connection {@link watchQueue} uses. */
+interface Connection extends QueuedConnection {
+  onclose?: ((error: unknown) => void) | null
+}
+
+/**
+ * The statements postgres.js held in the reservation's own queue when its connection closed reject
+ * as those it had sent (see queued-refusal.ts): with the socket's error, or postgres.js's
+ * CONNECTION_CLOSED. Each counts as sent: it was given to a session that is gone, and must not run
+ * on another one (a BEGIN before it may have been in flight, not yet known to the reservation).
+ *
+ * postgres.js's reservation does not expose its connection: one empty statement (no work for the
+ * server), sent as the slot opens, once per connection, reaches it through `onexecute`, called
+ * synchronously as the connection takes the statement. It keeps `c.reserved` (the queue, drained
+ * one by one) and sets `c.onclose`, which the pool calls once, inside its handling of the close.
+ * It is not awaited: the first statements pipeline behind it; its failure is that of the
+ * connection, which they see.
+ */
+function watchQueue(slot: Slot, reservation: postgres.ReservedSql): void {
+  const onexecute = (c: Connection) => {
+    slot.next = c.reserved ?? undefined
+    c.onclose = (error) => {
+      const next = slot.next
+      slot.next = undefined
+      if (next === undefined) return
+      const lost = socketClosingError() ?? error
+      refuseQueued(c, next, (q: PgQuery) => {
+        countAsSent(q)
+        q.reject(lost)
+      })
+    }
+    // What the connection's `execute` returns: it may take more statements.
+    return true
+  }
+  const probe = reservation.unsafe('', [], { onexecute } as postgres.UnsafeQueryOptions)
+  probe.catch(() => {})
 }

@@ -20,7 +20,7 @@
  * statements of a marked scope. A close is an I/O event, never a microtask, so a statement whose
  * dispatch began before the mark reaches the connection within the same turn, before postgres.js
  * hears of the close; each one after it is refused, and so is each statement postgres.js still held
- * in the transaction's queue (see {@link refuseQueued}). A `file` statement is checked twice: at its
+ * in the transaction's queue (see {@link refuseQueuedOf}). A `file` statement is checked twice: at its
  * dispatch, which starts the file's read, and once the file is read, before the statement goes to
  * the connection (the loss may come while the read is in flight).
  *
@@ -31,6 +31,7 @@ import type postgres from 'postgres'
 import { TransactionResolutionUnknownError } from '../../core/errors.ts'
 import { type HostAddress, hostKey } from '../../core/host.ts'
 import { classify } from './classify.ts'
+import { type QueuedConnection, refuseQueued } from './queued-refusal.ts'
 import { socketClosingError } from './socket.ts'
 
 /** Where a scope's query handler (or a `file` query's) carries the guard of its transaction. */
@@ -66,7 +67,7 @@ export class TransactionGuard {
   lost: unknown = undefined
   /**
    * postgres.js's `reserved` of the transaction's connection: hands the connection the next
-   * statement of the transaction's queue (see {@link refuseQueued}).
+   * statement of the transaction's queue (see {@link refuseQueuedOf}).
    */
   next: (() => unknown) | undefined = undefined
   #abandoned = false
@@ -228,18 +229,9 @@ export function refuseStatementsOfLostTransactions(Query: { prototype: object })
   })
 }
 
-/** A list of connections of a postgres.js pool (its `Queue`). */
-interface ConnectionList {
-  push(c: Connection): unknown
-  remove(c: Connection): unknown
-}
-
 /** The fields of a postgres.js connection the guard uses. */
-interface Connection {
+interface Connection extends QueuedConnection {
   onclose?: ((error: unknown) => void) | null
-  reserved?: (() => unknown) | null
-  queue: ConnectionList
-  execute: (q: DispatchedQuery) => unknown
   [GUARD]?: TransactionGuard | undefined
 }
 
@@ -322,7 +314,7 @@ function watchClose(c: Connection): void {
     c[GUARD] = undefined
     if (guard !== undefined) {
       guard.lose(socketClosingError() ?? error)
-      refuseQueued(c, guard)
+      refuseQueuedOf(c, guard)
     }
     onclose?.(error)
   }
@@ -338,41 +330,14 @@ function watchClose(c: Connection): void {
   })
 }
 
-/** More than any transaction's queue holds; a bound on {@link refuseQueued}'s loop, never reached. */
-const MAX_QUEUED = 1e8
-
 /**
- * Settles the statements postgres.js still held in the transaction's own queue when `c` closed.
- * A body's statement goes to that queue, not to the connection, while the connection has as many
- * statements in flight as it pipelines (`max_pipeline`); postgres.js hands them to the connection
- * one by one as it frees, through `c.reserved`. On a close, it rejects those the connection had and
- * drops `c.reserved`, so the queued ones would never settle. Called inside the pool's handling of
- * the close (after it moved `c` to its closed list, before anything can reconnect `c`), this runs
- * that queue through `next` against an `execute` of ours that refuses each statement instead of
- * writing it; with the queue empty, `next` moves `c` to the pool's reserved list, from which it
- * goes back to the list the close put it on. It costs nothing before a loss.
+ * Settles the statements postgres.js still held in the transaction's own queue when `c` closed
+ * (see queued-refusal.ts): each rejects with the guard's refusal. It costs nothing before a loss.
  */
-function refuseQueued(c: Connection, guard: TransactionGuard): void {
+function refuseQueuedOf(c: Connection, guard: TransactionGuard): void {
   const next = guard.next
   guard.next = undefined
   if (next === undefined) return
-  const home = c.queue
-  const execute = c.execute
   const refusal = guard.refusal()
-  c.execute = (q) => {
-    q.reject(refusal)
-    return true
-  }
-  try {
-    for (let i = 0; i < MAX_QUEUED && next() === true; i++);
-  } catch {
-    // Runs inside postgres.js's handling of a close: nothing may throw from here.
-  } finally {
-    c.execute = execute
-    if (c.queue !== home) {
-      c.queue.remove(c)
-      home.push(c)
-      c.queue = home
-    }
-  }
+  refuseQueued(c, next, (q: DispatchedQuery) => q.reject(refusal))
 }

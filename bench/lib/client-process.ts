@@ -12,10 +12,11 @@
  * the same CPU, raw postgres.js comes out 3-10 µs per `select $1` dearer than postgres-ha and
  * 2-16 % slower (12-round Node runs, also with a fixed 16 MB young generation, with no plugins,
  * or with only `select $1`), while the same two clients run back to back, each alone for 30,000
- * statements, put postgres-ha 2-10 µs above raw postgres.js, as its code says it must be (it runs
- * all of postgres.js's path and its own). Something in switching processes every few milliseconds
- * weighs on one kind of client more than on the other, and is not yet understood; until it is,
- * its figures decide nothing.
+ * statements, put postgres-ha 2-10 µs per `select $1` above raw postgres.js (which it runs
+ * whole, with its own path on top), yet ~30 µs per transaction below it. And when each raw client's process first makes a
+ * `postgresHa`, runs one statement on it and ends it, the same interleaved run puts postgres-ha
+ * 8-18 µs above raw postgres.js. A process's history moves a client's cost by more than the
+ * difference between the clients; until that is understood, these figures decide nothing.
  *
  * One part of it is known: a process's history changes what its young-generation collections
  * copy. Node, `select $1` at 10 in flight, a 16 MB young generation, 25,000 statements alone:

@@ -7,40 +7,16 @@
 // with the connection error the statements in flight got — none of them runs anywhere (not on the
 // new connection the reservation opens next), and the reservation and the client go on.
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
-import postgres from 'postgres'
-import type { Lab } from '../lab/mod.ts'
-import { type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
-import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { labClientOptions, settle, sleeping, within } from './helpers/ha.ts'
-import { sharedLab } from './helpers/shared-lab.ts'
+import { test } from 'node:test'
+import { TransactionResolutionUnknownError } from '../mod.ts'
+import { describeCrashes } from './helpers/crash-watch.ts'
+import { settle, sleeping, within } from './helpers/ha.ts'
+import { lossLab } from './helpers/loss-lab.ts'
 
-let lab: Lab
-let sql: PostgresHaSql
-let admin: postgres.Sql
-const crashes = watchCrashes()
-// The lab may be shared with other test files: a table of this run's own.
-const table = `reserve_queued_${process.pid}_${Date.now().toString(36)}`
+const t = lossLab('reserve_queued')
+const { table, crashes } = t
 /** More than postgres.js's `max_pipeline` (100): the rest wait in the reservation's queue. */
 const STATEMENTS = 250
-
-before(async () => {
-  lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
-  sql = postgresHa(lab.url('cluster'), labClientOptions())
-  admin = postgres(lab.url('cluster'), { max: 1, onnotice: () => {} })
-  await sql.unsafe(`create table ${table} (id int primary key)`)
-})
-
-after(async () => {
-  try {
-    await sql?.unsafe(`drop table if exists ${table}`)
-  } finally {
-    await sql?.end()
-    await admin?.end()
-    await lab?.down()
-    crashes.stop()
-  }
-})
 
 const errorOf = (o: PromiseSettledResult<unknown>) => (o.status === 'rejected' ? o.reason : undefined)
 
@@ -48,7 +24,7 @@ for (const where of ['autocommit', 'transaction'] as const) {
   const base = where === 'autocommit' ? 0 : 1000
   test(`reserve: ${STATEMENTS} statements at once (${where}), the connection terminated — each settles, none runs, the reservation goes on`, async () => {
     const seen = crashes.seen.length
-    const r = await sql.reserve()
+    const r = await t.sql.reserve()
     let released = false
     try {
       const [{ pid }] = (await r`select pg_backend_pid() as pid`) as unknown as [{ pid: number }]
@@ -56,8 +32,8 @@ for (const where of ['autocommit', 'transaction'] as const) {
       const statements: Promise<unknown>[] = [r`select pg_sleep(10)`]
       for (let i = 1; i < STATEMENTS; i++) statements.push(r`insert into ${r(table)} values (${base + i})`)
       const all = Promise.allSettled(statements)
-      await sleeping(admin, pid)
-      await admin`select pg_terminate_backend(${pid})`
+      await sleeping(t.admin, pid)
+      await t.admin`select pg_terminate_backend(${pid})`
       const outcomes = await within(all, `the ${STATEMENTS} statements`)
       // Outlive anything postgres.js might still do with the dead connection.
       await new Promise((resolve) => setTimeout(resolve, 300))
@@ -84,7 +60,7 @@ for (const where of ['autocommit', 'transaction'] as const) {
         assert.deepEqual(other.map(String), [], 'each statement rejects with the connection error')
       }
       const rows =
-        await admin`select count(*)::int as n from ${admin(table)} where id between ${base} and ${base + 999}`
+        await t.admin`select count(*)::int as n from ${t.admin(table)} where id between ${base} and ${base + 999}`
       assert.equal(rows[0].n, 0, 'a statement of the lost connection ran')
       if (where === 'transaction') {
         const closing = await settle(r`rollback`)
@@ -98,10 +74,10 @@ for (const where of ['autocommit', 'transaction'] as const) {
       assert.notEqual(next, pid, 'the reservation is on a new connection')
       r.release()
       released = true
-      assert.deepEqual([...(await within(sql`select 1 as x`, 'sql after the loss'))], [{ x: 1 }])
+      assert.deepEqual([...(await within(t.sql`select 1 as x`, 'sql after the loss'))], [{ x: 1 }])
       await new Promise((resolve) => setTimeout(resolve, 300))
       const again =
-        await admin`select count(*)::int as n from ${admin(table)} where id between ${base} and ${base + 999}`
+        await t.admin`select count(*)::int as n from ${t.admin(table)} where id between ${base} and ${base + 999}`
       assert.equal(again[0].n, 0, 'a queued statement ran later')
       assert.equal(describeCrashes(crashes.seen.slice(seen)), '', 'nothing thrown outside the caller')
     } finally {

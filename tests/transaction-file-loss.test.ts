@@ -9,35 +9,15 @@ import { execFileSync } from 'node:child_process'
 import { closeSync, constants, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import postgres from 'postgres'
-import type { Lab } from '../lab/mod.ts'
-import { type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
-import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
+import { postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
+import { describeCrashes } from './helpers/crash-watch.ts'
 import { eventually, labClientOptions, settle, terminateBackend, within } from './helpers/ha.ts'
-import { sharedLab } from './helpers/shared-lab.ts'
+import { lossLab } from './helpers/loss-lab.ts'
 
-let lab: Lab
-let sql: PostgresHaSql
-const crashes = watchCrashes()
-// The lab may be shared with other test files: a table of this run's own.
-const table = `file_loss_${process.pid}_${Date.now().toString(36)}`
-
-before(async () => {
-  lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
-  sql = postgresHa(lab.url('cluster'), labClientOptions())
-  await sql.unsafe(`create table ${table} (id int primary key)`)
-})
-
-after(async () => {
-  try {
-    await sql?.unsafe(`drop table if exists ${table}`)
-  } finally {
-    await sql?.end()
-    await lab?.down()
-    crashes.stop()
-  }
-})
+const t = lossLab('file_loss')
+const { table, crashes } = t
 
 /**
  * A named pipe in a directory of its own. Reading it (`readFile`) waits until a writer opens it and
@@ -86,11 +66,11 @@ class Pipe {
   }
 }
 
-const terminate = (pid: number) => terminateBackend(lab.url('cluster'), pid)
+const terminate = (pid: number) => terminateBackend(t.lab.url('cluster'), pid)
 
 /** The ids in the table, read by a client of its own (nothing of postgres-ha's in the way). */
 async function rowsFromFreshClient(): Promise<number[]> {
-  const fresh = postgres(lab.url('cluster'), { max: 1, onnotice: () => {} })
+  const fresh = postgres(t.lab.url('cluster'), { max: 1, onnotice: () => {} })
   try {
     return (await fresh.unsafe(`select id from ${table} order by id`)).map((r) => r.id as number)
   } finally {
@@ -142,7 +122,7 @@ for (const where of ['transaction', 'savepoint'] as const) {
       let bodyDone!: () => void
       const body = new Promise<void>((resolve) => (bodyDone = resolve))
       const result = await settle(
-        sql.begin(async (tx) => {
+        t.sql.begin(async (tx) => {
           try {
             const inScope = async (scope: Scope) => {
               const reading = await loseWhileReading(scope, pipe)
@@ -163,7 +143,7 @@ for (const where of ['transaction', 'savepoint'] as const) {
       assertRefused(file, `the ${fileOf} statement`)
       assertRefused(result, 'sql.begin')
       assert.deepEqual(await rowsFromFreshClient(), [], 'the file statement ran')
-      assert.deepEqual([...(await sql`select 1 as x`)], [{ x: 1 }], 'the sql works afterwards')
+      assert.deepEqual([...(await t.sql`select 1 as x`)], [{ x: 1 }], 'the sql works afterwards')
     } finally {
       pipe.remove()
     }
@@ -171,7 +151,7 @@ for (const where of ['transaction', 'savepoint'] as const) {
 
   test(`begin: a ${fileOf} whose file is being read when the connection is lost never runs on the session postgres.js reconnected`, async () => {
     // One connection: the next statement reconnects the very connection the transaction was on.
-    const one = postgresHa(lab.url('cluster'), labClientOptions({ max: 1 }))
+    const one = postgresHa(t.lab.url('cluster'), labClientOptions({ max: 1 }))
     const pipe = new Pipe()
     const seen = crashes.seen.length
     try {
@@ -230,7 +210,7 @@ test('begin: tx.file() and sp.file() on a live connection run in the transaction
     writeFileSync(select, 'select $1::text as x, pg_backend_pid() as pid')
     // Two statements: without arguments a file runs with the simple protocol, as in postgres.js.
     writeFileSync(inserts, `insert into ${table} values (100); insert into ${table} values (101)`)
-    const seen = await sql.begin(async (tx) => {
+    const seen = await t.sql.begin(async (tx) => {
       const [{ pid }] = (await tx`select pg_backend_pid() as pid`) as unknown as [{ pid: number }]
       const [row] = await tx.file(select, ['hello'])
       const values = await tx.file(select, ['v']).values()
@@ -255,7 +235,7 @@ test('begin: tx.file() and sp.file() on a live connection run in the transaction
 test('begin: a tx.file() given no path rejects with the read error, in the transaction, without a crash', async () => {
   const seen = crashes.seen.length
   const result = await settle(
-    sql.begin(async (tx) => {
+    t.sql.begin(async (tx) => {
       const error = await within(
         (tx.file(undefined as unknown as string) as unknown as Promise<unknown>).then(
           () => undefined,

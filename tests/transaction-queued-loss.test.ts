@@ -5,40 +5,17 @@
 // (`Promise.allSettled`) waited forever. Each of them rejects with TransactionResolutionUnknownError
 // (it never reached a server), none reaches a connection, and nothing of the transaction commits.
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
-import postgres from 'postgres'
-import type { Lab } from '../lab/mod.ts'
-import { type PostgresHaSql, postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
-import { describeCrashes, watchCrashes } from './helpers/crash-watch.ts'
-import { labClientOptions, settle, sleeping, within } from './helpers/ha.ts'
-import { sharedLab } from './helpers/shared-lab.ts'
+import { test } from 'node:test'
+import type postgres from 'postgres'
+import { TransactionResolutionUnknownError } from '../mod.ts'
+import { describeCrashes } from './helpers/crash-watch.ts'
+import { settle, sleeping, within } from './helpers/ha.ts'
+import { lossLab } from './helpers/loss-lab.ts'
 
-let lab: Lab
-let sql: PostgresHaSql
-let admin: postgres.Sql
-const crashes = watchCrashes()
-// The lab may be shared with other test files: a table of this run's own.
-const table = `queued_loss_${process.pid}_${Date.now().toString(36)}`
+const t = lossLab('queued_loss')
+const { table, crashes } = t
 /** More than postgres.js's `max_pipeline` (100): the rest wait in the transaction's queue. */
 const STATEMENTS = 250
-
-before(async () => {
-  lab = await sharedLab({ nodes: 2, promoteAfterMs: 200, endpointLagMs: 60_000 })
-  sql = postgresHa(lab.url('cluster'), labClientOptions())
-  admin = postgres(lab.url('cluster'), { max: 1, onnotice: () => {} })
-  await sql.unsafe(`create table ${table} (id int primary key)`)
-})
-
-after(async () => {
-  try {
-    await sql?.unsafe(`drop table if exists ${table}`)
-  } finally {
-    await sql?.end()
-    await admin?.end()
-    await lab?.down()
-    crashes.stop()
-  }
-})
 
 type Scope = postgres.TransactionSql
 
@@ -50,7 +27,7 @@ for (const where of ['transaction', 'savepoint'] as const) {
     let bodyDone!: () => void
     const body = new Promise<void>((resolve) => (bodyDone = resolve))
     const result = await settle(
-      sql.begin(async (tx) => {
+      t.sql.begin(async (tx) => {
         try {
           const inScope = async (scope: Scope) => {
             const [{ pid }] = (await scope`select pg_backend_pid() as pid`) as unknown as [{ pid: number }]
@@ -58,8 +35,8 @@ for (const where of ['transaction', 'savepoint'] as const) {
             for (let i = 1; i < STATEMENTS; i++)
               statements.push(scope`insert into ${scope(table)} values (${base + i})`)
             const all = Promise.allSettled(statements)
-            await sleeping(admin, pid)
-            await admin`select pg_terminate_backend(${pid})`
+            await sleeping(t.admin, pid)
+            await t.admin`select pg_terminate_backend(${pid})`
             outcomes = await within(all, `the ${STATEMENTS} statements`)
           }
           if (where === 'transaction') await inScope(tx)
@@ -88,8 +65,8 @@ for (const where of ['transaction', 'savepoint'] as const) {
     if (!result.ok)
       assert.ok(result.error instanceof TransactionResolutionUnknownError, `got ${result.error}`)
     const rows =
-      await admin`select count(*)::int as n from ${admin(table)} where id between ${base} and ${base + 999}`
+      await t.admin`select count(*)::int as n from ${t.admin(table)} where id between ${base} and ${base + 999}`
     assert.equal(rows[0].n, 0, 'a statement of the lost transaction committed')
-    assert.deepEqual([...(await sql`select 1 as x`)], [{ x: 1 }], 'the sql works afterwards')
+    assert.deepEqual([...(await t.sql`select 1 as x`)], [{ x: 1 }], 'the sql works afterwards')
   })
 }

@@ -14,7 +14,7 @@ import postgres from 'postgres'
 import { postgresHa, TransactionResolutionUnknownError } from '../mod.ts'
 import { describeCrashes } from './helpers/crash-watch.ts'
 import { eventually, labClientOptions, settle, terminateBackend, within } from './helpers/ha.ts'
-import { lossLab } from './helpers/loss-lab.ts'
+import { beginLosing, lossLab } from './helpers/loss-lab.ts'
 
 const t = lossLab('file_loss')
 const { table, crashes } = t
@@ -119,26 +119,11 @@ for (const where of ['transaction', 'savepoint'] as const) {
     const seen = crashes.seen.length
     try {
       let file: Settled | undefined
-      let bodyDone!: () => void
-      const body = new Promise<void>((resolve) => (bodyDone = resolve))
-      const result = await settle(
-        t.sql.begin(async (tx) => {
-          try {
-            const inScope = async (scope: Scope) => {
-              const reading = await loseWhileReading(scope, pipe)
-              pipe.write(`insert into ${table} values (${id})`)
-              file = await within(reading.file, `the ${fileOf} statement`)
-            }
-            if (where === 'transaction') await inScope(tx)
-            else await tx.savepoint(inScope)
-          } finally {
-            bodyDone()
-          }
-        }),
-      )
-      await within(body, 'the transaction body', 30_000)
-      // Outlive anything postgres.js might still do with the dead connection (a setImmediate write).
-      await new Promise((r) => setTimeout(r, 300))
+      const result = await beginLosing(t.sql, where, async (scope: Scope) => {
+        const reading = await loseWhileReading(scope, pipe)
+        pipe.write(`insert into ${table} values (${id})`)
+        file = await within(reading.file, `the ${fileOf} statement`)
+      })
       assert.equal(describeCrashes(crashes.seen.slice(seen)), '', 'nothing thrown outside the caller')
       assertRefused(file, `the ${fileOf} statement`)
       assertRefused(result, 'sql.begin')

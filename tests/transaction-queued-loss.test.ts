@@ -9,8 +9,8 @@ import { test } from 'node:test'
 import type postgres from 'postgres'
 import { TransactionResolutionUnknownError } from '../mod.ts'
 import { describeCrashes } from './helpers/crash-watch.ts'
-import { settle, sleeping, within } from './helpers/ha.ts'
-import { lossLab } from './helpers/loss-lab.ts'
+import { sleeping, within } from './helpers/ha.ts'
+import { beginLosing, lossLab } from './helpers/loss-lab.ts'
 
 const t = lossLab('queued_loss')
 const { table, crashes } = t
@@ -24,31 +24,16 @@ for (const where of ['transaction', 'savepoint'] as const) {
   test(`begin: ${STATEMENTS} statements at once in a ${where}, the connection lost — each settles, those postgres.js queued with TransactionResolutionUnknownError`, async () => {
     const seen = crashes.seen.length
     let outcomes: PromiseSettledResult<unknown>[] | undefined
-    let bodyDone!: () => void
-    const body = new Promise<void>((resolve) => (bodyDone = resolve))
-    const result = await settle(
-      t.sql.begin(async (tx) => {
-        try {
-          const inScope = async (scope: Scope) => {
-            const [{ pid }] = (await scope`select pg_backend_pid() as pid`) as unknown as [{ pid: number }]
-            const statements: Promise<unknown>[] = [scope`select pg_sleep(10)`]
-            for (let i = 1; i < STATEMENTS; i++)
-              statements.push(scope`insert into ${scope(table)} values (${base + i})`)
-            const all = Promise.allSettled(statements)
-            await sleeping(t.admin, pid)
-            await t.admin`select pg_terminate_backend(${pid})`
-            outcomes = await within(all, `the ${STATEMENTS} statements`)
-          }
-          if (where === 'transaction') await inScope(tx)
-          else await tx.savepoint(inScope)
-        } finally {
-          bodyDone()
-        }
-      }),
-    )
-    await within(body, 'the transaction body', 30_000)
-    // Outlive anything postgres.js might still do with the dead connection.
-    await new Promise((r) => setTimeout(r, 300))
+    const result = await beginLosing(t.sql, where, async (scope: Scope) => {
+      const [{ pid }] = (await scope`select pg_backend_pid() as pid`) as unknown as [{ pid: number }]
+      const statements: Promise<unknown>[] = [scope`select pg_sleep(10)`]
+      for (let i = 1; i < STATEMENTS; i++)
+        statements.push(scope`insert into ${scope(table)} values (${base + i})`)
+      const all = Promise.allSettled(statements)
+      await sleeping(t.admin, pid)
+      await t.admin`select pg_terminate_backend(${pid})`
+      outcomes = await within(all, `the ${STATEMENTS} statements`)
+    })
     assert.equal(describeCrashes(crashes.seen.slice(seen)), '', 'nothing thrown outside the caller')
     assert.ok(outcomes, 'the statements never settled')
     assert.deepEqual(

@@ -11,7 +11,7 @@ import postgres from 'postgres'
 import type { Lab } from '../../lab/mod.ts'
 import { type PostgresHaSql, postgresHa } from '../../mod.ts'
 import { type CrashWatch, watchCrashes } from './crash-watch.ts'
-import { labClientOptions } from './ha.ts'
+import { labClientOptions, settle, within } from './ha.ts'
 import { sharedLab } from './shared-lab.ts'
 
 export interface LossLab {
@@ -66,4 +66,32 @@ export function lossLab(prefix: string): LossLab {
     table,
     crashes,
   }
+}
+
+/**
+ * Runs `inScope` in a transaction of `sql` (`where`: in its own scope, or in a savepoint of it)
+ * whose connection the test loses; resolves with how `sql.begin` settled, once the body has
+ * returned (bounded) and 300 ms more, for anything postgres.js might still do with the dead
+ * connection (a setImmediate write).
+ */
+export async function beginLosing(
+  sql: PostgresHaSql,
+  where: 'transaction' | 'savepoint',
+  inScope: (scope: postgres.TransactionSql) => Promise<void>,
+): Promise<Awaited<ReturnType<typeof settle>>> {
+  let bodyDone!: () => void
+  const body = new Promise<void>((resolve) => (bodyDone = resolve))
+  const result = await settle(
+    sql.begin(async (tx) => {
+      try {
+        if (where === 'transaction') await inScope(tx)
+        else await tx.savepoint(inScope)
+      } finally {
+        bodyDone()
+      }
+    }),
+  )
+  await within(body, 'the transaction body', 30_000)
+  await new Promise((r) => setTimeout(r, 300))
+  return result
 }

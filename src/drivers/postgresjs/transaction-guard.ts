@@ -172,10 +172,10 @@ function markScope(tx: Scope, guard: TransactionGuard): void {
 }
 
 /**
- * The handler of a `file` statement of a guarded scope, in place of postgres.js's: it reads the file
- * as postgres.js does (utf8; a read error rejects the statement, as does a path that is none), then hands the statement to the
- * scope's handler — unless the transaction was lost while the file was read, when it refuses it as
- * the patched dispatch does. postgres.js's handler would hand it to the scope regardless, which
+ * The handler of a `file` statement of a guarded scope, in place of postgres.js's: it reads the
+ * file as postgres.js does (utf8; a read error rejects the statement, as does a path that is
+ * none), then hands the statement to the scope's handler — unless the transaction was lost while
+ * the file was read, when it refuses it as the patched dispatch does. postgres.js's handler would hand it to the scope regardless, which
  * writes it to the closed connection, or to the new session postgres.js reconnected it to.
  * It carries the guard too, so that the dispatch refuses the statement before any read once the
  * transaction is lost.
